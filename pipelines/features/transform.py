@@ -1,0 +1,114 @@
+"""Run the dbt project (dbt/) on the configured warehouse target."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from pipelines.errors import TransformFailed
+from pipelines.features.pii import SALT_ENV
+from pipelines.settings import REPO_ROOT, Settings
+
+DBT_PROJECT_DIR = REPO_ROOT / "dbt"
+FEATURE_MARTS = ("flights", "carrier_delay_rates", "route_delay_rates", "plane_features", "origin_weather")
+MARTS_SCHEMA = "marts"
+
+
+@dataclass(frozen=True)
+class TransformResult:
+    logical_date: str | None
+    nodes: dict[str, str]  # unique_id -> status
+    seconds: float
+
+    @property
+    def passed(self) -> int:
+        return sum(status in ("success", "pass") for status in self.nodes.values())
+
+
+def dbt_environment(settings: Settings) -> dict[str, str]:
+    """Environment for a dbt process: target, connection, salt (never on the command line)."""
+    env = {
+        **os.environ,
+        "DBT_TARGET": settings.warehouse_target,
+        "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+        "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),
+        "DBT_TARGET_PATH": str(settings.data_root / "dbt" / "target"),
+        "DBT_LOG_PATH": str(settings.data_root / "dbt" / "logs"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DBT_USE_COLORS": "false",
+        "PLATFORM_WAREHOUSE_PATH": str(settings.warehouse_path),
+        SALT_ENV: settings.salt(),
+    }
+    if settings.warehouse_target == "postgres":
+        url = urlparse(settings.postgres_url)
+        env.update(
+            PLATFORM_PG_HOST=url.hostname or "127.0.0.1",
+            PLATFORM_PG_PORT=str(url.port or 5432),
+            PLATFORM_PG_USER=unquote(url.username or "postgres"),
+            PLATFORM_PG_DATABASE=url.path.lstrip("/") or "postgres",
+            DBT_ENV_SECRET_PG_PASSWORD=unquote(url.password or ""),
+            PGOPTIONS=f"-c platform.pii_salt={settings.salt()}",
+        )
+    return env
+
+
+def build_features(settings: Settings, day: dt.date | None = None, select: str | None = None) -> TransformResult:
+    """`dbt build` (seeds, models, tests) for one logical date, or everything when `day` is None.
+
+    Raises TransformFailed naming every failed model or test; dbt's own output is in the message.
+    """
+    settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    args = ["build", "--vars", json.dumps({"ds": day.isoformat() if day else None})]
+    if day is None:
+        args.append("--full-refresh")
+    if select:
+        args += ["--select", select]
+    _run_results_path(settings).unlink(missing_ok=True)
+    started = dt.datetime.now()
+    completed = run_dbt(settings, args)
+    seconds = (dt.datetime.now() - started).total_seconds()
+    nodes = _node_statuses(settings)
+    failed = {node: status for node, status in nodes.items() if status in ("error", "fail")}
+    if completed.returncode != 0 or failed:
+        detail = "\n".join(f"  {node}: {status}" for node, status in sorted(failed.items()))
+        raise TransformFailed(
+            f"dbt build failed for {day or 'all dates'} on target {settings.warehouse_target}:\n"
+            f"{detail or '  (no node results: dbt did not start; see its output below)'}\n"
+            f"--- dbt output (last lines) ---\n{_tail(completed.stdout)}"
+        )
+    return TransformResult(logical_date=day.isoformat() if day else None, nodes=nodes, seconds=seconds)
+
+
+def run_dbt(settings: Settings, args: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a dbt command in its own process (the salt stays in that process's environment)."""
+    dbt = Path(sys.executable).with_name("dbt")
+    return subprocess.run(
+        [str(dbt), *args],
+        cwd=DBT_PROJECT_DIR,
+        env=dbt_environment(settings),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _run_results_path(settings: Settings) -> Path:
+    return settings.data_root / "dbt" / "target" / "run_results.json"
+
+
+def _node_statuses(settings: Settings) -> dict[str, str]:
+    path = _run_results_path(settings)
+    if not path.exists():
+        return {}
+    results = json.loads(path.read_text())["results"]
+    return {result["unique_id"]: result["status"] for result in results}
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])

@@ -1,0 +1,19 @@
+"""Ingest: land raw partitions from the sources and load them into the warehouse."""
+
+from pipelines.ingest.landing import (
+    LandedPartition,
+    land_day,
+    land_reference,
+    landed_partition,
+    partition_path,
+    reference_path,
+)
+
+__all__ = [
+    "LandedPartition",
+    "land_day",
+    "land_reference",
+    "landed_partition",
+    "partition_path",
+    "reference_path",
+]

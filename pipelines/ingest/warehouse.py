@@ -1,0 +1,126 @@
+"""Load validated raw partitions into the warehouse's `raw` schema, where dbt sources read them.
+
+Both targets (DuckDB, PostgreSQL) get the same tables from the same column types.
+A partition load deletes and inserts that logical date in one transaction, so a
+re-run replaces exactly that date and a failure leaves the previous state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+from collections.abc import Iterator
+from typing import Protocol
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from pipelines.ingest.landing import REFERENCE_TABLES, landed_partition, reference_path
+from pipelines.ingest.source import SOURCE_SCHEMAS
+from pipelines.settings import Settings
+
+RAW_SCHEMA = "raw"
+PARTITION_COLUMN = "logical_date"
+
+_SQL_TYPES = {
+    pa.int8(): "SMALLINT",
+    pa.int16(): "SMALLINT",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.float64(): "DOUBLE PRECISION",
+    pa.string(): "VARCHAR",
+    pa.timestamp("s", tz="UTC"): "TIMESTAMP WITH TIME ZONE",
+}
+
+
+class _Cursor(Protocol):
+    def execute(self, sql: str, params: tuple = ...) -> object: ...
+
+
+def _ddl(table: str, partitioned: bool) -> str:
+    columns = [f'"{f.name}" {_SQL_TYPES[f.type]}' for f in SOURCE_SCHEMAS[table]]
+    if partitioned:
+        columns.append(f"{PARTITION_COLUMN} DATE NOT NULL")
+    return f"CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{table} ({', '.join(columns)})"
+
+
+def load_day(settings: Settings, day: dt.date, tables: tuple[str, ...] = ("flights", "weather")) -> dict[str, int]:
+    """Replace one logical date of each partitioned raw table; returns rows loaded per table."""
+    loaded = {}
+    with _transaction(settings) as (cursor, insert):
+        for table in tables:
+            data = pq.read_table(landed_partition(settings, table, day))
+            data = data.append_column(PARTITION_COLUMN, pa.array([day] * data.num_rows, pa.date32()))
+            cursor.execute(_ddl(table, partitioned=True))
+            cursor.execute(
+                f"DELETE FROM {RAW_SCHEMA}.{table} WHERE {PARTITION_COLUMN} = {_placeholder(settings)}",
+                (day,),
+            )
+            insert(table, data)
+            loaded[table] = data.num_rows
+    return loaded
+
+
+def load_reference(settings: Settings) -> dict[str, int]:
+    """Replace the reference tables in the warehouse with the landed snapshots."""
+    loaded = {}
+    with _transaction(settings) as (cursor, insert):
+        for table in REFERENCE_TABLES:
+            data = pq.read_table(reference_path(settings, table))
+            cursor.execute(_ddl(table, partitioned=False))
+            cursor.execute(f"DELETE FROM {RAW_SCHEMA}.{table}")
+            insert(table, data)
+            loaded[table] = data.num_rows
+    return loaded
+
+
+def _placeholder(settings: Settings) -> str:
+    return "?" if settings.warehouse_target == "duckdb" else "%s"
+
+
+@contextlib.contextmanager
+def _transaction(settings: Settings) -> Iterator[tuple[_Cursor, object]]:
+    if settings.warehouse_target == "duckdb":
+        import duckdb
+
+        settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(settings.warehouse_path))
+        con.begin()
+        try:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+
+            def insert(table: str, data: pa.Table) -> None:
+                con.register("_incoming", data)
+                con.execute(f"INSERT INTO {RAW_SCHEMA}.{table} BY NAME SELECT * FROM _incoming")
+                con.unregister("_incoming")
+
+            yield con, insert
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        finally:
+            con.close()
+    else:
+        import psycopg2
+
+        con = psycopg2.connect(settings.postgres_url)
+        try:
+            with con:  # commits on success, rolls back on error
+                cursor = con.cursor()
+                cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+
+                def insert(table: str, data: pa.Table) -> None:
+                    buffer = io.BytesIO()
+                    pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False))
+                    buffer.seek(0)
+                    columns = ", ".join(f'"{name}"' for name in data.column_names)
+                    cursor.copy_expert(
+                        f"COPY {RAW_SCHEMA}.{table} ({columns}) FROM STDIN WITH (FORMAT csv)", buffer
+                    )
+
+                yield cursor, insert
+        finally:
+            con.close()
