@@ -1,0 +1,106 @@
+"""Feast definitions of the flight-delay use case: entities, sources over the dbt marts,
+feature views, request-time features and the versioned FeatureService a model names.
+
+One set of definitions for every environment; only the source class differs (Parquet
+exports of the marts locally, the marts schema in PostgreSQL in production).
+
+Request-time features (hour, weekday, month of the scheduled departure) are not an
+on-demand feature view: Feast stores those as dill-serialized code in the registry and
+runs it on read, which our no-pickle rule forbids. They are computed by
+pipelines.features.request_time, called by training and serving alike.
+"""
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource
+from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
+from feast.types import Float64, Int64
+from feast.value_type import ValueType
+
+# Set by pipelines.features.store from the platform settings, like the ${VAR}s of the yaml files.
+_FEAST_ENV = os.environ.get("PLATFORM_FEAST_ENV", "local")
+_EXPORT_DIR = Path(os.environ.get("PLATFORM_FEATURE_EXPORT_DIR", "var/features"))
+
+
+def _source(mart: str):
+    if _FEAST_ENV == "production":
+        return PostgreSQLSource(name=mart, table=f"marts.{mart}", timestamp_field="feature_timestamp")
+    return FileSource(name=mart, path=str(_EXPORT_DIR / f"{mart}.parquet"), timestamp_field="feature_timestamp")
+
+
+carrier = Entity(name="carrier", join_keys=["carrier"], value_type=ValueType.STRING,
+                 description="Airline carrier code, e.g. UA")
+route = Entity(name="route", join_keys=["route"], value_type=ValueType.STRING,
+               description="Origin and destination airports, e.g. EWR-IAH")
+plane = Entity(name="plane", join_keys=["tailnum_hash"], value_type=ValueType.STRING,
+               description="Salted SHA-256 of the tail number (personal data is never stored in clear)")
+origin_airport = Entity(name="origin_airport", join_keys=["origin"], value_type=ValueType.STRING,
+                        description="Departure airport (EWR, JFK, LGA)")
+
+carrier_delay_rates = FeatureView(
+    name="carrier_delay_rates",
+    entities=[carrier],
+    ttl=timedelta(days=2),
+    schema=[
+        Field(name="carrier_flights_7d", dtype=Int64),
+        Field(name="carrier_late_rate_7d", dtype=Float64),
+        Field(name="carrier_flights_28d", dtype=Int64),
+        Field(name="carrier_late_rate_28d", dtype=Float64),
+    ],
+    source=_source("carrier_delay_rates"),
+    description="Trailing late-arrival rates of the carrier, from flights landed before the daily snapshot.",
+)
+
+route_delay_rates = FeatureView(
+    name="route_delay_rates",
+    entities=[route],
+    ttl=timedelta(days=2),
+    schema=[
+        Field(name="route_flights_7d", dtype=Int64),
+        Field(name="route_late_rate_7d", dtype=Float64),
+        Field(name="route_flights_28d", dtype=Int64),
+        Field(name="route_late_rate_28d", dtype=Float64),
+        Field(name="route_distance_miles", dtype=Float64),
+    ],
+    source=_source("route_delay_rates"),
+    description="Trailing late-arrival rates of the route and its distance.",
+)
+
+plane_features = FeatureView(
+    name="plane_features",
+    entities=[plane],
+    ttl=timedelta(days=3650),  # registry attributes stay valid; the ttl bounds the first materialization
+    schema=[
+        Field(name="plane_age_years", dtype=Int64),
+        Field(name="plane_seats", dtype=Int64),
+        Field(name="plane_engines", dtype=Int64),
+    ],
+    source=_source("plane_features"),
+    description="Aircraft age, seats and engines from the registry snapshot.",
+)
+
+origin_weather = FeatureView(
+    name="origin_weather",
+    entities=[origin_airport],
+    ttl=timedelta(hours=3),
+    schema=[
+        Field(name="temperature_f", dtype=Float64),
+        Field(name="dewpoint_f", dtype=Float64),
+        Field(name="humidity_pct", dtype=Float64),
+        Field(name="wind_speed_mph", dtype=Float64),
+        Field(name="wind_gust_mph", dtype=Float64),
+        Field(name="precipitation_in", dtype=Float64),
+        Field(name="pressure_mb", dtype=Float64),
+        Field(name="visibility_mi", dtype=Float64),
+    ],
+    source=_source("origin_weather"),
+    description="Latest hourly weather observation at the departure airport, at most 3 hours old.",
+)
+
+flight_delay_v1 = FeatureService(
+    name="flight_delay_v1",
+    features=[carrier_delay_rates, route_delay_rates, plane_features, origin_weather],
+    description="Stored features of the flight-delay model, version 1 (plus request-time schedule features).",
+)

@@ -1,0 +1,130 @@
+"""Validate raw partitions with the Great Expectations suites kept in expectations/.
+
+One checkpoint per raw table; each run validates one landed partition (or reference
+snapshot), writes its result and refreshes the Data Docs site under the data root.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pipelines.errors import ValidationFailed
+from pipelines.ingest.landing import landed_partition, reference_path
+from pipelines.settings import REPO_ROOT, Settings
+
+SUITES_DIR = REPO_ROOT / "expectations"
+OPERATIONS_TZ = ZoneInfo("America/New_York")
+DATA_DOCS_SITE = "local_site"
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    table: str
+    logical_date: str
+    success: bool
+    evaluated: int
+    failed: list[str]
+    run_id: str
+    result_path: str
+    data_docs_index: str
+
+
+def suite_definition(table: str) -> dict:
+    """The suite of raw table `table`, as stored in expectations/raw_<table>.json."""
+    path = SUITES_DIR / f"raw_{table}.json"
+    if not path.is_file():
+        raise ValidationFailed(f"no expectation suite for raw table {table!r}: expected {path}")
+    return json.loads(path.read_text())
+
+
+def validate_partition(settings: Settings, table: str, day: dt.date | None) -> ValidationOutcome:
+    """Validate one landed partition (`day`), or a reference snapshot (`day` None).
+
+    Raises ValidationFailed listing every failed expectation; the outcome is written either way.
+    """
+    import pandas as pd
+
+    path = landed_partition(settings, table, day) if day else reference_path(settings, table)
+    frame = pd.read_parquet(path)
+    parameters = {"min_rows": settings.flights_per_day_min, "max_rows": settings.flights_per_day_max}
+    if day is not None:
+        start = dt.datetime.combine(day, dt.time(), OPERATIONS_TZ)
+        parameters["window_start"] = pd.Timestamp(start).tz_convert("UTC")
+        parameters["window_end"] = pd.Timestamp(start + dt.timedelta(days=1)).tz_convert("UTC") - pd.Timedelta(
+            seconds=1
+        )
+    outcome = _run_checkpoint(settings, table, day.isoformat() if day else "reference", frame, parameters)
+    if not outcome.success:
+        raise ValidationFailed(
+            f"raw {table} partition {outcome.logical_date} failed {len(outcome.failed)} of "
+            f"{outcome.evaluated} expectations:\n  - "
+            + "\n  - ".join(outcome.failed)
+            + f"\nNothing downstream was run. Result: {outcome.result_path}; "
+            f"Data Docs: {outcome.data_docs_index}. Fix the source and re-run this date."
+        )
+    return outcome
+
+
+def _run_checkpoint(settings: Settings, table: str, label: str, frame, parameters: dict) -> ValidationOutcome:
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.core import ExpectationSuite
+
+    context = gx.get_context(mode="file", project_root_dir=str(settings.validation_dir))
+    definition = suite_definition(table)
+    suite = context.suites.add_or_update(ExpectationSuite(**definition))
+    source = context.data_sources.add_or_update_pandas(name="raw_zone")
+    asset = next((a for a in source.assets if a.name == table), None) or source.add_dataframe_asset(name=table)
+    batch = next((b for b in asset.batch_definitions if b.name == "partition"), None)
+    batch = batch or asset.add_batch_definition_whole_dataframe("partition")
+    validation = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=f"raw_{table}", data=batch, suite=suite)
+    )
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=f"raw_{table}",
+            validation_definitions=[validation],
+            actions=[UpdateDataDocsAction(name="data_docs", site_names=[DATA_DOCS_SITE])],
+            result_format={"result_format": "SUMMARY"},
+        )
+    )
+    result = checkpoint.run(
+        batch_parameters={"dataframe": frame},
+        expectation_parameters=parameters,
+        run_id=gx.RunIdentifier(run_name=f"{table}-{label}"),
+    )
+    validation_result = next(iter(result.run_results.values()))
+    failed = [_describe(r) for r in validation_result.results if not r.success]
+    evaluated = len(validation_result.results)
+    result_path = settings.validation_dir / "results" / table / f"{label}.json"
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    docs_index = settings.validation_dir / "gx" / "uncommitted" / "data_docs" / DATA_DOCS_SITE / "index.html"
+    outcome = ValidationOutcome(
+        table=table,
+        logical_date=label,
+        success=bool(result.success),
+        evaluated=evaluated,
+        failed=failed,
+        run_id=str(result.run_id),
+        result_path=str(result_path),
+        data_docs_index=str(docs_index),
+    )
+    result_path.write_text(json.dumps(asdict(outcome), indent=2) + "\n")
+    return outcome
+
+
+def _describe(result) -> str:
+    config = result.expectation_config
+    kwargs = {k: v for k, v in config.kwargs.items() if k in ("column", "column_list", "column_set")}
+    observed = result.result or {}
+    detail = observed.get("observed_value", observed.get("partial_unexpected_list"))
+    where = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+    return f"{config.type}({where}): observed {detail!r}"[:400]
+
+
+def load_outcome(path: Path) -> ValidationOutcome:
+    return ValidationOutcome(**json.loads(path.read_text()))
