@@ -1,0 +1,53 @@
+# Two commands for a fresh machine with Python 3.11: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+DRIFT_VENV := .venv-drift
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+UV_VERSION := 0.13.9
+# torch is pinned to its CPU build (2.13.0+cpu). This machine kind keeps that wheel in
+# /opt/wheels; elsewhere set UV_FIND_LINKS to a folder (or index) that has it.
+UV_FIND_LINKS ?= /opt/wheels
+UV_INSTALL = $(UV) pip install --compile-bytecode --find-links $(UV_FIND_LINKS)
+DAYS ?= 7
+START ?= 2013-01-01
+
+export DBT_SEND_ANONYMOUS_USAGE_STATS=false FEAST_USAGE=False BENTOML_DO_NOT_TRACK=True
+export GX_ANALYTICS_ENABLED=false SCARF_ANALYTICS=false DO_NOT_TRACK=1
+
+.PHONY: setup run up test lint lock clean
+
+setup: $(VENV)/.installed $(DRIFT_VENV)/.installed ## both virtualenvs, from the lock files
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(UV) || $(BIN)/python -m pip install -q uv==$(UV_VERSION)
+	$(UV_INSTALL) -q --python $(BIN)/python -r requirements.txt
+	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+$(DRIFT_VENV)/.installed: requirements-drift.txt $(VENV)/.installed
+	@test -x $(DRIFT_VENV)/bin/python || $(PYTHON) -m venv $(DRIFT_VENV)
+	$(UV_INSTALL) -q --python $(DRIFT_VENV)/bin/python -r requirements-drift.txt
+	@touch $@
+
+run: setup ## land, validate, transform and materialize $(DAYS) days through Airflow
+	$(BIN)/platform run --start $(START) --days $(DAYS)
+
+up: setup ## Airflow UI on http://127.0.0.1:8080 with scheduler, DAG processor, triggerer
+	$(BIN)/platform up
+
+test: setup ## the whole suite (CI=true turns a skip for a missing service into a failure)
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check pipelines dags tests feature_repo plugins
+	$(BIN)/ruff format --check pipelines dags tests feature_repo plugins
+
+lock: ## recompile both lock files from requirements*.in
+	$(UV) pip compile requirements.in -o requirements.txt --python-version 3.11 --find-links $(UV_FIND_LINKS)
+	$(UV) pip compile requirements-drift.in -o requirements-drift.txt --python-version 3.11 --find-links $(UV_FIND_LINKS)
+
+clean: ## remove generated data and both virtualenvs
+	rm -rf var $(VENV) $(DRIFT_VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,120 @@
+"""`platform` command line: run the platform locally, serve Airflow, or run one stage by hand."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import signal
+import sys
+import time
+
+from pipelines.errors import PlatformError
+from pipelines.settings import get_settings
+
+INGEST_DAG = "flights_ingest"
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD, e.g. 2013-01-01") from None
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from pipelines.orchestration import local_airflow
+    from pipelines.orchestration.summary import ingest_summary
+
+    settings = get_settings()
+    last = args.start + dt.timedelta(days=args.days - 1)
+    started = time.monotonic()
+    print(f"Preparing Airflow (metadata DB {settings.airflow_dir / 'airflow.db'}) ...", flush=True)
+    local_airflow.prepare(settings)
+    print(f"Running {INGEST_DAG} for {args.start} .. {last} through the Airflow scheduler ...", flush=True)
+    runs = local_airflow.backfill(settings, INGEST_DAG, args.start, last)
+    print(f"{len(runs)} DAG runs succeeded in {time.monotonic() - started:.0f} s.\n")
+    print(ingest_summary(settings, args.start, last).render())
+    print(
+        f"\nWhere to look:\n"
+        f"  data root           {settings.data_root}\n"
+        f"  raw partitions      {settings.raw_dir}\n"
+        f"  warehouse (DuckDB)  {settings.warehouse_path}\n"
+        f"  Feast online store  {settings.feast_dir / 'online_store.db'}\n"
+        f"  Airflow task logs   {settings.airflow_dir / 'logs'}\n"
+        f"  Airflow UI          `make up`, then http://127.0.0.1:8080"
+    )
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    from pipelines.orchestration import local_airflow
+
+    settings = get_settings()
+    local_airflow.prepare(settings)
+    local_airflow.airflow(settings, "dags", "unpause", INGEST_DAG)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    components = ("api-server", "scheduler", "dag-processor", "triggerer")
+    with local_airflow.services(settings, *components) as processes:
+        passwords = settings.airflow_dir / "passwords.json"
+        credentials = json.loads(passwords.read_text()) if passwords.exists() else {}
+        print(f"Airflow is up: http://127.0.0.1:{local_airflow.API_PORT}")
+        for user, password in credentials.items():
+            print(f"  login: {user} / {password}")
+        print(f"  logs: {settings.airflow_dir}/*.log   Stop with Ctrl-C.", flush=True)
+        try:
+            while not stopping:
+                exited = {n: p.returncode for n, p in processes.items() if p.poll() is not None}
+                if exited:
+                    raise local_airflow.AirflowRunFailed(f"Airflow exited {exited}; see {settings.airflow_dir}/*.log")
+                time.sleep(2)
+        except KeyboardInterrupt:
+            pass
+    print("Airflow stopped.")
+
+
+def cmd_stage(args: argparse.Namespace) -> None:
+    from pipelines.orchestration import ingest
+
+    stage = {"land": ingest.land, "validate": ingest.validate, "transform": ingest.transform,
+             "materialize": ingest.materialize}[args.command]  # fmt: skip
+    print(json.dumps(stage(args.date), indent=2, default=str))
+
+
+def cmd_summary(args: argparse.Namespace) -> None:
+    from pipelines.orchestration.summary import ingest_summary
+
+    print(ingest_summary(get_settings(), args.start, args.start + dt.timedelta(days=args.days - 1)).render())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="platform", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, handler, help_text in (
+        ("run", cmd_run, "run the ingest DAG through Airflow for a window of days and print a summary"),
+        ("summary", cmd_summary, "print what landed, validated, was built and materialized"),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--start", type=_date, default=dt.date(2013, 1, 1))
+        command.add_argument("--days", type=int, default=7)
+        command.set_defaults(handler=handler)
+    commands.add_parser("up", help="serve Airflow (UI on 127.0.0.1:8080) until Ctrl-C").set_defaults(handler=cmd_up)
+    for name in ("land", "validate", "transform", "materialize"):
+        command = commands.add_parser(name, help=f"the {name} stage of the ingest DAG for one date")
+        command.add_argument("date", type=_date)
+        command.set_defaults(handler=cmd_stage)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except PlatformError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

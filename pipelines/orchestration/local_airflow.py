@@ -1,0 +1,148 @@
+"""Drive a local Airflow: migrate its metadata DB, run the DAGs for a window of days through
+the scheduler (a real backfill), and serve the UI (`make up`)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from pipelines.errors import PlatformError
+from pipelines.orchestration.airflow_env import airflow_environment
+from pipelines.settings import Settings
+
+POOLS = {
+    "warehouse": (1, "The embedded DuckDB warehouse takes one writer at a time."),
+    "feature_store": (1, "Feast materialization into the SQLite online store, one at a time."),
+}
+FINISHED = {"success", "failed"}
+API_PORT = 8080
+
+
+class AirflowRunFailed(PlatformError):
+    """A DAG run launched by the platform did not succeed."""
+
+
+def airflow(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run an `airflow` CLI command with the platform's Airflow environment."""
+    executable = Path(sys.executable).with_name("airflow")
+    completed = subprocess.run(
+        [str(executable), *args], env=airflow_environment(settings), capture_output=True, text=True, check=False
+    )
+    if check and completed.returncode != 0:
+        raise AirflowRunFailed(f"`airflow {' '.join(args)}` failed:\n{completed.stdout[-3000:]}{completed.stderr[-3000:]}")
+    return completed
+
+
+def prepare(settings: Settings) -> None:
+    """Migrate the metadata DB, serialize the DAGs and create the pools (idempotent)."""
+    settings.airflow_dir.mkdir(parents=True, exist_ok=True)
+    airflow(settings, "db", "migrate")
+    airflow(settings, "dags", "reserialize")
+    for name, (slots, description) in POOLS.items():
+        airflow(settings, "pools", "set", name, str(slots), description)
+
+
+@contextlib.contextmanager
+def services(settings: Settings, *names: str, timeout_s: float = 180) -> Iterator[dict[str, subprocess.Popen]]:
+    """Run Airflow components (`api-server`, `scheduler`, ...) until the block exits.
+
+    Airflow 3 tasks report to the API server's execution API, so it runs whenever tasks do.
+    """
+    if _port_open(API_PORT):
+        raise AirflowRunFailed(
+            f"127.0.0.1:{API_PORT} is already in use (is `make up` running?); stop it and retry"
+        )
+    env = airflow_environment(settings)
+    executable = str(Path(sys.executable).with_name("airflow"))
+    processes: dict[str, subprocess.Popen] = {}
+
+    def start(name: str) -> None:
+        with (settings.airflow_dir / f"{name}.log").open("a") as log:
+            processes[name] = subprocess.Popen([executable, name], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    try:
+        # The API server first: a task that starts before it can report nothing and fails.
+        if "api-server" in names:
+            start("api-server")
+            deadline = time.monotonic() + timeout_s
+            while not _port_open(API_PORT):
+                if processes["api-server"].poll() is not None or time.monotonic() > deadline:
+                    raise AirflowRunFailed(f"the Airflow API server did not start; see {settings.airflow_dir}/api-server.log")
+                time.sleep(1)
+        for name in names:
+            if name != "api-server":
+                start(name)
+        yield processes
+    finally:
+        for process in processes.values():
+            process.send_signal(signal.SIGTERM)
+        for process in processes.values():
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def backfill(settings: Settings, dag_id: str, first: dt.date, last: dt.date, timeout_s: float = 1800) -> list[dict]:
+    """Run `dag_id` for every day in [first, last] through the scheduler; returns the runs.
+
+    Raises AirflowRunFailed naming the failed runs and where their logs are.
+    """
+    airflow(settings, "dags", "unpause", dag_id)
+    airflow(
+        settings, "backfill", "create", "--dag-id", dag_id,
+        "--from-date", first.isoformat(), "--to-date", last.isoformat(),
+        "--max-active-runs", "2", "--reprocess-behavior", "completed",
+    )  # fmt: skip
+    expected = (last - first).days + 1
+    deadline = time.monotonic() + timeout_s
+    with services(settings, "api-server", "scheduler") as processes:
+        while True:
+            runs = [r for r in _runs(settings, dag_id) if first <= _local_date(r) <= last]
+            # A failed day stops the window: later days wait on it (depends_on_past).
+            if any(r["state"] == "failed" for r in runs):
+                break
+            if len(runs) >= expected and all(r["state"] in FINISHED for r in runs):
+                break
+            exited = {n: p.returncode for n, p in processes.items() if p.poll() is not None}
+            if exited:
+                raise AirflowRunFailed(f"Airflow exited {exited}; see {settings.airflow_dir}/*.log")
+            if time.monotonic() > deadline:
+                raise AirflowRunFailed(f"{dag_id} runs did not finish within {timeout_s:.0f} s")
+            time.sleep(5)
+    failed = [r for r in runs if r["state"] != "success"]
+    if failed:
+        logs = settings.airflow_dir / "logs" / f"dag_id={dag_id}"
+        raise AirflowRunFailed(
+            f"{len(failed)} of {len(runs)} {dag_id} runs failed: "
+            + ", ".join(sorted(r["run_id"] for r in failed))
+            + f"; task logs under {logs}"
+        )
+    return sorted(runs, key=_local_date)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _runs(settings: Settings, dag_id: str) -> list[dict]:
+    completed = airflow(settings, "dags", "list-runs", dag_id, "-o", "json")
+    # Airflow may print warnings before the JSON document, which is the last line.
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("[{") or line == "[]"]
+    return json.loads(lines[-1]) if lines else []
+
+
+def _local_date(run: dict) -> dt.date:
+    from pipelines.orchestration.ingest import logical_day
+
+    return logical_day(dt.datetime.fromisoformat(run["logical_date"]))

@@ -1,0 +1,52 @@
+"""A warehouse and feature store built once per session from real days of flights,
+the way the ingest DAG builds them: land → validate → load → dbt build → materialize."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pytest
+
+from pipelines.features.store import materialize
+from pipelines.features.transform import build_features
+from pipelines.ingest import land_day, land_reference
+from pipelines.ingest.warehouse import load_day, load_reference
+from pipelines.orchestration.ingest import OPERATIONS_TZ
+from pipelines.settings import Settings
+from pipelines.validation import validate_partition
+from tests.conftest import FIRST_DAY, make_settings
+
+BUILT_DAYS = [FIRST_DAY + dt.timedelta(days=i) for i in range(3)]
+
+
+@dataclass(frozen=True)
+class BuiltPlatform:
+    settings: Settings
+    days: list[dt.date]
+
+    @property
+    def end(self) -> dt.datetime:
+        return dt.datetime.combine(self.days[-1] + dt.timedelta(days=1), dt.time(), OPERATIONS_TZ)
+
+
+def build_days(settings: Settings, days: list[dt.date]) -> None:
+    land_reference(settings)
+    for table in ("planes", "airports", "airlines"):
+        validate_partition(settings, table, None)
+    load_reference(settings)
+    for day in days:
+        land_day(settings, day)
+        for table in ("flights", "weather"):
+            validate_partition(settings, table, day)
+        load_day(settings, day)
+        build_features(settings, day)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> BuiltPlatform:
+    settings = make_settings(tmp_path_factory.mktemp("built") / "var")
+    build_days(settings, BUILT_DAYS)
+    platform = BuiltPlatform(settings, BUILT_DAYS)
+    materialize(settings, platform.end)
+    return platform

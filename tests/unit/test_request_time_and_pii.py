@@ -1,0 +1,27 @@
+import hashlib
+
+import pandas as pd
+import pytest
+
+from pipelines.features.pii import hash_pii
+from pipelines.features.request_time import REQUEST_FEATURES, schedule_features
+
+
+def test_schedule_features_from_the_local_clock():
+    departures = pd.Series(pd.to_datetime(["2013-01-05 17:45", "2013-07-01 06:00"]))
+    features = schedule_features(departures)
+    assert list(features.columns) == list(REQUEST_FEATURES)
+    assert features["dep_hour"].tolist() == [17.75, 6.0]
+    assert features["dep_weekday"].tolist() == [5, 0]  # Saturday, Monday
+    assert features["dep_month"].tolist() == [1, 7]
+
+
+def test_schedule_features_refuse_an_instant_with_a_time_zone():
+    with pytest.raises(ValueError, match="local wall-clock"):
+        schedule_features(pd.Series(pd.to_datetime(["2013-01-05 17:45"]).tz_localize("UTC")))
+
+
+def test_pii_hash_is_salted_sha256():
+    assert hash_pii("N14228", "s") == hashlib.sha256(b"s|N14228").hexdigest()
+    assert hash_pii("N14228", "s") != hash_pii("N14228", "t")
+    assert hash_pii(None, "s") is None

@@ -1,0 +1,66 @@
+import stat
+
+import pytest
+
+from pipelines.errors import SettingsError
+from pipelines.settings import load_settings
+
+
+def test_embedded_defaults_need_no_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("PLATFORM_WAREHOUSE_TARGET", raising=False)
+    settings = load_settings(data_root=tmp_path)
+    assert settings.warehouse_target == "duckdb"
+    assert settings.feast_env == "local"
+    assert settings.allowed_regions == ["me-central-1"]
+    assert settings.warehouse_path == tmp_path / "warehouse" / "flights.duckdb"
+    assert settings.airflow_dir == tmp_path / "airflow"
+    assert settings.artifact_uri == (tmp_path / "artifacts").as_uri()
+
+
+def test_environment_overrides_defaults(monkeypatch, tmp_path):
+    monkeypatch.setenv("PLATFORM_DATA_ROOT", str(tmp_path / "elsewhere"))
+    monkeypatch.setenv("PLATFORM_WAREHOUSE_TARGET", "postgres")
+    monkeypatch.setenv("PLATFORM_ALLOWED_REGIONS", '["me-central-1", "me-south-1"]')
+    settings = load_settings()
+    assert settings.data_root == tmp_path / "elsewhere"
+    assert settings.warehouse_target == "postgres"
+    assert settings.allowed_regions == ["me-central-1", "me-south-1"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("PLATFORM_WAREHOUSE_TARGET", "oracle", "PLATFORM_WAREHOUSE_TARGET"),
+        ("PLATFORM_FEAST_ENV", "staging", "PLATFORM_FEAST_ENV"),
+        ("PLATFORM_ARTIFACT_STORE_URI", "ftp://host/models", "PLATFORM_ARTIFACT_STORE_URI"),
+        ("PLATFORM_POSTGRES_URL", "mysql://db", "PLATFORM_POSTGRES_URL"),
+        ("PLATFORM_FLIGHTS_PER_DAY_MIN", "many", "PLATFORM_FLIGHTS_PER_DAY_MIN"),
+    ],
+)
+def test_a_wrong_value_names_its_variable(monkeypatch, variable, value, named):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert named in str(raised.value)
+    assert repr(value) in str(raised.value)
+
+
+def test_inconsistent_bounds_are_refused(tmp_path):
+    with pytest.raises(SettingsError, match="PLATFORM_FLIGHTS_PER_DAY_MIN"):
+        load_settings(data_root=tmp_path, flights_per_day_min=2000, flights_per_day_max=1000)
+
+
+def test_pii_salt_is_generated_once_and_kept_private(tmp_path):
+    settings = load_settings(data_root=tmp_path)
+    first = settings.salt()
+    assert len(first) == 64
+    assert load_settings(data_root=tmp_path).salt() == first
+    mode = stat.S_IMODE((tmp_path / "secrets" / "pii_salt").stat().st_mode)
+    assert mode == 0o600
+
+
+def test_configured_salt_wins_and_is_never_printed(tmp_path):
+    settings = load_settings(data_root=tmp_path, pii_salt="configured")
+    assert settings.salt() == "configured"
+    assert "configured" not in repr(settings)
+    assert not (tmp_path / "secrets").exists()
