@@ -8,6 +8,7 @@ environment themselves.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import secrets
 from pathlib import Path
@@ -109,6 +110,16 @@ class Settings(BaseSettings):
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_hex(32))
         return path.read_text().strip()
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The PLATFORM_* variables that reproduce `settings` in a child process (secrets excluded)."""
+    env = {}
+    for name, value in settings.model_dump(exclude_none=True).items():
+        if isinstance(value, SecretStr):
+            continue
+        env[f"{ENV_PREFIX}{name.upper()}"] = json.dumps(value) if isinstance(value, list) else str(value)
+    return env
 
 
 def load_settings(**overrides) -> Settings:

@@ -59,3 +59,11 @@ def _isolated_platform_env(monkeypatch: pytest.MonkeyPatch):
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+def write_flights_source(path: Path, frame) -> None:
+    """Write a flights source archive as published: integers without a decimal point, NA for nulls."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("flights.csv", frame.convert_dtypes().to_csv(index=False, na_rep="NA"))

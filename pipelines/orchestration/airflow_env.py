@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from pipelines.settings import ENV_PREFIX, REPO_ROOT, Settings
+from pipelines.settings import REPO_ROOT, Settings, settings_environment
 
 # Telemetry off for every tool that has it: there is no route out, and enterprises expect it.
 TELEMETRY_OFF = {
@@ -40,6 +40,6 @@ def airflow_environment(settings: Settings, metadata_url: str | None = None) -> 
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
     }
-    # Tasks read the platform settings from the same variables as this process.
-    env.update({f"{ENV_PREFIX}DATA_ROOT": str(settings.data_root)})
+    # Tasks read the same platform settings as this process.
+    env.update(settings_environment(settings))
     return env

@@ -51,7 +51,7 @@ def test_flights_mart_holds_every_landed_flight_once(built):
     flights = _mart(built.settings, "flights")
     raw = _raw_flights(built.settings, built.days)
     assert len(flights) == len(raw) == flights.flight_id.nunique()
-    assert set(flights.flight_date) == set(built.days)
+    assert set(flights.flight_date.dt.date) == set(built.days)
     late = flights.dropna(subset=["is_late_arrival"])
     assert late.is_late_arrival.sum() == (raw.arr_delay > 15).sum()
     assert (flights.label_available_at.dropna() > flights.loc[flights.label_available_at.notna(),

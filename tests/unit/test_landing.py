@@ -1,6 +1,5 @@
 import datetime as dt
 import os
-import zipfile
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -9,7 +8,7 @@ import pytest
 from pipelines.errors import EmptyPartitionError, MissingPartitionError, SourceFormatError
 from pipelines.ingest import land_day, land_reference, partition_path
 from pipelines.ingest.source import default_source_dir
-from tests.conftest import FIRST_DAY, make_settings
+from tests.conftest import FIRST_DAY, make_settings, write_flights_source
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +59,7 @@ def test_a_date_outside_the_source_is_refused(settings):
 def test_an_empty_day_inside_the_source_is_refused(tmp_path, source_copy):
     flights = pd.read_csv(source_copy / "flights.csv.zip")
     flights = flights[~((flights.month == 1) & (flights.day == 2))]
-    _write_zip(source_copy / "flights.csv.zip", flights)
+    write_flights_source(source_copy / "flights.csv.zip", flights)
     settings = make_settings(tmp_path / "var", source_dir=source_copy)
     with pytest.raises(EmptyPartitionError, match="no rows for 2013-01-02"):
         land_day(settings, dt.date(2013, 1, 2))
@@ -69,7 +68,7 @@ def test_an_empty_day_inside_the_source_is_refused(tmp_path, source_copy):
 
 def test_a_source_missing_a_column_is_malformed(tmp_path, source_copy):
     flights = pd.read_csv(source_copy / "flights.csv.zip").drop(columns=["carrier"])
-    _write_zip(source_copy / "flights.csv.zip", flights)
+    write_flights_source(source_copy / "flights.csv.zip", flights)
     settings = make_settings(tmp_path / "var", source_dir=source_copy)
     with pytest.raises(SourceFormatError, match=r"missing column\(s\) \['carrier'\]"):
         land_day(settings, FIRST_DAY)
@@ -79,7 +78,7 @@ def test_a_value_of_the_wrong_type_is_malformed(tmp_path, source_copy):
     flights = pd.read_csv(source_copy / "flights.csv.zip")
     flights["distance"] = flights["distance"].astype(object)
     flights.loc[3, "distance"] = "far"
-    _write_zip(source_copy / "flights.csv.zip", flights)
+    write_flights_source(source_copy / "flights.csv.zip", flights)
     settings = make_settings(tmp_path / "var", source_dir=source_copy)
     with pytest.raises(SourceFormatError, match="malformed.*far"):
         land_day(settings, FIRST_DAY)
@@ -98,8 +97,3 @@ def test_reference_tables_land_as_snapshots(settings):
     assert landed["planes"].rows == 3322
     assert landed["airports"].rows == 1458
     assert all(os.path.exists(p.path) for p in landed.values())
-
-
-def _write_zip(path, frame: pd.DataFrame) -> None:
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("flights.csv", frame.to_csv(index=False, na_rep="NA"))
