@@ -3,6 +3,9 @@
 land → validate (Great Expectations) → transform (warehouse load + dbt build) →
 materialize (Feast), for the local New York operations day of each data interval.
 A failed validation stops the run: nothing is loaded, built or materialized.
+
+Each run processes the day named by its logical date: scheduled and backfill runs (whose
+data interval starts then) and a manual run for a chosen date alike.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from airflow.sdk import Asset, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from pipelines.orchestration import ingest
+from pipelines.orchestration.airflow_adapter import fail_fast_on_bad_data
 
 FEATURES = Asset("flight_delay_features", uri="feast://flight_delay/flight_delay_v1")
 
@@ -37,21 +41,24 @@ DEFAULT_ARGS = {
 )
 def flights_ingest():
     @task
-    def land(data_interval_start=None) -> dict:
-        return ingest.land(ingest.logical_day(data_interval_start))
+    @fail_fast_on_bad_data
+    def land(logical_date=None) -> dict:
+        return ingest.land(ingest.logical_day(logical_date))
 
     @task
-    def validate(landed: dict, data_interval_start=None) -> dict:
-        return ingest.validate(ingest.logical_day(data_interval_start))
+    @fail_fast_on_bad_data
+    def validate(landed: dict, logical_date=None) -> dict:
+        return ingest.validate(ingest.logical_day(logical_date))
 
     # Trailing delay rates need the previous days in the warehouse: one day at a time, in order.
     @task(pool="warehouse", depends_on_past=True)
-    def transform(validated: dict, data_interval_start=None) -> dict:
-        return ingest.transform(ingest.logical_day(data_interval_start))
+    @fail_fast_on_bad_data
+    def transform(validated: dict, logical_date=None) -> dict:
+        return ingest.transform(ingest.logical_day(logical_date))
 
     @task(pool="feature_store", depends_on_past=True, outlets=[FEATURES])
-    def materialize(transformed: dict, data_interval_start=None) -> dict:
-        return ingest.materialize(ingest.logical_day(data_interval_start))
+    def materialize(transformed: dict, logical_date=None) -> dict:
+        return ingest.materialize(ingest.logical_day(logical_date))
 
     materialize(transform(validate(land())))
 

@@ -15,9 +15,9 @@ from pipelines.settings import get_settings
 OPERATIONS_TZ = ZoneInfo("America/New_York")
 
 
-def logical_day(interval_start: dt.datetime) -> dt.date:
-    """The local (New York) operations date a data interval starts on."""
-    return interval_start.astimezone(OPERATIONS_TZ).date()
+def logical_day(logical_date: dt.datetime) -> dt.date:
+    """The local (New York) operations date a run's logical date falls on."""
+    return logical_date.astimezone(OPERATIONS_TZ).date()
 
 
 def land(day: dt.date) -> dict:

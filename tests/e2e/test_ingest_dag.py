@@ -12,6 +12,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from pipelines.features.store import online_key_counts
 from pipelines.orchestration import local_airflow
 from pipelines.settings import load_settings
 from tests.conftest import write_flights_source
@@ -28,7 +29,7 @@ def _task_states(settings, day: dt.date) -> dict[str, str]:
     with sqlite3.connect(settings.airflow_dir / "airflow.db") as con:
         rows = con.execute(
             "SELECT ti.task_id, ti.state FROM task_instance ti JOIN dag_run dr ON dr.run_id = ti.run_id "
-            "AND dr.dag_id = ti.dag_id WHERE dr.dag_id = ? AND date(dr.data_interval_start) = ? "
+            "AND dr.dag_id = ti.dag_id WHERE dr.dag_id = ? AND date(dr.logical_date) = ? "
             "ORDER BY dr.id DESC",
             (DAG_ID, day.isoformat()),
         ).fetchall()
@@ -70,8 +71,10 @@ def test_a_clean_day_runs_every_task_and_materializes(airflow_platform):
     }  # fmt: skip
     assert _count(settings, "SELECT count(*) FROM raw.flights WHERE logical_date = '2013-01-01'") == 842
     assert _count(settings, "SELECT count(*) FROM marts.flights") == 842
-    with sqlite3.connect(settings.feast_dir / "online_store.db") as con:
-        assert con.execute("SELECT count(*) FROM flight_delay_origin_weather").fetchone()[0] == 3
+    keys = online_key_counts(settings)
+    assert keys["origin_weather"] == 3
+    assert keys["plane_features"] == 3322
+    assert keys["carrier_delay_rates"] >= 14
 
 
 def test_bad_rows_stop_the_run_before_anything_downstream(airflow_platform):
@@ -96,6 +99,10 @@ def test_bad_rows_stop_the_run_before_anything_downstream(airflow_platform):
     states = _task_states(settings, day)
     assert states["land"] == "success"
     assert states["validate"] == "failed"
+    with sqlite3.connect(settings.airflow_dir / "airflow.db") as con:  # bad data is not retried
+        tries = con.execute("SELECT max(try_number) FROM task_instance WHERE task_id = 'validate' AND run_id IN "
+                            "(SELECT run_id FROM dag_run WHERE date(logical_date) = '2013-01-02')").fetchone()[0]  # fmt: skip
+    assert tries == 1
     assert states["transform"] == states["materialize"] == "upstream_failed"
     assert _count(settings, "SELECT count(*) FROM raw.flights WHERE logical_date = '2013-01-02'") == 0
     assert _count(settings, "SELECT count(*) FROM marts.flights") == marts_before
