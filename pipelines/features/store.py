@@ -8,7 +8,7 @@ import importlib.util
 import io
 import os
 from dataclasses import dataclass
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 from pipelines.features.request_time import schedule_features
 from pipelines.features.transform import FEATURE_MARTS, MARTS_SCHEMA
@@ -44,6 +44,7 @@ def feast_environment(settings: Settings) -> dict[str, str]:
             PLATFORM_PG_DATABASE=database,
             PLATFORM_PG_USER=unquote(pg.username or "postgres"),
             PLATFORM_PG_PASSWORD=unquote(pg.password or ""),
+            PLATFORM_PG_SSLMODE=parse_qs(pg.query).get("sslmode", ["prefer"])[0],
             PLATFORM_FEAST_REGISTRY_URL=settings.postgres_url.replace("postgresql://", "postgresql+psycopg://", 1)
             .replace("postgres://", "postgresql+psycopg://", 1),
             PLATFORM_REDIS_CONNECTION=f"{redis.hostname or '127.0.0.1'}:{redis.port or 6379},"
