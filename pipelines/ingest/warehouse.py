@@ -117,9 +117,7 @@ def _transaction(settings: Settings) -> Iterator[tuple[_Cursor, object]]:
                     pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False))
                     buffer.seek(0)
                     columns = ", ".join(f'"{name}"' for name in data.column_names)
-                    cursor.copy_expert(
-                        f"COPY {RAW_SCHEMA}.{table} ({columns}) FROM STDIN WITH (FORMAT csv)", buffer
-                    )
+                    cursor.copy_expert(f"COPY {RAW_SCHEMA}.{table} ({columns}) FROM STDIN WITH (FORMAT csv)", buffer)
 
                 yield cursor, insert
         finally:

@@ -37,7 +37,9 @@ def airflow(settings: Settings, *args: str, check: bool = True) -> subprocess.Co
         [str(executable), *args], env=airflow_environment(settings), capture_output=True, text=True, check=False
     )
     if check and completed.returncode != 0:
-        raise AirflowRunFailed(f"`airflow {' '.join(args)}` failed:\n{completed.stdout[-3000:]}{completed.stderr[-3000:]}")
+        raise AirflowRunFailed(
+            f"`airflow {' '.join(args)}` failed:\n{completed.stdout[-3000:]}{completed.stderr[-3000:]}"
+        )
     return completed
 
 
@@ -57,9 +59,7 @@ def services(settings: Settings, *names: str, timeout_s: float = 180) -> Iterato
     Airflow 3 tasks report to the API server's execution API, so it runs whenever tasks do.
     """
     if _port_open(API_PORT):
-        raise AirflowRunFailed(
-            f"127.0.0.1:{API_PORT} is already in use (is `make up` running?); stop it and retry"
-        )
+        raise AirflowRunFailed(f"127.0.0.1:{API_PORT} is already in use (is `make up` running?); stop it and retry")
     env = airflow_environment(settings)
     executable = str(Path(sys.executable).with_name("airflow"))
     processes: dict[str, subprocess.Popen] = {}
@@ -75,7 +75,9 @@ def services(settings: Settings, *names: str, timeout_s: float = 180) -> Iterato
             deadline = time.monotonic() + timeout_s
             while not _port_open(API_PORT):
                 if processes["api-server"].poll() is not None or time.monotonic() > deadline:
-                    raise AirflowRunFailed(f"the Airflow API server did not start; see {settings.airflow_dir}/api-server.log")
+                    raise AirflowRunFailed(
+                        f"the Airflow API server did not start; see {settings.airflow_dir}/api-server.log"
+                    )
                 time.sleep(1)
         for name in names:
             if name != "api-server":

@@ -100,8 +100,10 @@ def test_bad_rows_stop_the_run_before_anything_downstream(airflow_platform):
     assert states["land"] == "success"
     assert states["validate"] == "failed"
     with sqlite3.connect(settings.airflow_dir / "airflow.db") as con:  # bad data is not retried
-        tries = con.execute("SELECT max(try_number) FROM task_instance WHERE task_id = 'validate' AND run_id IN "
-                            "(SELECT run_id FROM dag_run WHERE date(logical_date) = '2013-01-02')").fetchone()[0]  # fmt: skip
+        tries = con.execute(
+            "SELECT max(try_number) FROM task_instance WHERE task_id = 'validate' AND run_id IN "
+            "(SELECT run_id FROM dag_run WHERE date(logical_date) = '2013-01-02')"
+        ).fetchone()[0]
     assert tries == 1
     assert states["transform"] == states["materialize"] == "upstream_failed"
     assert _count(settings, "SELECT count(*) FROM raw.flights WHERE logical_date = '2013-01-02'") == 0

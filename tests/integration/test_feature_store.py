@@ -8,12 +8,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.features.request_time import REQUEST_FEATURES
 from pipelines.features.store import (
     build_training_set,
     feature_store,
     training_entities,
 )
-from pipelines.features.request_time import REQUEST_FEATURES
 
 VIEWS = {
     # view: (join key, ttl, features)
@@ -55,7 +55,8 @@ def test_training_set_equals_a_point_in_time_join_in_pandas(built, training, vie
         expected["feature_timestamp"].notna(), "event_timestamp"]).all()  # fmt: skip
     for feature in features:
         pd.testing.assert_series_equal(
-            got[feature].astype("float64").sort_index(), expected[feature].astype("float64").sort_index(),
+            got[feature].astype("float64").sort_index(),
+            expected[feature].astype("float64").sort_index(),
             check_names=False,
         )
 
@@ -103,12 +104,18 @@ def test_online_store_serves_the_latest_snapshot(built):
     store = feature_store(built.settings)
     rates = pq.read_table(built.settings.feature_export_dir / "carrier_delay_rates.parquet").to_pandas()
     latest = rates.sort_values("feature_timestamp").groupby("carrier").tail(1).set_index("carrier")
-    online = store.get_online_features(
-        features=["carrier_delay_rates:carrier_flights_7d", "carrier_delay_rates:carrier_late_rate_7d"],
-        entity_rows=[{"carrier": c} for c in latest.index],
-    ).to_df().set_index("carrier")
+    online = (
+        store.get_online_features(
+            features=["carrier_delay_rates:carrier_flights_7d", "carrier_delay_rates:carrier_late_rate_7d"],
+            entity_rows=[{"carrier": c} for c in latest.index],
+        )
+        .to_df()
+        .set_index("carrier")
+    )
     assert (online["carrier_flights_7d"] == latest["carrier_flights_7d"]).all()
-    assert online["carrier_late_rate_7d"].tolist() == pytest.approx(latest["carrier_late_rate_7d"].tolist(), nan_ok=True)
+    assert online["carrier_late_rate_7d"].tolist() == pytest.approx(
+        latest["carrier_late_rate_7d"].tolist(), nan_ok=True
+    )
     plane = store.get_online_features(
         features=["plane_features:plane_seats"], entity_rows=[{"tailnum_hash": "no-such-plane"}]
     ).to_dict()

@@ -132,9 +132,13 @@ def test_feast_production_store_serves_from_redis_and_trains_from_postgres(built
     store = feature_store(production)
     latest = _postgres_mart(production, "carrier_delay_rates")
     latest = latest.sort_values("feature_timestamp").groupby("carrier").tail(1).set_index("carrier")
-    online = store.get_online_features(
-        features=["carrier_delay_rates:carrier_flights_7d"], entity_rows=[{"carrier": c} for c in latest.index]
-    ).to_df().set_index("carrier")
+    online = (
+        store.get_online_features(
+            features=["carrier_delay_rates:carrier_flights_7d"], entity_rows=[{"carrier": c} for c in latest.index]
+        )
+        .to_df()
+        .set_index("carrier")
+    )
     assert (online["carrier_flights_7d"] == latest["carrier_flights_7d"]).all()
 
     known_at = end + dt.timedelta(days=2)
