@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 # /opt/wheels; elsewhere set UV_FIND_LINKS to a folder (or index) that has it.
 UV_FIND_LINKS ?= /opt/wheels
 UV_INSTALL = $(UV) pip install --compile-bytecode --find-links $(UV_FIND_LINKS)
-DAYS ?= 7
+DAYS ?= 14
 START ?= 2013-01-01
 
 export DBT_SEND_ANONYMOUS_USAGE_STATS=false FEAST_USAGE=False BENTOML_DO_NOT_TRACK=True
@@ -38,7 +38,7 @@ run: setup ## land, validate, transform and materialize $(DAYS) days through Air
 up: setup ## Airflow UI on http://127.0.0.1:8080 with scheduler, DAG processor, triggerer
 	$(BIN)/platform up
 
-test: setup ## the whole suite (CI=true turns a skip for a missing service into a failure)
+test: lint ## lint, then the whole suite (CI=true turns a skip for a missing service into a failure)
 	$(BIN)/python -m pytest
 
 lint: setup

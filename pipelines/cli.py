@@ -53,7 +53,8 @@ def cmd_up(args: argparse.Namespace) -> None:
     local_airflow.prepare(settings)
     local_airflow.airflow(settings, "dags", "unpause", INGEST_DAG)
     stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or a service manager stopping us
+        signal.signal(stop_signal, lambda *_: stopping.append(True))
     components = ("api-server", "scheduler", "dag-processor", "triggerer")
     with local_airflow.services(settings, *components) as processes:
         passwords = settings.airflow_dir / "passwords.json"
@@ -62,14 +63,12 @@ def cmd_up(args: argparse.Namespace) -> None:
         for user, password in credentials.items():
             print(f"  login: {user} / {password}")
         print(f"  logs: {settings.airflow_dir}/*.log   Stop with Ctrl-C.", flush=True)
-        try:
-            while not stopping:
-                exited = {n: p.returncode for n, p in processes.items() if p.poll() is not None}
-                if exited:
-                    raise local_airflow.AirflowRunFailed(f"Airflow exited {exited}; see {settings.airflow_dir}/*.log")
-                time.sleep(2)
-        except KeyboardInterrupt:
-            pass
+        while not stopping:
+            exited = {n: p.returncode for n, p in processes.items() if p.poll() is not None}
+            if exited:
+                raise local_airflow.AirflowRunFailed(f"Airflow exited {exited}; see {settings.airflow_dir}/*.log")
+            time.sleep(1)
+        print("Stopping Airflow ...", flush=True)
     print("Airflow stopped.")
 
 
@@ -96,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--start", type=_date, default=dt.date(2013, 1, 1))
-        command.add_argument("--days", type=int, default=7)
+        command.add_argument("--days", type=int, default=14)
         command.set_defaults(handler=handler)
     commands.add_parser("up", help="serve Airflow (UI on 127.0.0.1:8080) until Ctrl-C").set_defaults(handler=cmd_up)
     for name in ("land", "validate", "transform", "materialize"):

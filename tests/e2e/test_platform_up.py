@@ -1,0 +1,54 @@
+"""`make up` (platform up): the Airflow UI behind a login, the DAGs unpaused, a clean stop on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipelines.settings import load_settings, settings_environment
+
+pytestmark = pytest.mark.e2e
+BASE = "http://127.0.0.1:8080"
+
+
+def test_up_serves_the_ui_behind_a_login_and_stops_on_ctrl_c(tmp_path):
+    settings = load_settings(data_root=tmp_path / "var")
+    env = {**os.environ, **settings_environment(settings)}
+    platform = Path(sys.executable).with_name("platform")
+    process = subprocess.Popen(
+        [str(platform), "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        lines = []
+        deadline = time.monotonic() + 240
+        while not any("login:" in line for line in lines):
+            assert process.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, "platform up did not come up:\n" + "".join(lines)
+            lines.append(process.stdout.readline())
+        user, password = next(line for line in lines if "login:" in line).split("login:")[1].strip().split(" / ")
+
+        assert httpx.get(f"{BASE}/api/v2/dags", timeout=10).status_code == 401  # nothing without a login
+        assert httpx.post(f"{BASE}/auth/token", json={"username": user, "password": "wrong"}).status_code == 401
+        token = httpx.post(f"{BASE}/auth/token", json={"username": user, "password": password}, timeout=10)
+        assert token.status_code in (200, 201), token.text
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        dags = httpx.get(f"{BASE}/api/v2/dags", headers=headers, timeout=10).json()["dags"]
+        ingest = next(d for d in dags if d["dag_id"] == "flights_ingest")
+        assert ingest["is_paused"] is False
+        assert httpx.get(f"{BASE}/", timeout=10).status_code == 200
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=120) == 0
+        assert "Airflow stopped." in process.stdout.read()
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{BASE}/", timeout=5)
+    finally:
+        if process.poll() is None:
+            process.kill()
