@@ -124,9 +124,10 @@ def _repo_contents():
 
 
 def materialize(settings: Settings, end: dt.datetime) -> MaterializeResult:
-    """Export (local), apply and materialize-incremental up to `end`; returns online keys per view."""
-    if settings.feast_env == "local":
-        export_marts(settings)
+    """Apply the definitions and materialize-incremental up to `end`; returns online keys per view.
+
+    The local offline store reads the Parquet exports that `export_marts` wrote after dbt build.
+    """
     apply_definitions(settings)
     store = feature_store(settings)
     # Feast starts a view's first incremental run at now - ttl; replayed history lies before

@@ -44,6 +44,11 @@ def reference_path(settings: Settings, table: str) -> Path:
     return settings.raw_dir / "reference" / f"{table}.parquet"
 
 
+def manifest_path(path: Path) -> Path:
+    """Where the manifest (rows, SHA-256 of the file and of its source) of a landed file lives."""
+    return path.with_name(f"{path.stem}.manifest.json")
+
+
 def land_day(settings: Settings, day: dt.date) -> list[LandedPartition]:
     """Land the flights and weather partitions of one logical date (local New York date)."""
     return [_land_partition(settings, table, day) for table in PARTITIONED_TABLES]
@@ -132,10 +137,10 @@ def _write(
         sha256=digest,
         source_sha256=_sha256(source_path(source_dir, table)),
     )
-    manifest = path.with_name("_manifest.json")
-    tmp_manifest = manifest.with_name(".manifest.tmp")
-    tmp_manifest.write_text(json.dumps(asdict(landed), indent=2) + "\n")
-    os.replace(tmp_manifest, manifest)
+    fd, tmp_manifest = tempfile.mkstemp(dir=path.parent, prefix=".manifest-", suffix=".json")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(asdict(landed), indent=2) + "\n")
+    os.replace(tmp_manifest, manifest_path(path))
     return landed
 
 

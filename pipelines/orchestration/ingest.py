@@ -40,14 +40,22 @@ def validate(day: dt.date) -> dict:
 
 
 def transform(day: dt.date) -> dict:
-    """Load the validated day into the warehouse and run `dbt build` for it."""
+    """Load the validated day into the warehouse, run `dbt build` for it and, with the embedded
+    warehouse, export the marts for Feast's offline store (all while holding the one writer slot)."""
+    from pipelines.features.store import export_marts
     from pipelines.features.transform import build_features
     from pipelines.ingest.warehouse import load_day, load_reference
 
     settings = get_settings()
     loaded = {**load_reference(settings), **load_day(settings, day)}
     result = build_features(settings, day)
-    return {"loaded": loaded, "dbt_nodes_passed": result.passed, "dbt_seconds": round(result.seconds, 1)}
+    exported = export_marts(settings) if settings.feast_env == "local" else {}
+    return {
+        "loaded": loaded,
+        "dbt_nodes_passed": result.passed,
+        "dbt_seconds": round(result.seconds, 1),
+        "exported_rows": exported,
+    }
 
 
 def materialize(day: dt.date) -> dict:

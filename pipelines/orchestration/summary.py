@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from pipelines.features.store import online_key_counts
 from pipelines.features.transform import FEATURE_MARTS, MARTS_SCHEMA
-from pipelines.ingest.landing import PARTITIONED_TABLES, partition_path
+from pipelines.ingest.landing import PARTITIONED_TABLES, manifest_path, partition_path
 from pipelines.settings import Settings
 
 
@@ -44,7 +44,7 @@ def ingest_summary(settings: Settings, first: dt.date, last: dt.date) -> IngestS
     summary = IngestSummary(days=[d.isoformat() for d in days])
     for table in PARTITIONED_TABLES:
         for day in days:
-            manifest = partition_path(settings, table, day).with_name("_manifest.json")
+            manifest = manifest_path(partition_path(settings, table, day))
             if manifest.exists():
                 summary.landed_rows.setdefault(table, {})[day.isoformat()] = json.loads(manifest.read_text())["rows"]
             result = settings.validation_dir / "results" / table / f"{day.isoformat()}.json"

@@ -6,8 +6,11 @@ snapshot), writes its result and refreshes the Data Docs site under the data roo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -69,12 +72,35 @@ def validate_partition(settings: Settings, table: str, day: dt.date | None) -> V
     return outcome
 
 
+@contextlib.contextmanager
+def _exclusive(settings: Settings) -> Iterator[None]:
+    """One writer at a time for the Great Expectations project under the data root: its suites,
+    validation definitions and Data Docs are files that concurrent runs would otherwise overwrite."""
+    settings.validation_dir.mkdir(parents=True, exist_ok=True)
+    with (settings.validation_dir / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _run_checkpoint(settings: Settings, table: str, label: str, frame, parameters: dict) -> ValidationOutcome:
     import great_expectations as gx
+
+    with _exclusive(settings):
+        return _run_checkpoint_locked(gx, settings, table, label, frame, parameters)
+
+
+def _run_checkpoint_locked(
+    gx, settings: Settings, table: str, label: str, frame, parameters: dict
+) -> ValidationOutcome:
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.core import ExpectationSuite
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="file", project_root_dir=str(settings.validation_dir))
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     definition = suite_definition(table)
     suite = context.suites.add_or_update(ExpectationSuite(**definition))
     source = context.data_sources.add_or_update_pandas(name="raw_zone")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from pipelines.features.store import materialize
+from pipelines.features.store import export_marts, materialize
 from pipelines.features.transform import build_features
 from pipelines.ingest import land_day, land_reference
 from pipelines.ingest.warehouse import load_day, load_reference
@@ -48,5 +48,6 @@ def built(tmp_path_factory) -> BuiltPlatform:
     settings = make_settings(tmp_path_factory.mktemp("built") / "var")
     build_days(settings, BUILT_DAYS)
     platform = BuiltPlatform(settings, BUILT_DAYS)
+    export_marts(settings)
     materialize(settings, platform.end)
     return platform

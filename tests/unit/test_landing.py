@@ -1,5 +1,7 @@
 import datetime as dt
+import json
 import os
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -7,6 +9,7 @@ import pytest
 
 from pipelines.errors import EmptyPartitionError, MissingPartitionError, SourceFormatError
 from pipelines.ingest import land_day, land_reference, partition_path
+from pipelines.ingest.landing import manifest_path
 from pipelines.ingest.source import default_source_dir
 from tests.conftest import FIRST_DAY, make_settings, write_flights_source
 
@@ -97,3 +100,5 @@ def test_reference_tables_land_as_snapshots(settings):
     assert landed["planes"].rows == 3322
     assert landed["airports"].rows == 1458
     assert all(os.path.exists(p.path) for p in landed.values())
+    manifests = {p.table: json.loads(manifest_path(Path(p.path)).read_text()) for p in landed.values()}
+    assert {table: m["rows"] for table, m in manifests.items()} == {"airlines": 16, "planes": 3322, "airports": 1458}
