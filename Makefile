@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 # /opt/wheels; elsewhere set UV_FIND_LINKS to a folder (or index) that has it.
 UV_FIND_LINKS ?= /opt/wheels
 UV_INSTALL = $(UV) pip install --compile-bytecode --find-links $(UV_FIND_LINKS)
-DAYS ?= 14
+DAYS ?= 7
 START ?= 2013-01-01
 
 export DBT_SEND_ANONYMOUS_USAGE_STATS=false FEAST_USAGE=False BENTOML_DO_NOT_TRACK=True
@@ -27,9 +27,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
 	@touch $@
 
+# Drift detection runs once a day in a subprocess: no bytecode compilation at install.
 $(DRIFT_VENV)/.installed: requirements-drift.txt $(VENV)/.installed
 	@test -x $(DRIFT_VENV)/bin/python || $(PYTHON) -m venv $(DRIFT_VENV)
-	$(UV_INSTALL) -q --python $(DRIFT_VENV)/bin/python -r requirements-drift.txt
+	$(UV) pip install -q --find-links $(UV_FIND_LINKS) --python $(DRIFT_VENV)/bin/python -r requirements-drift.txt
 	@touch $@
 
 run: setup ## land, validate, transform and materialize $(DAYS) days through Airflow

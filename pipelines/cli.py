@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--start", type=_date, default=dt.date(2013, 1, 1))
-        command.add_argument("--days", type=int, default=14)
+        command.add_argument("--days", type=int, default=7)
         command.set_defaults(handler=handler)
     commands.add_parser("up", help="serve Airflow (UI on 127.0.0.1:8080) until Ctrl-C").set_defaults(handler=cmd_up)
     for name in ("land", "validate", "transform", "materialize"):
