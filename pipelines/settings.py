@@ -11,8 +11,10 @@ import functools
 import json
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qs, quote, unquote, urlparse
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +23,23 @@ from pipelines.errors import SettingsError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENV_PREFIX = "PLATFORM_"
+
+
+@dataclass(frozen=True)
+class PostgresConnection:
+    """The parts of PLATFORM_POSTGRES_URL, as dbt, Feast and libpq want them."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    sslmode: str
+
+    def sqlalchemy_url(self, driver: str) -> str:
+        """The URL with a SQLAlchemy driver, e.g. `psycopg2` or `psycopg`."""
+        auth = quote(self.user, safe="") + (f":{quote(self.password, safe='')}" if self.password else "")
+        return f"postgresql+{driver}://{auth}@{self.host}:{self.port}/{self.database}?sslmode={self.sslmode}"
 
 
 class Settings(BaseSettings):
@@ -94,6 +113,18 @@ class Settings(BaseSettings):
     @property
     def airflow_dir(self) -> Path:
         return self.airflow_home or self.data_root / "airflow"
+
+    @property
+    def postgres(self) -> PostgresConnection:
+        url = urlparse(self.postgres_url)
+        return PostgresConnection(
+            host=url.hostname or "127.0.0.1",
+            port=url.port or 5432,
+            user=unquote(url.username or "postgres"),
+            password=unquote(url.password or ""),
+            database=url.path.lstrip("/") or "postgres",
+            sslmode=parse_qs(url.query).get("sslmode", ["prefer"])[0],
+        )
 
     @property
     def artifact_uri(self) -> str:

@@ -8,7 +8,7 @@ import importlib.util
 import io
 import os
 from dataclasses import dataclass
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import urlparse
 
 from pipelines.features.request_time import schedule_features
 from pipelines.features.transform import FEATURE_MARTS, MARTS_SCHEMA
@@ -35,19 +35,16 @@ def feast_environment(settings: Settings) -> dict[str, str]:
         "PLATFORM_FEATURE_EXPORT_DIR": str(settings.feature_export_dir),
     }
     if settings.feast_env == "production":
-        pg = urlparse(settings.postgres_url)
+        pg = settings.postgres
         redis = urlparse(settings.redis_url)
-        database = pg.path.lstrip("/") or "postgres"
         env.update(
-            PLATFORM_PG_HOST=pg.hostname or "127.0.0.1",
-            PLATFORM_PG_PORT=str(pg.port or 5432),
-            PLATFORM_PG_DATABASE=database,
-            PLATFORM_PG_USER=unquote(pg.username or "postgres"),
-            PLATFORM_PG_PASSWORD=unquote(pg.password or ""),
-            PLATFORM_PG_SSLMODE=parse_qs(pg.query).get("sslmode", ["prefer"])[0],
-            PLATFORM_FEAST_REGISTRY_URL=settings.postgres_url.replace(
-                "postgresql://", "postgresql+psycopg://", 1
-            ).replace("postgres://", "postgresql+psycopg://", 1),
+            PLATFORM_PG_HOST=pg.host,
+            PLATFORM_PG_PORT=str(pg.port),
+            PLATFORM_PG_DATABASE=pg.database,
+            PLATFORM_PG_USER=pg.user,
+            PLATFORM_PG_PASSWORD=pg.password,
+            PLATFORM_PG_SSLMODE=pg.sslmode,
+            PLATFORM_FEAST_REGISTRY_URL=pg.sqlalchemy_url("psycopg"),
             PLATFORM_REDIS_CONNECTION=f"{redis.hostname or '127.0.0.1'}:{redis.port or 6379},"
             f"db={(redis.path.lstrip('/') or '0')}",
         )
@@ -182,7 +179,7 @@ def training_entities(settings: Settings, start: dt.date, end: dt.date, known_at
     else:
         import sqlalchemy
 
-        engine = sqlalchemy.create_engine(settings.postgres_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+        engine = sqlalchemy.create_engine(settings.postgres.sqlalchemy_url("psycopg2"))
         with engine.connect() as con:
             frame = pd.read_sql(query, con)
         engine.dispose()

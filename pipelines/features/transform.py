@@ -9,7 +9,6 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from pipelines.errors import TransformFailed
 from pipelines.features.pii import SALT_ENV
@@ -46,13 +45,14 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
         SALT_ENV: settings.salt(),
     }
     if settings.warehouse_target == "postgres":
-        url = urlparse(settings.postgres_url)
+        pg = settings.postgres
         env.update(
-            PLATFORM_PG_HOST=url.hostname or "127.0.0.1",
-            PLATFORM_PG_PORT=str(url.port or 5432),
-            PLATFORM_PG_USER=unquote(url.username or "postgres"),
-            PLATFORM_PG_DATABASE=url.path.lstrip("/") or "postgres",
-            DBT_ENV_SECRET_PG_PASSWORD=unquote(url.password or ""),
+            PLATFORM_PG_HOST=pg.host,
+            PLATFORM_PG_PORT=str(pg.port),
+            PLATFORM_PG_USER=pg.user,
+            PLATFORM_PG_DATABASE=pg.database,
+            DBT_ENV_SECRET_PG_PASSWORD=pg.password,
+            PGSSLMODE=pg.sslmode,
             PGOPTIONS=f"-c platform.pii_salt={settings.salt()}",
         )
     return env

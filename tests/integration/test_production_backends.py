@@ -90,7 +90,7 @@ def production(built, postgres_url, redis_db, tmp_path_factory):
 def _postgres_mart(settings, name: str) -> pd.DataFrame:
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(settings.postgres_url.replace("postgresql://", "postgresql+psycopg2://"))
+    engine = sqlalchemy.create_engine(settings.postgres.sqlalchemy_url("psycopg2"))
     with engine.connect() as con:
         frame = pd.read_sql(f"SELECT * FROM marts.{name}", con)
     engine.dispose()

@@ -64,3 +64,19 @@ def test_configured_salt_wins_and_is_never_printed(tmp_path):
     assert settings.salt() == "zq-salt-7731"
     assert "zq-salt-7731" not in repr(settings)
     assert not (tmp_path / "secrets").exists()
+
+
+def test_postgres_url_parts_round_trip_with_special_characters(tmp_path):
+    settings = load_settings(
+        data_root=tmp_path, postgres_url="postgresql://ml%40ops:p%2Fw%3A@db:5433/wh?sslmode=require"
+    )
+    pg = settings.postgres
+    assert (pg.host, pg.port, pg.user, pg.password, pg.database, pg.sslmode) == (
+        "db",
+        5433,
+        "ml@ops",
+        "p/w:",
+        "wh",
+        "require",
+    )
+    assert pg.sqlalchemy_url("psycopg") == "postgresql+psycopg://ml%40ops:p%2Fw%3A@db:5433/wh?sslmode=require"
