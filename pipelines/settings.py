@@ -36,6 +36,16 @@ class PostgresConnection:
     database: str
     sslmode: str
 
+    def environment(self) -> dict[str, str]:
+        """PLATFORM_PG_* variables for dbt's profiles.yml and Feast's feature_store.yaml (no password)."""
+        return {
+            "PLATFORM_PG_HOST": self.host,
+            "PLATFORM_PG_PORT": str(self.port),
+            "PLATFORM_PG_USER": self.user,
+            "PLATFORM_PG_DATABASE": self.database,
+            "PLATFORM_PG_SSLMODE": self.sslmode,
+        }
+
     def sqlalchemy_url(self, driver: str) -> str:
         """The URL with a SQLAlchemy driver, e.g. `psycopg2` or `psycopg`."""
         auth = quote(self.user, safe="") + (f":{quote(self.password, safe='')}" if self.password else "")

@@ -38,12 +38,8 @@ def feast_environment(settings: Settings) -> dict[str, str]:
         pg = settings.postgres
         redis = urlparse(settings.redis_url)
         env.update(
-            PLATFORM_PG_HOST=pg.host,
-            PLATFORM_PG_PORT=str(pg.port),
-            PLATFORM_PG_DATABASE=pg.database,
-            PLATFORM_PG_USER=pg.user,
+            pg.environment(),
             PLATFORM_PG_PASSWORD=pg.password,
-            PLATFORM_PG_SSLMODE=pg.sslmode,
             PLATFORM_FEAST_REGISTRY_URL=pg.sqlalchemy_url("psycopg"),
             PLATFORM_REDIS_CONNECTION=f"{redis.hostname or '127.0.0.1'}:{redis.port or 6379},"
             f"db={(redis.path.lstrip('/') or '0')}",

@@ -47,12 +47,8 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
     if settings.warehouse_target == "postgres":
         pg = settings.postgres
         env.update(
-            PLATFORM_PG_HOST=pg.host,
-            PLATFORM_PG_PORT=str(pg.port),
-            PLATFORM_PG_USER=pg.user,
-            PLATFORM_PG_DATABASE=pg.database,
+            pg.environment(),
             DBT_ENV_SECRET_PG_PASSWORD=pg.password,
-            PGSSLMODE=pg.sslmode,
             PGOPTIONS=f"-c platform.pii_salt={settings.salt()}",
         )
     return env
