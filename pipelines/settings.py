@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, quote, unquote, urlparse
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +23,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pipelines.errors import SettingsError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The sources' local time: a logical date is a New York operations day.
+OPERATIONS_TZ = ZoneInfo("America/New_York")
 ENV_PREFIX = "PLATFORM_"
 
 

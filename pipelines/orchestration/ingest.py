@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict
-from zoneinfo import ZoneInfo
 
-from pipelines.settings import get_settings
-
-OPERATIONS_TZ = ZoneInfo("America/New_York")
+from pipelines.settings import OPERATIONS_TZ, get_settings
 
 
 def logical_day(logical_date: dt.datetime) -> dt.date:
@@ -26,7 +23,7 @@ def land(day: dt.date) -> dict:
 
     settings = get_settings()
     landed = land_day(settings, day) + land_reference(settings)
-    return {f"{p.table}": {"rows": p.rows, "sha256": p.sha256} for p in landed}
+    return {p.table: {"rows": p.rows, "sha256": p.sha256} for p in landed}
 
 
 def validate(day: dt.date) -> dict:

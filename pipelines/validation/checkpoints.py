@@ -13,14 +13,12 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from pipelines.errors import ValidationFailed
 from pipelines.ingest.landing import landed_partition, reference_path
-from pipelines.settings import REPO_ROOT, Settings
+from pipelines.settings import OPERATIONS_TZ, REPO_ROOT, Settings
 
 SUITES_DIR = REPO_ROOT / "expectations"
-OPERATIONS_TZ = ZoneInfo("America/New_York")
 DATA_DOCS_SITE = "local_site"
 
 

@@ -12,8 +12,7 @@ from pipelines.features.store import export_marts, materialize
 from pipelines.features.transform import build_features
 from pipelines.ingest import land_day, land_reference
 from pipelines.ingest.warehouse import load_day, load_reference
-from pipelines.orchestration.ingest import OPERATIONS_TZ
-from pipelines.settings import Settings
+from pipelines.settings import OPERATIONS_TZ, Settings
 from pipelines.validation import validate_partition
 from tests.conftest import FIRST_DAY, make_settings
 
