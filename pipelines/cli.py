@@ -22,6 +22,12 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD, e.g. 2013-01-01") from None
 
 
+def _days(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days; use a whole number of at least 1")
+    return int(text)
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from pipelines.orchestration import local_airflow
     from pipelines.orchestration.summary import ingest_summary
@@ -35,12 +41,14 @@ def cmd_run(args: argparse.Namespace) -> None:
     runs = local_airflow.backfill(settings, INGEST_DAG, args.start, last)
     print(f"{len(runs)} DAG runs succeeded in {time.monotonic() - started:.0f} s.\n")
     print(ingest_summary(settings, args.start, last).render())
+    warehouse = settings.warehouse_path if settings.warehouse_target == "duckdb" else "PostgreSQL, schema marts"
+    online = settings.feast_dir / "online_store.db" if settings.feast_env == "local" else settings.redis_url
     print(
         f"\nWhere to look:\n"
         f"  data root           {settings.data_root}\n"
         f"  raw partitions      {settings.raw_dir}\n"
-        f"  warehouse (DuckDB)  {settings.warehouse_path}\n"
-        f"  Feast online store  {settings.feast_dir / 'online_store.db'}\n"
+        f"  warehouse           {warehouse}\n"
+        f"  Feast online store  {online}\n"
         f"  Airflow task logs   {settings.airflow_dir / 'logs'}\n"
         f"  Airflow UI          `make up`, then http://127.0.0.1:8080"
     )
@@ -95,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--start", type=_date, default=dt.date(2013, 1, 1))
-        command.add_argument("--days", type=int, default=7)
+        command.add_argument("--days", type=_days, default=7)
         command.set_defaults(handler=handler)
     commands.add_parser("up", help="serve Airflow (UI on 127.0.0.1:8080) until Ctrl-C").set_defaults(handler=cmd_up)
     for name in ("land", "validate", "transform", "materialize"):

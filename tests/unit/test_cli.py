@@ -1,0 +1,24 @@
+import datetime as dt
+
+import pytest
+
+from pipelines.cli import build_parser
+
+
+def test_run_takes_a_window_of_days():
+    args = build_parser().parse_args(["run", "--start", "2013-03-01", "--days", "3"])
+    assert (args.start, args.days) == (dt.date(2013, 3, 1), 3)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--start", "01/03/2013"], "is not a date; use YYYY-MM-DD"),
+        (["run", "--days", "0"], "is not a number of days"),
+        (["land", "2013-02-30"], "is not a date"),
+    ],
+)
+def test_bad_arguments_are_refused_with_the_fix(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(argv)
+    assert message in capsys.readouterr().err
