@@ -93,9 +93,9 @@ def test_a_future_feature_row_never_reaches_an_earlier_event(built, training):
         same_day = entities.scheduled_departure_local.dt.date == target.scheduled_departure_local.date()
         later = entities[same_day & (entities.carrier == target.carrier)
                          & (entities.event_timestamp > planted.loc[0, "feature_timestamp"])]  # fmt: skip
-        if len(later):
-            frame = build_training_set(built.settings, later.head(1))
-            assert frame.loc[0, "carrier_late_rate_7d"] == 0.987654  # the planted row is used once it is past
+        assert len(later), "the positive control needs a later flight of the same carrier that day"
+        frame = build_training_set(built.settings, later.head(1))
+        assert frame.loc[0, "carrier_late_rate_7d"] == 0.987654  # the planted row is used once it is past
     finally:
         pq.write_table(original, path)
 
