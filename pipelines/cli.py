@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
+import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 
 from pipelines.errors import PlatformError
-from pipelines.settings import get_settings
+from pipelines.settings import get_settings, settings_environment
 
 INGEST_DAG = "flights_ingest"
 
@@ -65,11 +68,8 @@ def cmd_up(args: argparse.Namespace) -> None:
         signal.signal(stop_signal, lambda *_: stopping.append(True))
     components = ("api-server", "scheduler", "dag-processor", "triggerer")
     with local_airflow.services(settings, *components) as processes:
-        passwords = settings.airflow_dir / "passwords.json"
-        credentials = json.loads(passwords.read_text()) if passwords.exists() else {}
         print(f"Airflow is up: http://127.0.0.1:{local_airflow.API_PORT}")
-        for user, password in credentials.items():
-            print(f"  login: {user} / {password}")
+        print(f"  login: {local_airflow.ADMIN_USER} / {local_airflow.admin_password(settings)}")
         print(f"  logs: {settings.airflow_dir}/*.log   Stop with Ctrl-C.", flush=True)
         while not stopping:
             exited = {n: p.returncode for n, p in processes.items() if p.poll() is not None}
@@ -113,10 +113,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _vault_for_process() -> Iterator[None]:
+    """Start (or reach) Vault and give this process and its children its identity."""
+    from pipelines.security.vault import platform_vault, vault_environment
+
+    with platform_vault(get_settings()) as settings:
+        os.environ.update(settings_environment(settings))
+        os.environ.update(vault_environment(settings))
+        get_settings.cache_clear()
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.handler(args)
+        with _vault_for_process():
+            args.handler(args)
     except PlatformError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

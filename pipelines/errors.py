@@ -27,3 +27,35 @@ class ValidationFailed(PlatformError):
 
 class TransformFailed(PlatformError):
     """dbt build failed; the message names the failing nodes."""
+
+
+class VaultUnavailable(PlatformError):
+    """Vault/OpenBao cannot be reached or is sealed; nothing that needs it was done."""
+
+
+class AccessDenied(PlatformError):
+    """Vault refused an operation under the caller's policy."""
+
+
+class SecretMissing(PlatformError):
+    """A secret the platform needs is not in Vault; the message says where to write it."""
+
+
+class ArtifactTampered(PlatformError):
+    """An artifact's bytes, envelope or content hash do not match what was sealed."""
+
+
+class SignatureInvalid(PlatformError):
+    """A manifest's signature does not verify, or a file it lists does not match its hash."""
+
+
+class ResidencyViolation(PlatformError):
+    """A bucket lies outside the allowed regions; nothing was written to it."""
+
+
+class ArtifactExists(PlatformError):
+    """Different bytes were offered under a key that is already written."""
+
+
+class AuditChainBroken(PlatformError):
+    """The audit ledger's hash chain does not verify; the message names the first bad record."""

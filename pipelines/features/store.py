@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 
 from pipelines.features.request_time import schedule_features
 from pipelines.features.transform import FEATURE_MARTS, MARTS_SCHEMA
+from pipelines.security.secrets import postgres_connection
 from pipelines.settings import REPO_ROOT, Settings
 
 FEATURE_REPO = REPO_ROOT / "feature_repo"
@@ -35,7 +36,7 @@ def feast_environment(settings: Settings) -> dict[str, str]:
         "PLATFORM_FEATURE_EXPORT_DIR": str(settings.feature_export_dir),
     }
     if settings.feast_env == "production":
-        pg = settings.postgres
+        pg = postgres_connection(settings)
         redis = urlparse(settings.redis_url)
         env.update(
             pg.environment(),
@@ -175,7 +176,7 @@ def training_entities(settings: Settings, start: dt.date, end: dt.date, known_at
     else:
         import sqlalchemy
 
-        engine = sqlalchemy.create_engine(settings.postgres.sqlalchemy_url("psycopg2"))
+        engine = sqlalchemy.create_engine(postgres_connection(settings).sqlalchemy_url("psycopg2"))
         with engine.connect() as con:
             frame = pd.read_sql(query, con)
         engine.dispose()

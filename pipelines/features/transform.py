@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pipelines.errors import TransformFailed
 from pipelines.features.pii import SALT_ENV
+from pipelines.security.secrets import pii_salt, postgres_connection
 from pipelines.settings import REPO_ROOT, Settings
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt"
@@ -31,7 +32,8 @@ class TransformResult:
 
 
 def dbt_environment(settings: Settings) -> dict[str, str]:
-    """Environment for a dbt process: target, connection, salt (never on the command line)."""
+    """Environment for a dbt process: target, connection, salt (from Vault; never on the command line)."""
+    salt = pii_salt(settings)
     env = {
         **os.environ,
         "DBT_TARGET": settings.warehouse_target,
@@ -42,14 +44,14 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DBT_USE_COLORS": "false",
         "PLATFORM_WAREHOUSE_PATH": str(settings.warehouse_path),
-        SALT_ENV: settings.salt(),
+        SALT_ENV: salt,
     }
     if settings.warehouse_target == "postgres":
-        pg = settings.postgres
+        pg = postgres_connection(settings)
         env.update(
             pg.environment(),
             DBT_ENV_SECRET_PG_PASSWORD=pg.password,
-            PGOPTIONS=f"-c platform.pii_salt={settings.salt()}",
+            PGOPTIONS=f"-c platform.pii_salt={salt}",
         )
     return env
 

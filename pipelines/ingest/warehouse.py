@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from pipelines.ingest.landing import REFERENCE_TABLES, landed_partition, reference_path
 from pipelines.ingest.source import SOURCE_SCHEMAS
+from pipelines.security.secrets import postgres_connection
 from pipelines.settings import Settings
 
 RAW_SCHEMA = "raw"
@@ -106,7 +107,7 @@ def _transaction(settings: Settings) -> Iterator[tuple[_Cursor, object]]:
     else:
         import psycopg2
 
-        con = psycopg2.connect(settings.postgres_url)
+        con = psycopg2.connect(postgres_connection(settings).dsn())
         try:
             with con:  # commits on success, rolls back on error
                 cursor = con.cursor()

@@ -30,3 +30,54 @@ def fail_fast_on_bad_data(function: Callable[..., T]) -> Callable[..., T]:
             raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
     return wrapper
+
+
+# The platform's people, as FAB roles. Each is exactly these permissions (synced, not just added).
+def _platform_roles() -> dict[str, set[tuple[str, str]]]:
+    from airflow.providers.fab.auth_manager.security_manager.override import FabAirflowSecurityManagerOverride as Fab
+    from airflow.providers.fab.www.security import permissions as p
+
+    read_only = set(Fab.VIEWER_PERMISSIONS) | {
+        (p.ACTION_CAN_READ, p.RESOURCE_AUDIT_LOG),
+        (p.ACTION_CAN_ACCESS_MENU, p.RESOURCE_AUDIT_LOG),
+    }
+    run_control = {
+        (p.ACTION_CAN_EDIT, p.RESOURCE_DAG),  # pause and unpause
+        (p.ACTION_CAN_CREATE, p.RESOURCE_DAG_RUN),  # trigger
+        (p.ACTION_CAN_EDIT, p.RESOURCE_DAG_RUN),
+        (p.ACTION_CAN_EDIT, p.RESOURCE_TASK_INSTANCE),  # clear, mark
+        (p.ACTION_CAN_DELETE, p.RESOURCE_TASK_INSTANCE),
+    }
+    return {
+        # Reads everything, including the audit log; changes nothing.
+        "Auditor": read_only,
+        # Runs the platform: trigger, clear, pause. Does not see DAG code.
+        "Operator": (read_only - {(p.ACTION_CAN_READ, p.RESOURCE_DAG_CODE)}) | run_control,
+        # Authors DAGs (in git) and runs them: everything an Airflow "User" may do.
+        "MLEngineer": read_only | set(Fab.USER_PERMISSIONS),
+    }
+
+
+def sync_access(users: dict[str, tuple[str, str]]) -> None:
+    """Create or update the platform roles, then create missing users {username: (role, password)}.
+
+    Runs inside an Airflow process (it needs Airflow's configuration and metadata DB).
+    """
+    from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
+
+    with get_application_builder() as appbuilder:
+        security = appbuilder.sm
+        for name, wanted in _platform_roles().items():
+            role = security.find_role(name) or security.add_role(name)
+            for permission in list(role.permissions):
+                if (permission.action.name, permission.resource.name) not in wanted:
+                    security.remove_permission_from_role(role, permission)
+            for action, resource in sorted(wanted):
+                permission = security.get_permission(action, resource) or security.create_permission(action, resource)
+                if permission not in role.permissions:
+                    security.add_permission_to_role(role, permission)
+        for username, (role_name, password) in users.items():
+            if security.find_user(username=username) is None:
+                security.add_user(
+                    username, username, "", f"{username}@platform.local", security.find_role(role_name), password
+                )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 
+from pipelines.security.secrets import CONNECTIONS_PATH, VARIABLES_PATH
+from pipelines.security.vault import KV_MOUNT, vault_environment
 from pipelines.settings import REPO_ROOT, Settings, settings_environment
 
 # Telemetry off for every tool that has it: there is no route out, and enterprises expect it.
@@ -37,9 +40,42 @@ def airflow_environment(settings: Settings, metadata_url: str | None = None) -> 
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": "8080",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        # Logins and roles (Auditor, Operator, MLEngineer, Admin) through Flask-AppBuilder.
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager",
+        # Values of connections and variables whose names contain these words are masked in logs.
+        "AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES": "salt,token,credential",
+        "AIRFLOW__CORE__HIDE_SENSITIVE_VAR_CONN_FIELDS": "True",
     }
-    # Tasks read the same platform settings as this process.
+    # Tasks read the same platform settings, with the same Vault identity, as this process.
     env.update(settings_environment(settings))
+    env.update(vault_environment(settings))
+    env.update(secrets_backend(settings))
     return env
+
+
+def secrets_backend(settings: Settings) -> dict[str, str]:
+    """Airflow's VaultBackend on the platform's KV mount: connections and variables come from Vault."""
+    if not settings.vault_addr:
+        return {}
+    kwargs = {
+        "url": settings.vault_addr,
+        "mount_point": KV_MOUNT,
+        "connections_path": CONNECTIONS_PATH,
+        "variables_path": VARIABLES_PATH,
+        "config_path": None,
+        "kv_engine_version": 2,
+    }
+    if settings.vault_role_id and settings.vault_secret_id:
+        kwargs.update(auth_type="approle", role_id=settings.vault_role_id)
+        kwargs["secret_id"] = settings.vault_secret_id.get_secret_value()
+    elif settings.vault_token:
+        kwargs.update(auth_type="token", token=settings.vault_token.get_secret_value())
+    if settings.vault_cacert:
+        kwargs["verify"] = str(settings.vault_cacert)
+    return {
+        "AIRFLOW__SECRETS__BACKEND": "airflow.providers.hashicorp.secrets.vault.VaultBackend",
+        "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps(kwargs),
+        # Tasks resolve connections in the worker too (Airflow 3 task SDK).
+        "AIRFLOW__WORKERS__SECRETS_BACKEND": "airflow.providers.hashicorp.secrets.vault.VaultBackend",
+        "AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS": json.dumps(kwargs),
+    }

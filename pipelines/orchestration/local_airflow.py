@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -24,10 +26,32 @@ POOLS = {
 }
 FINISHED = {"success", "failed"}
 API_PORT = 8080
+ADMIN_USER = "admin"
 
 
 class AirflowRunFailed(PlatformError):
     """A DAG run launched by the platform did not succeed."""
+
+
+def admin_password(settings: Settings) -> str:
+    """The local admin's UI password: generated once, kept 0600 beside the metadata DB."""
+    path = settings.airflow_dir / "admin_password"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(18))
+    return path.read_text().strip()
+
+
+def python(settings: Settings, code: str) -> subprocess.CompletedProcess[str]:
+    """Run Python code in a process with the platform's Airflow environment."""
+    completed = subprocess.run(
+        [sys.executable, "-c", code], env=airflow_environment(settings), capture_output=True, text=True, check=False
+    )
+    if completed.returncode != 0:
+        raise AirflowRunFailed(f"Airflow setup step failed:\n{completed.stderr[-3000:]}")
+    return completed
 
 
 def airflow(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -43,10 +67,15 @@ def airflow(settings: Settings, *args: str, check: bool = True) -> subprocess.Co
     return completed
 
 
-def prepare(settings: Settings) -> None:
-    """Migrate the metadata DB, serialize the DAGs and create the pools (idempotent)."""
+def prepare(settings: Settings, users: dict[str, tuple[str, str]] | None = None) -> None:
+    """Migrate the metadata DB, sync roles and users, serialize the DAGs, create the pools (idempotent).
+
+    `users` ({username: (role, password)}) are created if missing, beside the local admin.
+    """
     settings.airflow_dir.mkdir(parents=True, exist_ok=True)
     airflow(settings, "db", "migrate")
+    accounts = {ADMIN_USER: ("Admin", admin_password(settings)), **(users or {})}
+    python(settings, f"from pipelines.orchestration.airflow_adapter import sync_access; sync_access({accounts!r})")
     airflow(settings, "dags", "reserialize")
     for name, (slots, description) in POOLS.items():
         airflow(settings, "pools", "set", name, str(slots), description)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pipelines.features.store import online_key_counts
 from pipelines.features.transform import FEATURE_MARTS, MARTS_SCHEMA
 from pipelines.ingest.landing import PARTITIONED_TABLES, manifest_path, partition_path
+from pipelines.security.secrets import postgres_connection
 from pipelines.settings import Settings
 
 
@@ -77,7 +78,7 @@ def mart_row_counts(settings: Settings) -> dict[str, int]:
         return counts
     import psycopg2
 
-    with psycopg2.connect(settings.postgres_url) as con, con.cursor() as cursor:
+    with psycopg2.connect(postgres_connection(settings).dsn()) as con, con.cursor() as cursor:
         for mart in FEATURE_MARTS:
             cursor.execute("SELECT to_regclass(%s)", (f"{MARTS_SCHEMA}.{mart}",))
             if cursor.fetchone()[0] is None:

@@ -1,0 +1,9 @@
+# Airflow and the platform's pipeline tasks: read connections and variables
+# (database credentials, S3 keys, the PII-hashing salt). Nothing else.
+path "platform/data/airflow/connections/*" {
+  capabilities = ["read"]
+}
+
+path "platform/data/airflow/variables/*" {
+  capabilities = ["read"]
+}
