@@ -113,12 +113,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> None:
+    from pipelines.security.audit import audit_ledger
+
+    ledger = audit_ledger(get_settings())
+    report = ledger.verify()
+    print(f"{ledger}: {report.records} records, chain intact, head {report.head}")
+
+
+def cmd_keys(args: argparse.Namespace) -> None:
+    from pipelines.security.artifacts import SealedArtifacts, rotate_keys
+    from pipelines.security.audit import audit_ledger
+    from pipelines.security.store import artifact_store
+    from pipelines.security.vault import Vault
+
+    settings = get_settings()
+    vault, ledger = Vault.from_settings(settings), audit_ledger(settings)
+    if args.command == "rotate-keys":
+        versions = rotate_keys(vault)
+        ledger.append("keys.rotate", "transit", versions)
+        print("rotated: " + ", ".join(f"{name} now at version {v}" for name, v in versions.items()))
+    else:
+        counts = SealedArtifacts(artifact_store(settings, ledger), vault, ledger).rewrap_all()
+        print(f"rewrapped {counts['rewrapped']} artifacts; {counts['current']} were already on the newest key")
+
+
+OPERATOR_COMMANDS = {"rotate-keys", "rewrap"}
+
+
 @contextlib.contextmanager
-def _vault_for_process() -> Iterator[None]:
+def _vault_for_process(role: str) -> Iterator[None]:
     """Start (or reach) Vault and give this process and its children its identity."""
     from pipelines.security.vault import platform_vault, vault_environment
 
-    with platform_vault(get_settings()) as settings:
+    with platform_vault(get_settings(), role) as settings:
         os.environ.update(settings_environment(settings))
         os.environ.update(vault_environment(settings))
         get_settings.cache_clear()
@@ -128,7 +156,7 @@ def _vault_for_process() -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with _vault_for_process():
+        with _vault_for_process("operator" if args.command in OPERATOR_COMMANDS else "training"):
             args.handler(args)
     except PlatformError as exc:
         print(f"error: {exc}", file=sys.stderr)

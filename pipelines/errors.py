@@ -59,3 +59,7 @@ class ArtifactExists(PlatformError):
 
 class AuditChainBroken(PlatformError):
     """The audit ledger's hash chain does not verify; the message names the first bad record."""
+
+
+class ArtifactMissing(PlatformError):
+    """No artifact is stored under the key asked for."""

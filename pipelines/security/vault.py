@@ -318,8 +318,8 @@ def local_openbao(settings: Settings) -> LocalOpenBao:
 
 
 @contextlib.contextmanager
-def platform_vault(settings: Settings) -> Iterator[Settings]:
-    """Settings that reach a bootstrapped Vault as the `training` AppRole, for the block's duration.
+def platform_vault(settings: Settings, role: str = "training") -> Iterator[Settings]:
+    """Settings that reach a bootstrapped Vault as an AppRole role, for the block's duration.
 
     With VAULT_ADDR set, the configured Vault and credentials are used unchanged. Otherwise
     the platform's own OpenBao starts (or is reused), is bootstrapped and seeded, and stops
@@ -336,7 +336,7 @@ def platform_vault(settings: Settings) -> Iterator[Settings]:
         root = server.root()
         bootstrap(root)
         seed_local_secrets(root)
-        role_id, secret_id = issue_credentials(root, "training")
+        role_id, secret_id = issue_credentials(root, role)
         yield settings.model_copy(
             update={"vault_addr": server.addr, "vault_role_id": role_id, "vault_secret_id": SecretStr(secret_id)}
         )

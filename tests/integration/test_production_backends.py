@@ -15,6 +15,7 @@ import pytest
 from pipelines.features.store import build_training_set, feature_store, materialize, training_entities
 from pipelines.features.transform import build_features
 from pipelines.ingest.warehouse import load_day, load_reference
+from pipelines.security.secrets import LOCAL_POSTGRES, postgres_connection, put_connection
 from pipelines.settings import load_settings
 from tests.conftest import require_service
 
@@ -70,14 +71,16 @@ def redis_db():
 
 
 @pytest.fixture(scope="module")
-def production(built, postgres_url, redis_db, tmp_path_factory):
+def production(built, postgres_url, redis_db, tmp_path_factory, openbao):
+    conn_id = f"pg_{postgres_url.rsplit('/', 1)[1]}"
+    database = postgres_url.rsplit("/", 1)[1]
+    put_connection(openbao.root, conn_id, {**LOCAL_POSTGRES, "schema": database})
     settings = load_settings(
         data_root=tmp_path_factory.mktemp("production") / "var",
         warehouse_target="postgres",
-        postgres_url=postgres_url,
+        postgres_conn_id=conn_id,
         feast_env="production",
         redis_url=redis_db,
-        pii_salt=built.settings.salt(),
     )
     shutil.copytree(built.settings.raw_dir, settings.raw_dir)
     load_reference(settings)
@@ -90,7 +93,7 @@ def production(built, postgres_url, redis_db, tmp_path_factory):
 def _postgres_mart(settings, name: str) -> pd.DataFrame:
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(settings.postgres.sqlalchemy_url("psycopg2"))
+    engine = sqlalchemy.create_engine(postgres_connection(settings).sqlalchemy_url("psycopg2"))
     with engine.connect() as con:
         frame = pd.read_sql(f"SELECT * FROM marts.{name}", con)
     engine.dispose()

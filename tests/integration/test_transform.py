@@ -13,6 +13,7 @@ from pipelines.errors import TransformFailed
 from pipelines.features.pii import hash_pii
 from pipelines.features.transform import build_features
 from pipelines.ingest import partition_path, reference_path
+from pipelines.security.secrets import pii_salt
 from pipelines.settings import load_settings
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -61,7 +62,7 @@ def test_flights_mart_holds_every_landed_flight_once(built):
 def test_tail_numbers_are_hashed_with_the_salt(built):
     flights = _mart(built.settings, "flights")
     raw = _raw_flights(built.settings, built.days[:1])
-    expected = {hash_pii(t, built.settings.salt()) for t in raw.tailnum.dropna()}
+    expected = {hash_pii(t, pii_salt(built.settings)) for t in raw.tailnum.dropna()}
     assert expected <= set(flights.tailnum_hash.dropna())
     with duckdb.connect(str(built.settings.warehouse_path), read_only=True) as con:
         for schema, table in con.execute(
@@ -89,7 +90,7 @@ def test_trailing_carrier_rates_match_a_pandas_reference(built):
 
 
 def test_incremental_days_equal_a_full_rebuild(built, tmp_path):
-    copy = load_settings(data_root=tmp_path / "var", pii_salt=built.settings.salt())
+    copy = load_settings(data_root=tmp_path / "var")
     shutil.copytree(built.settings.raw_dir, copy.raw_dir)
     copy.warehouse_path.parent.mkdir(parents=True)
     shutil.copy(built.settings.warehouse_path, copy.warehouse_path)
@@ -104,7 +105,7 @@ def test_incremental_days_equal_a_full_rebuild(built, tmp_path):
 
 
 def test_a_failing_dbt_test_fails_the_build_naming_it(built, tmp_path):
-    broken = load_settings(data_root=tmp_path / "var", pii_salt=built.settings.salt())
+    broken = load_settings(data_root=tmp_path / "var")
     broken.warehouse_path.parent.mkdir(parents=True)
     shutil.copy(built.settings.warehouse_path, broken.warehouse_path)
     with duckdb.connect(str(broken.warehouse_path)) as con:  # a duplicated flight slipped into raw

@@ -1,5 +1,3 @@
-import stat
-
 import pytest
 
 from pipelines.errors import SettingsError
@@ -33,7 +31,8 @@ def test_environment_overrides_defaults(monkeypatch, tmp_path):
         ("PLATFORM_WAREHOUSE_TARGET", "oracle", "PLATFORM_WAREHOUSE_TARGET"),
         ("PLATFORM_FEAST_ENV", "staging", "PLATFORM_FEAST_ENV"),
         ("PLATFORM_ARTIFACT_STORE_URI", "ftp://host/models", "PLATFORM_ARTIFACT_STORE_URI"),
-        ("PLATFORM_POSTGRES_URL", "mysql://db", "PLATFORM_POSTGRES_URL"),
+        ("PLATFORM_VAULT_PORT", "eighty", "PLATFORM_VAULT_PORT"),
+        ("PLATFORM_AUDIT_TARGET", "syslog", "PLATFORM_AUDIT_TARGET"),
         ("PLATFORM_FLIGHTS_PER_DAY_MIN", "many", "PLATFORM_FLIGHTS_PER_DAY_MIN"),
     ],
 )
@@ -50,33 +49,9 @@ def test_inconsistent_bounds_are_refused(tmp_path):
         load_settings(data_root=tmp_path, flights_per_day_min=2000, flights_per_day_max=1000)
 
 
-def test_pii_salt_is_generated_once_and_kept_private(tmp_path):
-    settings = load_settings(data_root=tmp_path)
-    first = settings.salt()
-    assert len(first) == 64
-    assert load_settings(data_root=tmp_path).salt() == first
-    mode = stat.S_IMODE((tmp_path / "secrets" / "pii_salt").stat().st_mode)
-    assert mode == 0o600
-
-
-def test_configured_salt_wins_and_is_never_printed(tmp_path):
-    settings = load_settings(data_root=tmp_path, pii_salt="zq-salt-7731")
-    assert settings.salt() == "zq-salt-7731"
-    assert "zq-salt-7731" not in repr(settings)
-    assert not (tmp_path / "secrets").exists()
-
-
-def test_postgres_url_parts_round_trip_with_special_characters(tmp_path):
-    settings = load_settings(
-        data_root=tmp_path, postgres_url="postgresql://ml%40ops:p%2Fw%3A@db:5433/wh?sslmode=require"
-    )
-    pg = settings.postgres
-    assert (pg.host, pg.port, pg.user, pg.password, pg.database, pg.sslmode) == (
-        "db",
-        5433,
-        "ml@ops",
-        "p/w:",
-        "wh",
-        "require",
-    )
-    assert pg.sqlalchemy_url("psycopg") == "postgresql+psycopg://ml%40ops:p%2Fw%3A@db:5433/wh?sslmode=require"
+@pytest.mark.parametrize("variable", ["PLATFORM_POSTGRES_URL", "PLATFORM_PII_SALT"])
+def test_secrets_in_the_environment_are_refused_with_where_they_live_now(monkeypatch, tmp_path, variable):
+    monkeypatch.setenv(variable, "postgresql://u:hunter2@db/wh")
+    with pytest.raises(SettingsError, match=f"{variable}.*Vault") as raised:
+        load_settings(data_root=tmp_path)
+    assert "hunter2" not in str(raised.value)
