@@ -110,6 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=f"the {name} stage of the ingest DAG for one date")
         command.add_argument("date", type=_date)
         command.set_defaults(handler=cmd_stage)
+    commands.add_parser(
+        "audit-verify", help="verify the audit ledger's hash chain; names the first broken or missing record"
+    ).set_defaults(handler=cmd_audit_verify)
+    commands.add_parser(
+        "rotate-keys", help="rotate the Transit keys for artifacts and manifests (operator)"
+    ).set_defaults(handler=cmd_keys)
+    commands.add_parser(
+        "rewrap", help="rewrap every sealed artifact's data key to the newest key version (operator)"
+    ).set_defaults(handler=cmd_keys)
     return parser
 
 
