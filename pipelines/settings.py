@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     )
     allowed_regions: list[str] = Field(["me-central-1"], min_length=1)
     airflow_home: Path | None = None
+    dags_folder: Path = Field(REPO_ROOT / "dags", description="Where Airflow finds DAG files.")
     # Vault / OpenBao. Without an address the platform runs its own OpenBao server under the data root.
     vault_addr: str = Field("", validation_alias=AliasChoices("PLATFORM_VAULT_ADDR", "VAULT_ADDR"))
     vault_token: SecretStr | None = Field(None, validation_alias=AliasChoices("PLATFORM_VAULT_TOKEN", "VAULT_TOKEN"))
@@ -64,7 +65,7 @@ class Settings(BaseSettings):
     flights_per_day_max: int = Field(1500, ge=1)
     seed: int = 2013
 
-    @field_validator("data_root", "airflow_home", "source_dir", "vault_cacert")
+    @field_validator("data_root", "airflow_home", "dags_folder", "source_dir", "vault_cacert")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None

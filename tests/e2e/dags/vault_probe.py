@@ -1,0 +1,24 @@
+"""A probe DAG for the secrets tests: reads a connection and variables that exist only in Vault
+and prints them, so the test can see that Airflow resolved them and masked them in the log."""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import dag, task
+
+
+@dag(schedule=None, start_date=pendulum.datetime(2013, 1, 1, tz="UTC"), catchup=False, tags=["test"])
+def vault_probe():
+    @task
+    def print_secrets() -> None:
+        from airflow.sdk import Connection, Variable
+
+        conn = Connection.get("probe_db")
+        print(f"probe host={conn.host} login={conn.login} password={conn.password}")
+        print(f"probe token={Variable.get('probe_api_token')}")
+        print(f"probe salt={Variable.get('pii_salt')}")
+
+    print_secrets()
+
+
+vault_probe()

@@ -1,0 +1,124 @@
+"""Airflow as the platform runs it (API server + scheduler, FAB logins, VaultBackend, audit listener):
+roles enforced through the REST API, connections and variables read from Vault and masked in
+task logs, and every DAG-run and task state change in the audit ledger."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from pipelines.orchestration import local_airflow
+from pipelines.security.audit import audit_ledger
+from pipelines.security.secrets import PII_SALT_VARIABLE, put_connection, variable
+from pipelines.settings import REPO_ROOT, Settings, load_settings
+
+pytestmark = pytest.mark.e2e
+BASE = f"http://127.0.0.1:{local_airflow.API_PORT}"
+DAG_ID = "vault_probe"
+USERS = {"auditor": "Auditor", "operator": "Operator", "engineer": "MLEngineer"}
+
+
+@dataclass
+class RunningAirflow:
+    settings: Settings
+    passwords: dict[str, str]
+    secrets: dict[str, str]
+
+    def headers(self, user: str) -> dict[str, str]:
+        password = self.passwords[user]
+        response = httpx.post(f"{BASE}/auth/token", json={"username": user, "password": password}, timeout=30)
+        assert response.status_code in (200, 201), response.text
+        return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@pytest.fixture(scope="module")
+def airflow_up(tmp_path_factory, openbao):
+    settings = load_settings(data_root=tmp_path_factory.mktemp("airflow") / "var",
+                             dags_folder=REPO_ROOT / "tests" / "e2e" / "dags")  # fmt: skip
+    probe = {"password": secrets.token_hex(12), "token": secrets.token_hex(12)}
+    # Only Vault knows these: Airflow's metadata DB has no connections or variables at all.
+    put_connection(openbao.root, "probe_db", {"conn_type": "postgres", "host": "probe-host.example",
+                                              "login": "probe_user", "password": probe["password"]})  # fmt: skip
+    openbao.root.write_secret("airflow/variables/probe_api_token", {"value": probe["token"]})
+    probe["salt"] = variable(openbao.root, PII_SALT_VARIABLE)
+    passwords = {user: secrets.token_urlsafe(12) for user in USERS}
+    local_airflow.prepare(settings, {user: (role, passwords[user]) for user, role in USERS.items()})
+    local_airflow.airflow(settings, "dags", "unpause", DAG_ID)
+    with local_airflow.services(settings, "api-server", "scheduler"):
+        yield RunningAirflow(settings, passwords, probe)
+
+
+@pytest.fixture(scope="module")
+def probe_run(airflow_up) -> dict:
+    """The operator triggers the probe DAG through the REST API; the scheduler runs it to the end."""
+    url = f"{BASE}/api/v2/dags/{DAG_ID}/dagRuns"
+    headers = airflow_up.headers("operator")
+    created = httpx.post(url, json={"logical_date": None}, headers=headers, timeout=30)
+    assert created.status_code == 200, created.text
+    run_id = created.json()["dag_run_id"]
+    deadline = time.monotonic() + 240
+    while (run := httpx.get(f"{url}/{run_id}", headers=headers, timeout=30).json())["state"] not in (
+        "success", "failed"):  # fmt: skip
+        assert time.monotonic() < deadline, f"{DAG_ID} did not finish: {run}"
+        time.sleep(2)
+    return run
+
+
+def test_without_a_login_nothing_is_served(airflow_up):
+    assert httpx.get(f"{BASE}/api/v2/dags", timeout=30).status_code == 401
+    wrong = httpx.post(f"{BASE}/auth/token", json={"username": "operator", "password": "wrong"}, timeout=30)
+    assert wrong.status_code == 401
+
+
+def test_an_auditor_reads_everything_and_changes_nothing(airflow_up):
+    headers = airflow_up.headers("auditor")
+    assert httpx.get(f"{BASE}/api/v2/dags/{DAG_ID}", headers=headers, timeout=30).status_code == 200
+    assert httpx.get(f"{BASE}/api/v2/dagSources/{DAG_ID}", headers=headers, timeout=30).status_code == 200
+    assert httpx.get(f"{BASE}/api/v2/eventLogs", headers=headers, timeout=30).status_code == 200
+    trigger = httpx.post(f"{BASE}/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None},
+                         headers=headers, timeout=30)  # fmt: skip
+    assert trigger.status_code == 403, trigger.text
+    pause = httpx.patch(f"{BASE}/api/v2/dags/{DAG_ID}", json={"is_paused": True}, headers=headers, timeout=30)
+    assert pause.status_code == 403, pause.text
+
+
+def test_an_operator_runs_and_pauses_but_cannot_read_code(airflow_up, probe_run):
+    headers = airflow_up.headers("operator")
+    assert probe_run["state"] == "success"
+    assert httpx.get(f"{BASE}/api/v2/dagSources/{DAG_ID}", headers=headers, timeout=30).status_code == 403
+    for paused in (True, False):
+        response = httpx.patch(f"{BASE}/api/v2/dags/{DAG_ID}", json={"is_paused": paused}, headers=headers,
+                               timeout=30)  # fmt: skip
+        assert response.status_code == 200 and response.json()["is_paused"] is paused
+
+
+def test_an_ml_engineer_reads_code_and_triggers(airflow_up):
+    headers = airflow_up.headers("engineer")
+    assert httpx.get(f"{BASE}/api/v2/dagSources/{DAG_ID}", headers=headers, timeout=30).status_code == 200
+    variables = httpx.get(f"{BASE}/api/v2/variables", headers=headers, timeout=30)
+    assert variables.status_code == 403  # secrets are Vault's business, not the UI's
+
+
+def test_task_reads_secrets_from_vault_and_its_log_masks_them(airflow_up, probe_run):
+    logs = list((airflow_up.settings.airflow_dir / "logs").rglob("*.log"))
+    task_logs = [p for p in logs if f"dag_id={DAG_ID}" in str(p) and "task_id=print_secrets" in str(p)]
+    assert task_logs, f"no task log among {logs}"
+    text = "\n".join(p.read_text() for p in task_logs)
+    assert "probe host=probe-host.example login=probe_user" in text  # resolved from Vault
+    for name, value in airflow_up.secrets.items():
+        assert value not in text, f"the {name} from Vault appears in clear in the task log"
+    assert "password=***" in text and "token=***" in text and "salt=***" in text
+
+
+def test_every_run_and_task_state_change_is_in_the_audit_ledger(airflow_up, probe_run):
+    ledger = audit_ledger(airflow_up.settings)
+    ledger.verify()
+    events = [(r.action, r.subject) for r in ledger.records() if r.subject.startswith(f"{DAG_ID}/")]
+    run = f"{DAG_ID}/{probe_run['dag_run_id']}"
+    assert (("dag_run.running", run) in events) and (("dag_run.success", run) in events), events
+    task = f"{run}/print_secrets"
+    assert events.index(("task.running", task)) < events.index(("task.success", task))
