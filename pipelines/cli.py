@@ -34,8 +34,12 @@ def _days(text: str) -> int:
 def cmd_run(args: argparse.Namespace) -> None:
     from pipelines.orchestration import local_airflow
     from pipelines.orchestration.summary import ingest_summary
+    from pipelines.security.audit import audit_ledger
+    from pipelines.security.store import check_residency_at_startup
+    from pipelines.security.vault import local_openbao
 
     settings = get_settings()
+    check_residency_at_startup(settings)
     last = args.start + dt.timedelta(days=args.days - 1)
     started = time.monotonic()
     print(f"Preparing Airflow (metadata DB {settings.airflow_dir / 'airflow.db'}) ...", flush=True)
@@ -46,6 +50,11 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(ingest_summary(settings, args.start, last).render())
     warehouse = settings.warehouse_path if settings.warehouse_target == "duckdb" else "PostgreSQL, schema marts"
     online = settings.feast_dir / "online_store.db" if settings.feast_env == "local" else settings.redis_url
+    ledger = audit_ledger(settings)
+    chain = ledger.verify()
+    vault = settings.vault_addr
+    if vault == local_openbao(settings).addr:
+        vault = f"OpenBao under {settings.vault_dir} (stopped with this command; `make up` starts it again)"
     print(
         f"\nWhere to look:\n"
         f"  data root           {settings.data_root}\n"
@@ -53,14 +62,18 @@ def cmd_run(args: argparse.Namespace) -> None:
         f"  warehouse           {warehouse}\n"
         f"  Feast online store  {online}\n"
         f"  Airflow task logs   {settings.airflow_dir / 'logs'}\n"
+        f"  audit ledger        {ledger}: {chain.records} records, chain intact (`platform audit-verify`)\n"
+        f"  secrets and keys    {vault}\n"
         f"  Airflow UI          `make up`, then http://127.0.0.1:8080"
     )
 
 
 def cmd_up(args: argparse.Namespace) -> None:
     from pipelines.orchestration import local_airflow
+    from pipelines.security.store import check_residency_at_startup
 
     settings = get_settings()
+    check_residency_at_startup(settings)
     local_airflow.prepare(settings)
     local_airflow.airflow(settings, "dags", "unpause", INGEST_DAG)
     stopping = []
