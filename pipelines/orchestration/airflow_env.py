@@ -53,6 +53,9 @@ def airflow_environment(settings: Settings, metadata_url: str | None = None) -> 
     return env
 
 
+VAULT_BACKEND = "airflow.providers.hashicorp.secrets.vault.VaultBackend"  # pragma: allowlist secret
+
+
 def secrets_backend(settings: Settings) -> dict[str, str]:
     """Airflow's VaultBackend on the platform's KV mount: connections and variables come from Vault."""
     if not settings.vault_addr:
@@ -73,9 +76,9 @@ def secrets_backend(settings: Settings) -> dict[str, str]:
     if settings.vault_cacert:
         kwargs["verify"] = str(settings.vault_cacert)
     return {
-        "AIRFLOW__SECRETS__BACKEND": "airflow.providers.hashicorp.secrets.vault.VaultBackend",
+        "AIRFLOW__SECRETS__BACKEND": VAULT_BACKEND,
         "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps(kwargs),
         # Tasks resolve connections in the worker too (Airflow 3 task SDK).
-        "AIRFLOW__WORKERS__SECRETS_BACKEND": "airflow.providers.hashicorp.secrets.vault.VaultBackend",
+        "AIRFLOW__WORKERS__SECRETS_BACKEND": VAULT_BACKEND,
         "AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS": json.dumps(kwargs),
     }

@@ -56,7 +56,7 @@ def buckets(moto_endpoint):
 
 def _connection(openbao, conn_id: str, endpoint: str, region: str) -> None:
     extra = json.dumps({"region_name": region, "endpoint_url": endpoint})
-    fields = {"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra}
+    fields = {"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra}  # pragma: allowlist secret
     put_connection(openbao.root, conn_id, fields)
 
 

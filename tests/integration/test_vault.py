@@ -3,6 +3,14 @@ and clear when Vault is unreachable or a secret is missing."""
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import hvac
 import pytest
 
@@ -28,6 +36,7 @@ from pipelines.security.vault import (
     Vault,
     bootstrap,
     platform_vault,
+    role_vault,
 )
 from pipelines.settings import load_settings
 from tests.conftest import free_port
@@ -67,13 +76,15 @@ def test_pipelines_read_their_secrets_as_the_training_role(tmp_path):
 
 
 def test_a_connection_with_special_characters_round_trips(openbao, tmp_path):
-    fields = {**LOCAL_POSTGRES, "login": "ml@ops", "password": "p/w:@x", "host": "db", "port": 5433,
+    fields = {**LOCAL_POSTGRES, "login": "ml@ops", "password": "p/w:@x",  # pragma: allowlist secret
+              "host": "db", "port": 5433,
               "schema": "wh", "extra": '{"sslmode": "require"}'}  # fmt: skip
     put_connection(openbao.root, "pg_special", fields)
     pg = postgres_connection(load_settings(data_root=tmp_path, postgres_conn_id="pg_special"))
     assert (pg.host, pg.port, pg.user, pg.password, pg.database, pg.sslmode) == (
         "db", 5433, "ml@ops", "p/w:@x", "wh", "require")  # fmt: skip
-    assert pg.sqlalchemy_url("psycopg") == "postgresql+psycopg://ml%40ops:p%2Fw%3A%40x@db:5433/wh?sslmode=require"
+    expected = "postgresql+psycopg://ml%40ops:p%2Fw%3A%40x@db:5433/wh?sslmode=require"  # pragma: allowlist secret
+    assert pg.sqlalchemy_url("psycopg") == expected
 
 
 def test_a_missing_secret_says_where_to_write_it(tmp_path):
@@ -146,3 +157,39 @@ def test_the_platforms_own_server_keeps_keys_and_secrets_across_restarts(tmp_pat
         server.stop(process)
     audit_log = (base.audit_dir / "vault_audit.log").read_text()
     assert "transit/decrypt/artifacts" in audit_log  # OpenBao's own audit device saw the decrypt
+
+
+def test_platform_bootstraps_an_external_vault_given_only_its_address_and_a_token(tmp_path):
+    """Against a Vault the platform did not start (here `bao server -dev`), bootstrap is the same code."""
+    port, token = free_port(), secrets.token_hex(16)
+    bao = shutil.which("bao", path=str(Path(sys.executable).parent))
+    server = subprocess.Popen([bao, "server", "-dev", f"-dev-root-token-id={token}",
+                               f"-dev-listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env={**os.environ, "HOME": str(tmp_path)})  # fmt: skip
+    try:
+        addr = f"http://127.0.0.1:{port}"
+        admin = Vault(addr, token=token)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                admin.client.sys.read_health_status(method="GET")
+                break
+            except Exception:
+                assert time.monotonic() < deadline, "bao server -dev did not start"
+                time.sleep(0.1)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_VAULT_")}
+        env.update(VAULT_ADDR=addr, VAULT_TOKEN=token, PLATFORM_DATA_ROOT=str(tmp_path / "var"))
+        cli = [sys.executable, "-m", "pipelines.cli", "vault-bootstrap"]
+        for _ in range(2):  # idempotent
+            done = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
+            assert "role training" in done.stdout and "role serving" in done.stdout
+        audit = subprocess.run([*cli, "--audit-file", str(tmp_path / "audit.log")], env=env,
+                               capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert audit.returncode == 1 and "declare one in its configuration" in audit.stderr
+        training = role_vault(admin, "training")
+        envelope = seal(training, b"a model")
+        assert unseal(role_vault(admin, "serving"), envelope) == b"a model"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -51,7 +51,7 @@ def test_inconsistent_bounds_are_refused(tmp_path):
 
 @pytest.mark.parametrize("variable", ["PLATFORM_POSTGRES_URL", "PLATFORM_PII_SALT"])
 def test_secrets_in_the_environment_are_refused_with_where_they_live_now(monkeypatch, tmp_path, variable):
-    monkeypatch.setenv(variable, "postgresql://u:hunter2@db/wh")
+    monkeypatch.setenv(variable, "postgresql://u:hunter2@db/wh")  # pragma: allowlist secret
     with pytest.raises(SettingsError, match=f"{variable}.*Vault") as raised:
         load_settings(data_root=tmp_path)
     assert "hunter2" not in str(raised.value)
