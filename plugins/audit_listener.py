@@ -27,7 +27,7 @@ def _append(action: str, subject: str, details: dict) -> None:
 def _task(action: str, task_instance, previous_state, error=None) -> None:
     subject = f"{task_instance.dag_id}/{task_instance.run_id}/{task_instance.task_id}"
     details = {
-        "previous_state": str(previous_state) if previous_state is not None else None,
+        "previous_state": getattr(previous_state, "value", previous_state),
         "try_number": getattr(task_instance, "try_number", None),
         "map_index": getattr(task_instance, "map_index", -1),
     }
