@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
 import secrets
 import signal
@@ -16,9 +15,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+
 from pipelines.errors import PlatformError
 from pipelines.orchestration.airflow_env import airflow_environment
-from pipelines.settings import Settings
+from pipelines.settings import OPERATIONS_TZ, Settings
 
 POOLS = {
     "warehouse": (1, "The embedded DuckDB warehouse takes one writer at a time."),
@@ -125,52 +126,74 @@ def services(settings: Settings, *names: str, timeout_s: float = 180) -> Iterato
 def backfill(settings: Settings, dag_id: str, first: dt.date, last: dt.date, timeout_s: float = 1800) -> list[dict]:
     """Run `dag_id` for every day in [first, last] through the scheduler; returns the runs.
 
-    Raises AirflowRunFailed naming the failed runs and where their logs are.
+    The backfill is created, watched and closed through Airflow's REST API as the local admin.
+    A backfill left open by an interrupted earlier run is cancelled first (no other backfill can
+    run here: `services` refuses to start beside `make up`). Raises AirflowRunFailed naming the
+    failed runs and where their logs are.
     """
     airflow(settings, "dags", "unpause", dag_id)
-    airflow(
-        settings, "backfill", "create", "--dag-id", dag_id,
-        "--from-date", first.isoformat(), "--to-date", last.isoformat(),
-        "--max-active-runs", "2", "--reprocess-behavior", "completed",
-    )  # fmt: skip
     expected = (last - first).days + 1
     deadline = time.monotonic() + timeout_s
-    with services(settings, "api-server", "scheduler") as processes:
-        while True:
-            runs = [r for r in _runs(settings, dag_id) if first <= _local_date(r) <= last]
-            # A failed day stops the window: later days wait on it (depends_on_past).
-            if any(r["state"] == "failed" for r in runs):
-                break
-            if len(runs) >= expected and all(r["state"] in FINISHED for r in runs):
-                break
-            exited = {n: p.returncode for n, p in processes.items() if p.poll() is not None}
-            if exited:
-                raise AirflowRunFailed(f"Airflow exited {exited}; see {settings.airflow_dir}/*.log")
-            if time.monotonic() > deadline:
-                raise AirflowRunFailed(f"{dag_id} runs did not finish within {timeout_s:.0f} s")
-            time.sleep(5)
+    with services(settings, "api-server", "scheduler") as processes, _api(settings) as api:
+        for stale in _call(api.get, "/api/v2/backfills", params={"dag_id": dag_id})["backfills"]:
+            if stale["completed_at"] is None:
+                _call(api.put, f"/api/v2/backfills/{stale['id']}/cancel")
+        window = {"from_date": dt.datetime.combine(first, dt.time(), OPERATIONS_TZ).isoformat(),
+                  "to_date": dt.datetime.combine(last, dt.time(), OPERATIONS_TZ).isoformat()}  # fmt: skip
+        created = _call(api.post, "/api/v2/backfills", json={
+            "dag_id": dag_id, **window, "max_active_runs": 2, "reprocess_behavior": "completed"})  # fmt: skip
+        try:
+            while True:
+                listed = _call(api.get, f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 1000})["dag_runs"]
+                runs = [r for r in listed if r["logical_date"] and first <= _local_date(r) <= last]
+                # A failed day stops the window: later days wait on it (depends_on_past).
+                if any(r["state"] == "failed" for r in runs):
+                    break
+                if len(runs) >= expected and all(r["state"] in FINISHED for r in runs):
+                    break
+                exited = {n: p.returncode for n, p in processes.items() if p.poll() is not None}
+                if exited:
+                    raise AirflowRunFailed(f"Airflow exited {exited}; see {settings.airflow_dir}/*.log")
+                if time.monotonic() > deadline:
+                    raise AirflowRunFailed(f"{dag_id} runs did not finish within {timeout_s:.0f} s")
+                time.sleep(3)
+        finally:  # close the backfill now, so that the next `make run` can start one
+            _call(api.put, f"/api/v2/backfills/{created['id']}/cancel")
     failed = [r for r in runs if r["state"] != "success"]
     if failed:
         logs = settings.airflow_dir / "logs" / f"dag_id={dag_id}"
         raise AirflowRunFailed(
             f"{len(failed)} of {len(runs)} {dag_id} runs failed: "
-            + ", ".join(sorted(r["run_id"] for r in failed))
+            + ", ".join(sorted(r["dag_run_id"] for r in failed))
             + f"; task logs under {logs}"
         )
     return sorted(runs, key=_local_date)
+
+
+@contextlib.contextmanager
+def _api(settings: Settings) -> Iterator[httpx.Client]:
+    """An HTTP client of the local API server, logged in as the local admin."""
+    base = f"http://127.0.0.1:{API_PORT}"
+    login = {"username": ADMIN_USER, "password": admin_password(settings)}
+    token = httpx.post(f"{base}/auth/token", json=login, timeout=60)
+    if token.status_code not in (200, 201):
+        raise AirflowRunFailed(f"cannot log in to the Airflow API as {ADMIN_USER}: {token.status_code} {token.text}")
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
+        yield client
+
+
+def _call(method, path: str, **kwargs) -> dict:
+    response = method(path, **kwargs)
+    if response.status_code >= 400:
+        raise AirflowRunFailed(f"Airflow API {path} answered {response.status_code}: {response.text[:2000]}")
+    return response.json()
 
 
 def _port_open(port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(0.5)
         return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _runs(settings: Settings, dag_id: str) -> list[dict]:
-    completed = airflow(settings, "dags", "list-runs", dag_id, "-o", "json")
-    # Airflow may print warnings before the JSON document, which is the last line.
-    lines = [line for line in completed.stdout.splitlines() if line.startswith("[{") or line == "[]"]
-    return json.loads(lines[-1]) if lines else []
 
 
 def _local_date(run: dict) -> dt.date:

