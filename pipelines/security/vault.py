@@ -97,7 +97,13 @@ class Vault:
             return self._client
         if self._role_id:
             with self.errors("logging in with AppRole"):
-                auth = self._client.auth.approle.login(role_id=self._role_id, secret_id=self._secret_id)["auth"]
+                try:
+                    auth = self._client.auth.approle.login(role_id=self._role_id, secret_id=self._secret_id)["auth"]
+                except hvac.exceptions.InvalidRequest:
+                    raise AccessDenied(
+                        f"Vault at {self.addr} refused the AppRole login: the role id or secret id is wrong, "
+                        "expired or used up; issue a new secret id (PLATFORM_VAULT_SECRET_ID)"
+                    ) from None
             self._client.token = auth["client_token"]
             self._expires_at = time.monotonic() + max(auth["lease_duration"] - 60, 30)
         else:

@@ -35,6 +35,7 @@ from pipelines.security.vault import (
     LocalOpenBao,
     Vault,
     bootstrap,
+    issue_credentials,
     platform_vault,
     role_vault,
 )
@@ -193,3 +194,10 @@ def test_platform_bootstraps_an_external_vault_given_only_its_address_and_a_toke
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_wrong_secret_id_is_refused_with_the_fix(openbao):
+    role_id, _ = issue_credentials(openbao.root, "training")
+    vault = Vault(openbao.server.addr, role_id=role_id, secret_id="00000000-0000-0000-0000-000000000000")
+    with pytest.raises(AccessDenied, match="refused the AppRole login.*PLATFORM_VAULT_SECRET_ID"):
+        vault.read_secret("airflow/variables/pii_salt")
