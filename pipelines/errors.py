@@ -63,3 +63,11 @@ class AuditChainBroken(PlatformError):
 
 class ArtifactMissing(PlatformError):
     """No artifact is stored under the key asked for."""
+
+
+class ConcurrentUpdate(PlatformError):
+    """A compare-and-swap lost: the value changed since it was read. Read again and retry."""
+
+
+class RegistryError(PlatformError):
+    """A registry request that cannot be honoured (unknown model or version, a rejected model, ...)."""

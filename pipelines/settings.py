@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     vault_token: SecretStr | None = Field(None, validation_alias=AliasChoices("PLATFORM_VAULT_TOKEN", "VAULT_TOKEN"))
     vault_role_id: str = Field("", description="AppRole role id (used instead of a token when set).")
     vault_secret_id: SecretStr | None = None
+    vault_evaluation_role_id: str = Field("", description="AppRole of the evaluation gate (decrypts champions).")
+    vault_evaluation_secret_id: SecretStr | None = None
     vault_cacert: Path | None = Field(None, validation_alias=AliasChoices("PLATFORM_VAULT_CACERT", "VAULT_CACERT"))
     vault_port: int = Field(8200, ge=1, le=65535, description="Port of the platform's own OpenBao server.")
     audit_target: Literal["file", "postgres"] = Field(
@@ -64,6 +66,22 @@ class Settings(BaseSettings):
     flights_per_day_min: int = Field(500, ge=0)
     flights_per_day_max: int = Field(1500, ge=1)
     seed: int = 2013
+    # Training (windows in whole operations days, ending at the newest ingested day)
+    train_days: int = Field(4, ge=1, description="Days the model is fitted on.")
+    validation_days: int = Field(1, ge=1, description="Days after those, for early stopping and the threshold.")
+    holdout_days: int = Field(2, ge=1, description="Days after those, on which candidate and champion are judged.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present.")
+    # Evaluation gate
+    gate_min_roc_auc: float = Field(0.60, ge=0, le=1)
+    gate_max_log_loss: float = Field(0.60, gt=0)
+    gate_tolerance_abs: float = Field(0.005, ge=0, description="A candidate may trail the champion by this much...")
+    gate_tolerance_rel: float = Field(0.01, ge=0, description="...or by this fraction of the champion's metric.")
+    gate_slice_margin: float = Field(0.05, ge=0, description="Largest drop of a slice's ROC AUC against the champion.")
+    gate_slice_min_rows: int = Field(300, ge=1, description="Slices smaller than this are reported, not gated.")
+    onnx_parity_tolerance: float = Field(1e-4, gt=0, description="Largest |ONNX - native| probability allowed.")
+    onnx_latency_budget_ms: float = Field(5.0, gt=0, description="ONNX Runtime p99 for one row.")
+    cost_per_hour_cpu: float = Field(0.10, ge=0, description="USD per hour of a CPU training task (estimate).")
+    cost_per_hour_gpu: float = Field(2.50, ge=0, description="USD per hour of a GPU training task (estimate).")
 
     @field_validator("data_root", "airflow_home", "dags_folder", "source_dir", "vault_cacert")
     @classmethod

@@ -19,7 +19,8 @@ from pipelines.security.vault import LocalOpenBao, Vault, bootstrap, issue_crede
 from pipelines.settings import Settings, load_settings
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-VAULT_VARIABLES = ("PLATFORM_VAULT_ADDR", "PLATFORM_VAULT_ROLE_ID", "PLATFORM_VAULT_SECRET_ID")
+VAULT_VARIABLES = ("PLATFORM_VAULT_ADDR", "PLATFORM_VAULT_ROLE_ID", "PLATFORM_VAULT_SECRET_ID",
+                   "PLATFORM_VAULT_EVALUATION_ROLE_ID", "PLATFORM_VAULT_EVALUATION_SECRET_ID")  # fmt: skip
 # The session's own Vault only: never a token or address from the machine running the tests.
 for name in ("VAULT_ADDR", "VAULT_TOKEN", "PLATFORM_VAULT_TOKEN", *VAULT_VARIABLES):
     os.environ.pop(name, None)
@@ -81,8 +82,13 @@ def openbao(tmp_path_factory) -> Iterator[TestVault]:
         bootstrap(root)
         seed_local_secrets(root)
         role_id, secret_id = issue_credentials(root, "training")
+        evaluation_id, evaluation_secret = issue_credentials(root, "evaluation")
         os.environ.update(
-            PLATFORM_VAULT_ADDR=server.addr, PLATFORM_VAULT_ROLE_ID=role_id, PLATFORM_VAULT_SECRET_ID=secret_id
+            PLATFORM_VAULT_ADDR=server.addr,
+            PLATFORM_VAULT_ROLE_ID=role_id,
+            PLATFORM_VAULT_SECRET_ID=secret_id,
+            PLATFORM_VAULT_EVALUATION_ROLE_ID=evaluation_id,
+            PLATFORM_VAULT_EVALUATION_SECRET_ID=evaluation_secret,
         )
         yield TestVault(server, root)
     finally:

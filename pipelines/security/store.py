@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
-from pipelines.errors import ArtifactExists, ArtifactMissing, ResidencyViolation, SettingsError
+from pipelines.errors import ArtifactExists, ArtifactMissing, ConcurrentUpdate, ResidencyViolation, SettingsError
 from pipelines.security.audit import AuditLedger, audit_ledger
 from pipelines.settings import Settings
 
@@ -70,6 +70,13 @@ class ArtifactStore(ABC):
     def keys(self, prefix: str = "") -> list[str]:
         """Every complete object's key under `prefix`, sorted."""
 
+    @abstractmethod
+    def swap(self, key: str, expected: bytes | None, new: bytes) -> None:
+        """Compare-and-swap: replace `key` with `new` only if it still holds `expected` (None: absent).
+
+        Raises ConcurrentUpdate when another writer got there first.
+        """
+
     def put_content(self, data: bytes) -> str:
         """Store bytes under their own SHA-256 (content addressed); returns the digest."""
         digest = hashlib.sha256(data).hexdigest()
@@ -111,6 +118,18 @@ class LocalStore(ArtifactStore):
         finally:
             Path(temp).unlink(missing_ok=True)
 
+    def swap(self, key: str, expected: bytes | None, new: bytes) -> None:
+        import fcntl
+
+        locks = self.root / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with open(locks / hashlib.sha256(_check_key(key).encode()).hexdigest(), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self._path(key).read_bytes() if self.exists(key) else None
+            if current != expected:
+                raise ConcurrentUpdate(f"{self.uri}/{key} changed since it was read; read it again and retry")
+            self._write(key, new, overwrite=True)
+
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
@@ -127,7 +146,7 @@ class LocalStore(ArtifactStore):
         return sorted(
             path.relative_to(self.root).as_posix()
             for path in base.rglob("*")
-            if path.is_file() and self._partial not in path.parents
+            if path.is_file() and self._partial not in path.parents and self.root / ".locks" not in path.parents
         )
 
 
@@ -180,6 +199,29 @@ class S3Store(ArtifactStore):
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
                 raise ArtifactExists(f"{self.uri}/{key} was written concurrently; not replaced") from None
+            raise
+
+    def swap(self, key: str, expected: bytes | None, new: bytes) -> None:
+        """Conditional PUT on the object's ETag (If-Match), or on its absence (If-None-Match)."""
+        from botocore.exceptions import ClientError
+
+        self.check_residency()
+        condition: dict = {"IfNoneMatch": "*"}
+        if expected is not None:
+            try:
+                current = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    raise ConcurrentUpdate(f"{self.uri}/{key} was removed since it was read") from None
+                raise
+            if current["Body"].read() != expected:
+                raise ConcurrentUpdate(f"{self.uri}/{key} changed since it was read; read it again and retry")
+            condition = {"IfMatch": current["ETag"]}
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=new, **condition)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise ConcurrentUpdate(f"{self.uri}/{key} changed since it was read; read it again and retry") from None
             raise
 
     def get(self, key: str) -> bytes:

@@ -35,9 +35,11 @@ TRANSIT_MOUNT = "transit"
 ARTIFACT_KEY = "artifacts"  # aes256-gcm96: wraps one data key per artifact
 SIGNING_KEY = "manifests"  # ed25519: signs manifests
 POLICY_DIR = Path(__file__).with_name("policies")
-# AppRole role -> the policies its tokens carry. Airflow workers log in as `training`.
+# AppRole role -> the policies its tokens carry. Airflow tasks log in as `training`; the gate task,
+# which must score the champion, as `evaluation`.
 ROLES = {
     "training": ("airflow", "training"),
+    "evaluation": ("airflow", "evaluation"),
     "serving": ("serving",),
     "operator": ("operator",),
 }
@@ -153,6 +155,24 @@ class Vault:
                     return False
                 raise
         return True
+
+
+def evaluation_vault(settings: Settings) -> Vault:
+    """The gate's identity (AppRole `evaluation`): it may decrypt the champion to score it."""
+    if not (settings.vault_evaluation_role_id and settings.vault_evaluation_secret_id):
+        if settings.vault_token:
+            return Vault.from_settings(settings)
+        raise SecretMissing(
+            "the evaluation gate needs the `evaluation` AppRole: set PLATFORM_VAULT_EVALUATION_ROLE_ID and "
+            "PLATFORM_VAULT_EVALUATION_SECRET_ID"
+        )
+    return _client_for(
+        settings.vault_addr,
+        None,
+        settings.vault_evaluation_role_id,
+        settings.vault_evaluation_secret_id.get_secret_value(),
+        settings.vault_cacert,
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -349,8 +369,15 @@ def platform_vault(settings: Settings, role: str = "training") -> Iterator[Setti
         bootstrap(root)
         seed_local_secrets(root)
         role_id, secret_id = issue_credentials(root, role)
+        evaluation_id, evaluation_secret = issue_credentials(root, "evaluation")
         yield settings.model_copy(
-            update={"vault_addr": server.addr, "vault_role_id": role_id, "vault_secret_id": SecretStr(secret_id)}
+            update={
+                "vault_addr": server.addr,
+                "vault_role_id": role_id,
+                "vault_secret_id": SecretStr(secret_id),
+                "vault_evaluation_role_id": evaluation_id,
+                "vault_evaluation_secret_id": SecretStr(evaluation_secret),
+            }
         )
     finally:
         server.stop(process)
@@ -364,6 +391,9 @@ def vault_environment(settings: Settings) -> dict[str, str]:
         env["PLATFORM_VAULT_SECRET_ID"] = settings.vault_secret_id.get_secret_value()
     elif settings.vault_token:
         env["PLATFORM_VAULT_TOKEN"] = settings.vault_token.get_secret_value()
+    if settings.vault_evaluation_role_id and settings.vault_evaluation_secret_id:
+        env["PLATFORM_VAULT_EVALUATION_ROLE_ID"] = settings.vault_evaluation_role_id
+        env["PLATFORM_VAULT_EVALUATION_SECRET_ID"] = settings.vault_evaluation_secret_id.get_secret_value()
     if settings.vault_cacert:
         env["PLATFORM_VAULT_CACERT"] = str(settings.vault_cacert)
     return env
