@@ -91,7 +91,7 @@ def train_xgboost(data: TrainingData, *, seed: int, device: str) -> TrainedModel
     seconds = time.monotonic() - started
     model.set_params(device="cpu")  # predictions and export on the host
     onnx_model = convert_xgboost(
-        model, initial_types=[("features", FloatTensorType([None, len(data.features)]))], target_opset=17
+        model, initial_types=[("features", FloatTensorType([None, len(data.features)]))], target_opset=15
     )
     native = bytes(model.get_booster().save_raw(raw_format="ubj"))
     trained = TrainedModel(

@@ -1,0 +1,230 @@
+"""The training DAG's steps as plain functions: window → dataset → one candidate per family
+(train, export, evaluate, seal) → gate against the champion and register every candidate."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.errors import PlatformError
+from pipelines.evaluation.gate import GatePolicy, decide
+from pipelines.evaluation.metrics import behavioural_checks, naive_baseline, scores, slice_scores
+from pipelines.evaluation.report import roc_points, write_report
+from pipelines.export.onnx import OnnxScorer, latency_ms, parity
+from pipelines.ingest.landing import manifest_path, partition_path
+from pipelines.registry.lineage import lineage
+from pipelines.registry.registry import Registry
+from pipelines.security.artifacts import SealedArtifacts
+from pipelines.security.audit import audit_ledger
+from pipelines.security.store import artifact_store
+from pipelines.security.vault import Vault, evaluation_vault
+from pipelines.settings import Settings
+from pipelines.training.dataset import LABEL, TrainingData, TrainingWindow, build_dataset
+from pipelines.training.trainers import FAMILIES, TRAINERS, resolve_device
+
+MODEL_NAME = "flight_delay"
+NATIVE_FILE = {"xgboost": "model.ubj", "mlp": "model.pt"}
+PARITY_ROWS = 2000
+
+
+def newest_landed_day(settings: Settings) -> dt.date:
+    folder = settings.raw_dir / "flights"
+    days = sorted(
+        p.name.removeprefix("date=") for p in folder.glob("date=*") if manifest_path(p / "part.parquet").exists()
+    )
+    if not days:
+        raise PlatformError(f"no flights have been landed under {folder}; run the ingest DAG first")
+    return dt.date.fromisoformat(days[-1])
+
+
+def resolve_window(settings: Settings, last_day: dt.date | None = None) -> TrainingWindow:
+    """The window ending at `last_day` (from the triggering event or the run's conf), else the newest landed day."""
+    window = TrainingWindow.from_settings(settings, last_day or newest_landed_day(settings))
+    missing = [d for d in window.days if not manifest_path(partition_path(settings, "flights", d)).exists()]
+    if missing:
+        raise PlatformError(
+            f"the training window {window.train_start}..{window.holdout_end} needs flights of "
+            f"{', '.join(map(str, missing))}, which were never landed; ingest them or shorten the window"
+        )
+    return window
+
+
+def run_folder(settings: Settings, run_key: str) -> Path:
+    return settings.data_root / "training" / run_key.replace(":", "-").replace("+", "_")
+
+
+def prepare_dataset(settings: Settings, window: TrainingWindow, run_key: str) -> str:
+    folder = run_folder(settings, run_key)
+    build_dataset(settings, window).save(folder)
+    return str(folder)
+
+
+def _evaluate(family: str, predict, data: TrainingData) -> tuple[dict, dict]:
+    frame = data.frame.reset_index(drop=True)
+    holdout = frame[frame["split"] == "holdout"].reset_index(drop=True)
+    p = predict(holdout[data.features].to_numpy(dtype=np.float32))
+    y = holdout[LABEL].to_numpy()
+    baseline = naive_baseline(frame)[frame["split"].to_numpy() == "holdout"]
+    evaluation = {
+        "family": family,
+        "window": data.window.as_dict(),
+        "holdout": scores(y, p),
+        "baseline": {k: v for k, v in scores(y, baseline).items() if k != "calibration"},
+        "slices": slice_scores(holdout, p),
+        "behaviour": behavioural_checks(predict, holdout, data.features),
+    }
+    return evaluation, {"roc": roc_points(y, p), "baseline_roc": roc_points(y, baseline)}
+
+
+def train_candidate(settings: Settings, folder: str, family: str) -> dict:
+    """Train one family, export to ONNX, evaluate on the holdout, seal both files; write candidate.json."""
+    if family not in TRAINERS:
+        raise PlatformError(f"unknown model family {family!r}; families are {', '.join(FAMILIES)}")
+    data = TrainingData.load(Path(folder))
+    device = resolve_device(settings.device)
+    started = time.monotonic()
+    trained = TRAINERS[family](data, seed=settings.seed, device=device)
+    scorer = OnnxScorer(trained.onnx, trained.onnx_output)
+    x_ref = data.split("holdout")[data.features].to_numpy(dtype=np.float32)[:PARITY_ROWS]
+    evaluation, plots = _evaluate(family, scorer.predict, data)  # judged as serving will run it: ONNX Runtime
+    evaluation["onnx"] = {
+        "parity": parity(scorer, trained.predict_native(x_ref), x_ref),
+        "latency_ms": latency_ms(scorer, x_ref[0]),
+        "reference_rows": len(x_ref),
+    }
+    evaluation["threshold"] = trained.threshold
+    out = Path(folder) / family
+    _, html_path = write_report(out, evaluation, plots)
+    ledger = audit_ledger(settings)
+    sealed = SealedArtifacts(artifact_store(settings, ledger), Vault.from_settings(settings), ledger)
+    files = {}
+    for name, blob, fmt in (
+        ("model.onnx", trained.onnx, "onnx"),
+        (NATIVE_FILE[family], trained.native, trained.native_format),
+    ):
+        files[name] = {"sha256": sealed.put(blob, name=f"{family}/{name}"), "size": len(blob), "format": fmt}
+    seconds = time.monotonic() - started
+    rate = settings.cost_per_hour_gpu if device == "cuda" else settings.cost_per_hour_cpu
+    candidate = {
+        "family": family,
+        "files": files,
+        "evaluation": evaluation,
+        "report_html": str(html_path),
+        "onnx_io": {"input": "features", "output": trained.onnx_output, "features": data.features},
+        "threshold": trained.threshold,
+        "params": trained.params,
+        "device": device,
+        "training_seconds": trained.seconds,
+        "duration_seconds": seconds,
+        "estimated_cost_usd": seconds / 3600 * rate,
+    }
+    (out / "candidate.json").write_text(json.dumps(candidate, indent=2, default=str))
+    return {"family": family, "roc_auc": evaluation["holdout"]["roc_auc"], "candidate": str(out / "candidate.json")}
+
+
+def _champion_evaluation(registry: Registry, data: TrainingData) -> tuple[int, dict] | None:
+    champion = registry.alias(MODEL_NAME, "champion")
+    if champion is None:
+        return None
+    version = champion["version"]
+    manifest, files = registry.load_files(MODEL_NAME, version, ["model.onnx"])
+    if manifest["onnx_io"]["features"] != data.features:
+        raise PlatformError(
+            f"champion v{version} was trained on other features than this candidate; "
+            "compare them on a FeatureService both understand"
+        )
+    scorer = OnnxScorer(files["model.onnx"], manifest["onnx_io"]["output"])
+    evaluation, _ = _evaluate(manifest["family"], scorer.predict, data)
+    return version, evaluation
+
+
+def gate_and_register(settings: Settings, folder: str, families: list[str] | None = None) -> dict:
+    """Gate every candidate against the champion on the same holdout, register each (passed or rejected),
+    and move the aliases: the best passing candidate becomes champion if there is none, else challenger."""
+    data = TrainingData.load(Path(folder))
+    ledger = audit_ledger(settings)
+    registry = Registry(artifact_store(settings, ledger), evaluation_vault(settings), ledger)
+    champion = _champion_evaluation(registry, data)
+    policy = GatePolicy.from_settings(settings)
+    data_lineage = lineage(settings, data.window, data.features)
+    registered = []
+    for family in families or FAMILIES:
+        candidate = json.loads((Path(folder) / family / "candidate.json").read_text())
+        evaluation = candidate["evaluation"]
+        report = decide(evaluation, policy, champion[1] if champion else None, champion[0] if champion else None)
+        manifest = {
+            "family": family,
+            "files": candidate["files"],
+            "onnx_io": candidate["onnx_io"],
+            "threshold": candidate["threshold"],
+            "lineage": data_lineage,
+            "training": {
+                "window": data.window.as_dict(),
+                "params": candidate["params"],
+                "seed": settings.seed,
+                "device": candidate["device"],
+                "training_seconds": candidate["training_seconds"],
+                "duration_seconds": candidate["duration_seconds"],
+                "estimated_cost_usd": candidate["estimated_cost_usd"],
+            },
+            "metrics": {
+                "holdout": evaluation["holdout"],
+                "baseline": evaluation["baseline"],
+                "slices": evaluation["slices"],
+                "behaviour": evaluation["behaviour"],
+                "onnx": evaluation["onnx"],
+                "champion_on_same_holdout": champion[1]["holdout"] if champion else None,
+            },
+            "gate": report.as_dict(),
+            "report_html": candidate["report_html"],
+        }
+        version = registry.register(MODEL_NAME, manifest)
+        ledger.append("gate.decision", f"{MODEL_NAME}/v{version}", {"passed": report.passed, "reasons": report.reasons})
+        registered.append(
+            {
+                "version": version,
+                "family": family,
+                "passed": report.passed,
+                "reasons": report.reasons,
+                "holdout": evaluation["holdout"],
+                "baseline": evaluation["baseline"],
+            }
+        )
+    passing = sorted((r for r in registered if r["passed"]), key=lambda r: -r["holdout"]["roc_auc"])
+    outcome = {"model": MODEL_NAME, "registered": registered, "champion_before": champion[0] if champion else None}
+    if passing:
+        best = passing[0]["version"]
+        alias = "champion" if champion is None else "challenger"
+        registry.promote(MODEL_NAME, best, alias, reason=f"best candidate of {Path(folder).name} passed the gate")
+        outcome[alias] = best
+    return outcome
+
+
+def render(outcome: dict) -> str:
+    """The gate report's summary, for `make run` and the task log."""
+    lines = [
+        f"Model {outcome['model']} (champion before: "
+        f"{'v' + str(outcome['champion_before']) if outcome['champion_before'] else 'none'})"
+    ]
+    lines.append(f"  {'version':<8}{'family':<9}{'gate':<9}{'ROC AUC':>8}{'PR AUC':>8}{'log loss':>9}{'Brier':>8}")
+    for r in outcome["registered"]:
+        h = r["holdout"]
+        lines.append(
+            f"  v{r['version']:<7}{r['family']:<9}{'passed' if r['passed'] else 'REJECTED':<9}"
+            f"{h['roc_auc']:>8.4f}{h['pr_auc']:>8.4f}{h['log_loss']:>9.4f}{h['brier']:>8.4f}"
+        )
+        lines += [f"      reason: {reason}" for reason in r["reasons"]]
+    b = outcome["registered"][0]["baseline"] if outcome["registered"] else None
+    if b:
+        lines.append(
+            f"  {'baseline':<8}{'naive':<9}{'':<9}{b['roc_auc']:>8.4f}{b['pr_auc']:>8.4f}"
+            f"{b['log_loss']:>9.4f}{b['brier']:>8.4f}   (route/carrier 28-day late rate)"
+        )
+    for alias in ("champion", "challenger"):
+        if alias in outcome:
+            lines.append(f"  {alias} is now v{outcome[alias]}")
+    return "\n".join(lines)
