@@ -11,13 +11,11 @@ data interval starts then) and a manual run for a chosen date alike.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from pipelines.orchestration import ingest
-from pipelines.orchestration.airflow_adapter import fail_fast_on_bad_data
-
-FEATURES = Asset("flight_delay_features", uri="feast://flight_delay/flight_delay_v1")
+from pipelines.orchestration.airflow_adapter import FEATURES, fail_fast_on_bad_data
 
 DEFAULT_ARGS = {
     "owner": "data-platform",
@@ -57,8 +55,10 @@ def flights_ingest():
         return ingest.transform(ingest.logical_day(logical_date))
 
     @task(pool="feature_store", depends_on_past=True, outlets=[FEATURES])
-    def materialize(transformed: dict, logical_date=None) -> dict:
-        return ingest.materialize(ingest.logical_day(logical_date))
+    def materialize(transformed: dict, logical_date=None, outlet_events=None) -> dict:
+        day = ingest.logical_day(logical_date)
+        outlet_events[FEATURES].extra = {"day": day.isoformat()}  # the training DAG's window ends here
+        return ingest.materialize(day)
 
     materialize(transform(validate(land())))
 

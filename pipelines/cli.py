@@ -17,6 +17,7 @@ from pipelines.errors import PlatformError
 from pipelines.settings import get_settings, settings_environment
 
 INGEST_DAG = "flights_ingest"
+TRAINING_DAG = "flight_delay_training"
 
 
 def _date(text: str) -> dt.date:
@@ -35,6 +36,7 @@ def _days(text: str) -> int:
 def cmd_run(args: argparse.Namespace) -> None:
     from pipelines.orchestration import local_airflow
     from pipelines.orchestration.summary import ingest_summary
+    from pipelines.orchestration.training import render
     from pipelines.security.audit import audit_ledger
     from pipelines.security.store import check_residency_at_startup
     from pipelines.security.vault import local_openbao
@@ -49,6 +51,11 @@ def cmd_run(args: argparse.Namespace) -> None:
     runs = local_airflow.backfill(settings, INGEST_DAG, args.start, last)
     print(f"{len(runs)} DAG runs succeeded in {time.monotonic() - started:.0f} s.\n")
     print(ingest_summary(settings, args.start, last).render())
+    print(f"\nTraining {TRAINING_DAG} on the window ending {last} through the Airflow scheduler ...", flush=True)
+    started = time.monotonic()
+    outcome = local_airflow.trigger(settings, TRAINING_DAG, {"last_day": last.isoformat()}, "gate_and_register")
+    print(f"Trained, gated and registered in {time.monotonic() - started:.0f} s.\n")
+    print(render(outcome))
     warehouse = settings.warehouse_path if settings.warehouse_target == "duckdb" else "PostgreSQL, schema marts"
     online = settings.feast_dir / "online_store.db" if settings.feast_env == "local" else settings.redis_url
     ledger = audit_ledger(settings)
@@ -127,6 +134,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "audit-verify", help="verify the audit ledger's hash chain; names the first broken or missing record"
     ).set_defaults(handler=cmd_audit_verify)
+    models = commands.add_parser("models", help="the model registry: list, show, promote, rollback")
+    actions = models.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="versions with gate outcome and metrics, and the aliases")
+    listing.add_argument("model", nargs="?")
+    show = actions.add_parser("show", help="a version's verified manifest (lineage, metrics, gate report)")
+    show.add_argument("model")
+    show.add_argument("version", help="a number, or champion / challenger")
+    promote = actions.add_parser("promote", help="point an alias at a version (refused for rejected ones)")
+    promote.add_argument("model")
+    promote.add_argument("version", type=int)
+    rollback = actions.add_parser("rollback", help="point an alias back at the version it held before")
+    rollback.add_argument("model")
+    for command in (promote, rollback):
+        command.add_argument("--alias", default="champion", choices=["champion", "challenger"])
+        command.add_argument("--reason", default="by hand (platform models)")
+    models.set_defaults(handler=cmd_models)
     bootstrap = commands.add_parser(
         "vault-bootstrap", help="bootstrap VAULT_ADDR with VAULT_TOKEN (mounts, keys, policies, AppRole); idempotent"
     )
@@ -177,6 +200,46 @@ def cmd_vault_bootstrap(args: argparse.Namespace) -> None:
     print(f"bootstrapped {settings.vault_addr}: mounts platform/ (KV v2) and transit/, keys, policies, AppRole roles")
     for role, role_id in role_ids.items():
         print(f"  role {role:<9} role_id {role_id}")
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from pipelines.registry.registry import Registry
+    from pipelines.security.audit import audit_ledger
+    from pipelines.security.store import artifact_store
+    from pipelines.security.vault import Vault
+
+    settings = get_settings()
+    ledger = audit_ledger(settings)
+    registry = Registry(artifact_store(settings, ledger), Vault.from_settings(settings), ledger)
+    if args.action == "list":
+        for model in [args.model] if args.model else registry.models():
+            aliases = {a: (registry.alias(model, a) or {}).get("version") for a in ("champion", "challenger")}
+            print(f"{model}: " + ", ".join(f"{a} v{v}" for a, v in aliases.items() if v) or f"{model}: no aliases")
+            for version in registry.versions(model):
+                m = registry.manifest(model, version)
+                holdout = m["metrics"]["holdout"]
+                print(f"  v{version:<4} {m['family']:<8} {'passed' if m['gate']['passed'] else 'REJECTED':<9}"
+                      f"ROC AUC {holdout['roc_auc']:.4f}  log loss {holdout['log_loss']:.4f}  "
+                      f"window {m['training']['window']['train_start']}..{m['training']['window']['holdout_end']}  "
+                      f"registered {m['registered_at']}")  # fmt: skip
+    elif args.action == "show":
+        print(json.dumps(registry.manifest(args.model, _version(registry, args.model, args.version)), indent=2))
+    elif args.action == "promote":
+        moved = registry.promote(args.model, int(args.version), args.alias, reason=args.reason)
+        print(f"{args.model} {args.alias} is now v{moved['version']}")
+    else:
+        moved = registry.rollback(args.model, args.alias, reason=args.reason)
+        print(f"{args.model} {args.alias} rolled back to v{moved['version']}")
+
+
+def _version(registry, model: str, ref: str) -> int:
+    """A version number, or an alias name (champion, challenger)."""
+    if ref.isdigit():
+        return int(ref)
+    current = registry.alias(model, ref)
+    if current is None:
+        raise PlatformError(f"{model} has no {ref}")
+    return current["version"]
 
 
 OPERATOR_COMMANDS = {"rotate-keys", "rewrap"}

@@ -71,3 +71,7 @@ class ConcurrentUpdate(PlatformError):
 
 class RegistryError(PlatformError):
     """A registry request that cannot be honoured (unknown model or version, a rejected model, ...)."""
+
+
+class NotEnoughData(PlatformError):
+    """A training window holds too few labelled flights (or only one class) to fit or judge a model."""

@@ -11,11 +11,30 @@ import functools
 from collections.abc import Callable
 from typing import TypeVar
 
+from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowFailException
 
-from pipelines.errors import EmptyPartitionError, SettingsError, SourceFormatError, ValidationFailed
+from pipelines.errors import (
+    AccessDenied,
+    ArtifactTampered,
+    EmptyPartitionError,
+    NotEnoughData,
+    RegistryError,
+    SettingsError,
+    SignatureInvalid,
+    SourceFormatError,
+    ValidationFailed,
+)
 
-NOT_RETRYABLE = (ValidationFailed, SourceFormatError, EmptyPartitionError, SettingsError)
+NOT_RETRYABLE = (
+    ValidationFailed, SourceFormatError, EmptyPartitionError, SettingsError,
+    NotEnoughData, AccessDenied, ArtifactTampered, SignatureInvalid, RegistryError,
+)  # fmt: skip
+
+# The assets that chain the DAGs: ingest → features → training → model → deploy; drift → retrain → training.
+FEATURES = Asset("flight_delay_features", uri="feast://flight_delay/flight_delay_v1")
+RETRAIN = Asset("flight_delay_retrain", uri="platform://flight_delay/retrain")
+MODEL = Asset("flight_delay_model", uri="registry://flight_delay")
 T = TypeVar("T")
 
 

@@ -24,6 +24,7 @@ from pipelines.settings import OPERATIONS_TZ, Settings
 POOLS = {
     "warehouse": (1, "The embedded DuckDB warehouse takes one writer at a time."),
     "feature_store": (1, "Feast materialization into the SQLite online store, one at a time."),
+    "gpu": (1, "Training tasks: one at a time per accelerator (or, without one, per CPU budget)."),
 }
 FINISHED = {"success", "failed"}
 API_PORT = 8080
@@ -168,6 +169,27 @@ def backfill(settings: Settings, dag_id: str, first: dt.date, last: dt.date, tim
             + f"; task logs under {logs}"
         )
     return sorted(runs, key=_local_date)
+
+
+def trigger(settings: Settings, dag_id: str, conf: dict, result_task: str, timeout_s: float = 1800) -> dict:
+    """Unpause `dag_id`, trigger one run with `conf` through the scheduler, wait for it, and return the
+    XCom value of `result_task`. Raises AirflowRunFailed (with the log folder) if the run fails."""
+    airflow(settings, "dags", "unpause", dag_id)
+    deadline = time.monotonic() + timeout_s
+    with services(settings, "api-server", "scheduler") as processes, _api(settings) as api:
+        run = _call(api.post, f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
+        run_url = f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}"
+        while (run := _call(api.get, run_url))["state"] not in FINISHED:
+            exited = {n: p.returncode for n, p in processes.items() if p.poll() is not None}
+            if exited:
+                raise AirflowRunFailed(f"Airflow exited {exited}; see {settings.airflow_dir}/*.log")
+            if time.monotonic() > deadline:
+                raise AirflowRunFailed(f"{dag_id} run {run['dag_run_id']} did not finish within {timeout_s:.0f} s")
+            time.sleep(3)
+        if run["state"] != "success":
+            logs = settings.airflow_dir / "logs" / f"dag_id={dag_id}" / f"run_id={run['dag_run_id']}"
+            raise AirflowRunFailed(f"{dag_id} run {run['dag_run_id']} failed; task logs under {logs}")
+        return _call(api.get, f"{run_url}/taskInstances/{result_task}/xcomEntries/return_value")["value"]
 
 
 @contextlib.contextmanager

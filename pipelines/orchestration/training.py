@@ -192,6 +192,7 @@ def gate_and_register(settings: Settings, folder: str, families: list[str] | Non
                 "reasons": report.reasons,
                 "holdout": evaluation["holdout"],
                 "baseline": evaluation["baseline"],
+                "report_html": candidate["report_html"],
             }
         )
     passing = sorted((r for r in registered if r["passed"]), key=lambda r: -r["holdout"]["roc_auc"])
@@ -210,21 +211,34 @@ def render(outcome: dict) -> str:
         f"Model {outcome['model']} (champion before: "
         f"{'v' + str(outcome['champion_before']) if outcome['champion_before'] else 'none'})"
     ]
-    lines.append(f"  {'version':<8}{'family':<9}{'gate':<9}{'ROC AUC':>8}{'PR AUC':>8}{'log loss':>9}{'Brier':>8}")
+    lines.append(f"  {'version':<10}{'family':<9}{'gate':<9}{'ROC AUC':>8}{'PR AUC':>8}{'log loss':>9}{'Brier':>8}")
     for r in outcome["registered"]:
         h = r["holdout"]
         lines.append(
-            f"  v{r['version']:<7}{r['family']:<9}{'passed' if r['passed'] else 'REJECTED':<9}"
+            f"  v{r['version']:<9}{r['family']:<9}{'passed' if r['passed'] else 'REJECTED':<9}"
             f"{h['roc_auc']:>8.4f}{h['pr_auc']:>8.4f}{h['log_loss']:>9.4f}{h['brier']:>8.4f}"
         )
         lines += [f"      reason: {reason}" for reason in r["reasons"]]
+        lines.append(f"      report: {r['report_html']}")
     b = outcome["registered"][0]["baseline"] if outcome["registered"] else None
     if b:
         lines.append(
-            f"  {'baseline':<8}{'naive':<9}{'':<9}{b['roc_auc']:>8.4f}{b['pr_auc']:>8.4f}"
+            f"  {'baseline':<10}{'naive':<9}{'':<9}{b['roc_auc']:>8.4f}{b['pr_auc']:>8.4f}"
             f"{b['log_loss']:>9.4f}{b['brier']:>8.4f}   (route/carrier 28-day late rate)"
         )
     for alias in ("champion", "challenger"):
         if alias in outcome:
             lines.append(f"  {alias} is now v{outcome[alias]}")
     return "\n".join(lines)
+
+
+def window_end(conf: dict | None, events: list[dict]) -> dt.date | None:
+    """The last day of the training window: the run's conf `last_day`, else the newest day named by the
+    triggering asset events (`day` from the ingest DAG, `window_end` from drift monitoring), else None."""
+    if conf and conf.get("last_day"):
+        try:
+            return dt.date.fromisoformat(str(conf["last_day"]))
+        except ValueError:
+            raise PlatformError(f"conf last_day {conf['last_day']!r} is not a date; use YYYY-MM-DD") from None
+    days = [dt.date.fromisoformat(e[k]) for e in events for k in ("day", "window_end") if e.get(k)]
+    return max(days) if days else None

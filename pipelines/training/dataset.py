@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.errors import PlatformError
+from pipelines.errors import NotEnoughData
 from pipelines.features.request_time import REQUEST_FEATURES
 from pipelines.features.store import (
     FEATURE_SERVICE,
@@ -30,10 +30,6 @@ from pipelines.settings import OPERATIONS_TZ, Settings
 LABEL = "is_late_arrival"
 SLICE_COLUMNS = ("carrier", "origin", "dep_month")
 SPLITS = ("train", "validation", "holdout")
-
-
-class NotEnoughData(PlatformError):
-    """A training window holds too few labelled flights (or only one class) to fit or judge a model."""
 
 
 @dataclass(frozen=True)
