@@ -60,12 +60,14 @@ def flight_delay_training():
 
     @task(outlets=[MODEL])
     @fail_fast_on_bad_data
-    def gate_and_register(folder: str, candidates: list) -> dict:
+    def gate_and_register(folder: str, candidates: list, outlet_events=None) -> dict:
         from pipelines.orchestration import training
         from pipelines.settings import get_settings
 
         outcome = training.gate_and_register(get_settings(), folder, [c["family"] for c in candidates])
         print(training.render(outcome))
+        # The deploy DAG reads which version moved: {"champion": n} or {"challenger": n}, or neither.
+        outlet_events[MODEL].extra = {k: outcome[k] for k in ("model", "champion", "challenger") if k in outcome}
         return outcome
 
     folder = dataset()

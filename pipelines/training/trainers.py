@@ -93,7 +93,9 @@ def train_xgboost(data: TrainingData, *, seed: int, device: str) -> TrainedModel
     onnx_model = convert_xgboost(
         model, initial_types=[("features", FloatTensorType([None, len(data.features)]))], target_opset=15
     )
-    native = bytes(model.get_booster().save_raw(raw_format="ubj"))
+    # The stored booster is exactly the served one: the trees up to the best iteration (early stopping
+    # keeps the trees after it in the estimator; predict_proba and the ONNX graph ignore them).
+    native = bytes(model.get_booster()[: model.best_iteration + 1].save_raw(raw_format="ubj"))
     trained = TrainedModel(
         "xgboost",
         data.features,

@@ -16,7 +16,7 @@ from pipelines.settings import OPERATIONS_TZ, Settings
 from pipelines.validation import validate_partition
 from tests.conftest import FIRST_DAY, make_settings
 
-BUILT_DAYS = [FIRST_DAY + dt.timedelta(days=i) for i in range(3)]
+BUILT_DAYS = [FIRST_DAY + dt.timedelta(days=i) for i in range(5)]
 
 
 @dataclass(frozen=True)

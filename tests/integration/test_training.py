@@ -1,0 +1,164 @@
+"""Training on real days of flights (the session's built warehouse and feature store): a champion that is
+encrypted, signed and traceable to its data; a deliberately worse candidate rejected with reasons;
+ONNX parity of both families; a time split that never looks ahead."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.errors import PlatformError
+from pipelines.ingest.landing import manifest_path, partition_path
+from pipelines.orchestration import training
+from pipelines.registry.registry import Registry
+from pipelines.security.audit import audit_ledger
+from pipelines.security.store import artifact_store
+from pipelines.security.vault import evaluation_vault
+from pipelines.settings import REPO_ROOT, load_settings
+from pipelines.training.dataset import LABEL, TrainingData, TrainingWindow, feature_definitions_hash
+from pipelines.training.trainers import load_mlp, train_xgboost
+
+MODEL = training.MODEL_NAME
+
+
+@pytest.fixture(scope="module")
+def trained(built, tmp_path_factory):
+    """One training run over the five built days: fit on days 1-3, early-stop on day 4, judge on day 5."""
+    settings = load_settings(
+        data_root=built.settings.data_root,
+        artifact_store_uri=(tmp_path_factory.mktemp("artifacts") / "store").as_uri(),
+        train_days=3, validation_days=1, holdout_days=1,
+    )  # fmt: skip
+    window = training.resolve_window(settings, built.days[-1])
+    folder = training.prepare_dataset(settings, window, "test-run-1")
+    for family in ("xgboost", "mlp"):
+        training.train_candidate(settings, folder, family)
+    outcome = training.gate_and_register(settings, folder)
+    ledger = audit_ledger(settings)
+    registry = Registry(artifact_store(settings, ledger), evaluation_vault(settings), ledger)
+    return settings, folder, outcome, registry
+
+
+def test_the_window_splits_by_time_and_never_looks_ahead(trained, built):
+    settings, folder, _, _ = trained
+    data = TrainingData.load(Path(folder))
+    days = {
+        name: {d.date() for d in data.split(name)["scheduled_departure_local"]}
+        for name in ("train", "validation", "holdout")
+    }
+    assert days == {"train": set(built.days[:3]), "validation": {built.days[3]}, "holdout": {built.days[4]}}
+    assert data.features[-3:] == ["dep_hour", "dep_weekday", "dep_month"]
+    assert not {"tailnum_hash", "flight_id", LABEL} & set(data.features)
+    with pytest.raises(PlatformError, match="never landed"):
+        training.resolve_window(settings, built.days[-1] + dt.timedelta(days=5))
+
+
+def test_a_training_run_registers_an_encrypted_signed_champion_that_traces_to_its_data(trained, built):
+    settings, _, outcome, registry = trained
+    champion = registry.alias(MODEL, "champion")
+    assert champion is not None and outcome["champion"] == champion["version"]
+    manifest, files = registry.load_files(MODEL, champion["version"])
+    assert manifest["gate"]["passed"] and manifest["gate"]["reasons"] == []
+    assert set(files) == {"model.onnx", "model.ubj"} if manifest["family"] == "xgboost" else {"model.onnx", "model.pt"}
+    # at rest, nothing of the model is readable
+    stored = b"".join(registry.store.get(k) for k in registry.store.keys("sealed"))
+    assert files["model.onnx"][:200] not in stored
+
+    lineage = manifest["lineage"]
+    for day in built.days:
+        landed = json.loads(manifest_path(partition_path(settings, "flights", day)).read_text())
+        assert lineage["raw_partitions"]["flights"][day.isoformat()]["sha256"] == landed["sha256"]
+    assert all(v["success"] for v in lineage["validation"])
+    assert lineage["feature_service"]["name"] == "flight_delay_v1"
+    assert lineage["feature_service"]["definitions_sha256"] == feature_definitions_hash(settings)
+    assert lineage["feature_service"]["features"] == manifest["onnx_io"]["features"]
+    assert lineage["dbt"]["manifest_sha256"] and "model.flights.flights" in lineage["dbt"]["models"]
+    import hashlib
+
+    assert (
+        lineage["requirements"]["requirements.txt"]
+        == hashlib.sha256((REPO_ROOT / "requirements.txt").read_bytes()).hexdigest()
+    )
+    assert lineage["code"]["commit"]
+    assert manifest["training"]["seed"] == settings.seed and manifest["training"]["device"] == "cpu"
+    assert manifest["training"]["estimated_cost_usd"] > 0
+    for name in ("roc_auc", "pr_auc", "log_loss", "brier", "ece"):
+        assert np.isfinite(manifest["metrics"]["holdout"][name])
+    assert set(manifest["metrics"]["slices"]) == {"carrier", "origin", "dep_month"}
+    html = Path(manifest["report_html"]).read_text()
+    assert "<svg" in html and "naive baseline" in html
+
+
+@pytest.mark.parametrize("family", ["xgboost", "mlp"])
+def test_onnx_matches_the_native_model_reloaded_from_its_safe_format(trained, family):
+    settings, folder, outcome, registry = trained
+    [entry] = [r for r in outcome["registered"] if r["family"] == family]
+    manifest, files = registry.load_files(MODEL, entry["version"])
+    data = TrainingData.load(Path(folder))
+    x = data.split("holdout")[data.features].to_numpy(dtype=np.float32)
+    from pipelines.export.onnx import OnnxScorer
+
+    onnx = OnnxScorer(files["model.onnx"], manifest["onnx_io"]["output"]).predict(x)
+    if family == "xgboost":
+        import xgboost as xgb
+
+        booster = xgb.Booster()
+        booster.load_model(bytearray(files["model.ubj"]))
+        native = booster.predict(xgb.DMatrix(x))
+    else:
+        import torch
+
+        model = load_mlp(files["model.pt"], len(data.features), manifest["training"]["params"]["hidden"])
+        with torch.no_grad():
+            native = model(torch.from_numpy(x)).numpy()[:, 0]
+    assert np.max(np.abs(onnx - native)) < settings.onnx_parity_tolerance
+    assert manifest["metrics"]["onnx"]["parity"] < settings.onnx_parity_tolerance
+
+
+def test_training_is_deterministic_for_a_seed(trained):
+    _, folder, _, _ = trained
+    data = TrainingData.load(Path(folder))
+    first, second = (train_xgboost(data, seed=7, device="cpu") for _ in range(2))
+    assert first.native == second.native
+
+
+def test_a_deliberately_worse_candidate_is_rejected_with_reasons_and_never_promoted(trained, tmp_path):
+    settings, folder, _, registry = trained
+    champion_before = registry.alias(MODEL, "champion")["version"]
+    worse = tmp_path / "worse"
+    data = TrainingData.load(Path(folder))
+    train = data.frame["split"] == "train"
+    rng = np.random.default_rng(0)
+    frame = data.frame.copy()
+    frame.loc[train, LABEL] = rng.permutation(frame.loc[train, LABEL].to_numpy())  # labels carry no signal
+    TrainingData(frame, data.features, data.window).save(worse)
+    training.train_candidate(settings, str(worse), "xgboost")
+    outcome = training.gate_and_register(settings, str(worse), ["xgboost"])
+    [entry] = outcome["registered"]
+    assert entry["passed"] is False and "champion" not in outcome and "challenger" not in outcome
+    assert any("regresses against champion" in r for r in entry["reasons"])
+    assert registry.alias(MODEL, "champion")["version"] == champion_before
+    manifest = registry.manifest(MODEL, entry["version"])
+    assert manifest["gate"]["passed"] is False and manifest["gate"]["reasons"] == entry["reasons"]
+    assert manifest["gate"]["champion_version"] == champion_before
+    decisions = [r for r in audit_ledger(settings).records() if r.action == "gate.decision"]
+    assert decisions[-1].details == {"passed": False, "reasons": entry["reasons"]}
+
+
+def test_the_window_ends_where_the_triggering_event_says():
+    assert training.window_end({"last_day": "2013-03-04"}, [{"day": "2013-05-01"}]) == dt.date(2013, 3, 4)
+    assert training.window_end(
+        {}, [{"day": "2013-01-03"}, {"day": "2013-01-05"}, {"window_end": "2013-01-04"}]
+    ) == dt.date(2013, 1, 5)
+    assert training.window_end(None, []) is None
+    with pytest.raises(PlatformError, match="not a date"):
+        training.window_end({"last_day": "yesterday"}, [])
+    window = TrainingWindow.ending(dt.date(2013, 1, 31), 21, 3, 7)
+    assert (window.train_start, window.train_end, window.validation_end) == (
+        dt.date(2013, 1, 1), dt.date(2013, 1, 21), dt.date(2013, 1, 24))  # fmt: skip
+    assert pd.Timestamp(window.known_at).tz is not None

@@ -1,0 +1,107 @@
+"""The evaluation gate's edge cases: thresholds, ties and tolerances, NaN, slices, behaviour, ONNX."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+
+from pipelines.evaluation.gate import GatePolicy, decide
+
+POLICY = GatePolicy(min_roc_auc=0.60, max_log_loss=0.60, tolerance_abs=0.005, tolerance_rel=0.01,
+                    slice_margin=0.05, slice_min_rows=300, parity_tolerance=1e-4, latency_budget_ms=5.0)  # fmt: skip
+
+
+def evaluation(auc=0.70, loss=0.45, slices=None, parity=1e-7, p99=0.05, behaviour_ok=True) -> dict:
+    return {
+        "holdout": {"roc_auc": auc, "log_loss": loss, "rows": 5000},
+        "slices": slices if slices is not None else {"carrier": {"UA": {"rows": 1000, "roc_auc": auc}}},
+        "behaviour": [{"name": "direction_route_late_rate", "passed": behaviour_ok, "detail": {"mean_change": 0.01}}],
+        "onnx": {"parity": parity, "latency_ms": {"p50": 0.02, "p99": p99}},
+    }
+
+
+def failed(report) -> set[str]:
+    return {c["name"] for c in report.checks if not c["passed"]}
+
+
+def test_a_good_first_candidate_passes_every_check():
+    report = decide(evaluation(), POLICY)
+    assert report.passed and report.reasons == []
+    assert {c["name"] for c in report.checks} >= {"roc_auc", "log_loss", "onnx_parity", "onnx_latency_p99_ms"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "check"),
+    [({"auc": 0.59}, "roc_auc"), ({"loss": 0.61}, "log_loss"), ({"parity": 2e-4}, "onnx_parity"),
+     ({"p99": 7.5}, "onnx_latency_p99_ms"), ({"behaviour_ok": False}, "behaviour:direction_route_late_rate")],
+)  # fmt: skip
+def test_each_absolute_limit_rejects_with_a_reason(kwargs, check):
+    report = decide(evaluation(**kwargs), POLICY)
+    assert not report.passed
+    assert failed(report) == {check}
+    assert len(report.reasons) == 1 and report.reasons[0]
+
+
+@pytest.mark.parametrize("field", ["auc", "loss", "parity", "p99"])
+def test_nan_never_passes(field):
+    report = decide(evaluation(**{field: math.nan}), POLICY)
+    assert not report.passed
+    assert any("not a number never passes" in reason for reason in report.reasons)
+
+
+def test_nan_in_the_champion_does_not_let_a_candidate_through():
+    champion = evaluation(auc=math.nan)
+    report = decide(evaluation(), POLICY, champion, 1)
+    assert "roc_auc_vs_champion" in failed(report)
+
+
+def test_a_tie_with_the_champion_passes():
+    assert decide(evaluation(auc=0.70, loss=0.45), POLICY, evaluation(auc=0.70, loss=0.45), 3).passed
+
+
+def test_regression_inside_the_tolerance_passes_and_outside_fails():
+    champion = evaluation(auc=0.70, loss=0.45)
+    # tolerance = max(0.005, 1% of 0.70 = 0.007) = 0.007
+    assert decide(evaluation(auc=0.6935, loss=0.45), POLICY, champion, 3).passed
+    report = decide(evaluation(auc=0.6925, loss=0.45), POLICY, champion, 3)
+    assert failed(report) == {"roc_auc_vs_champion"}
+    assert "regresses against champion v3" in report.reasons[0]
+    # log loss: tolerance = max(0.005, 1% of 0.45 = 0.0045) = 0.005
+    assert failed(decide(evaluation(auc=0.70, loss=0.456), POLICY, champion, 3)) == {"log_loss_vs_champion"}
+
+
+def test_a_slice_worse_than_the_champions_by_more_than_the_margin_fails():
+    champion = evaluation(
+        slices={"origin": {"JFK": {"rows": 900, "roc_auc": 0.72}, "EWR": {"rows": 900, "roc_auc": 0.70}}}
+    )
+    candidate = evaluation(
+        slices={"origin": {"JFK": {"rows": 900, "roc_auc": 0.66}, "EWR": {"rows": 900, "roc_auc": 0.66}}}
+    )
+    report = decide(candidate, POLICY, champion, 2)
+    assert failed(report) == {"slice:origin=JFK"}  # 0.06 below: fails; EWR 0.04 below: inside the margin
+    assert "slice origin=JFK" in report.reasons[0]
+
+
+def test_small_or_one_class_slices_are_not_gated():
+    champion = evaluation(
+        slices={"carrier": {"OO": {"rows": 20, "roc_auc": 0.9}, "HA": {"rows": 800, "roc_auc": math.nan}}}
+    )
+    candidate = evaluation(
+        slices={"carrier": {"OO": {"rows": 20, "roc_auc": 0.3}, "HA": {"rows": 800, "roc_auc": math.nan}}}
+    )
+    assert decide(candidate, POLICY, champion, 2).passed
+
+
+def test_a_nan_slice_of_the_candidate_fails_where_the_champion_has_a_number():
+    champion = evaluation(slices={"carrier": {"UA": {"rows": 800, "roc_auc": 0.7}}})
+    candidate = evaluation(slices={"carrier": {"UA": {"rows": 800, "roc_auc": math.nan}}})
+    assert failed(decide(candidate, POLICY, champion, 2)) == {"slice:carrier=UA"}
+
+
+def test_the_report_carries_every_check_and_is_plain_data():
+    report = decide(evaluation(auc=0.5), POLICY, evaluation(), 4).as_dict()
+    assert report["passed"] is False and report["champion_version"] == 4
+    assert report["reasons"] == [c["reason"] for c in report["checks"] if not c["passed"]]
+    assert copy.deepcopy(report) == report
