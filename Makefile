@@ -43,8 +43,8 @@ test: lint security ## lint, security scans, then the whole suite (CI=true: a sk
 	$(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check pipelines dags tests feature_repo plugins
-	$(BIN)/ruff format --check pipelines dags tests feature_repo plugins
+	$(BIN)/ruff check pipelines dags tests feature_repo plugins bench
+	$(BIN)/ruff format --check pipelines dags tests feature_repo plugins bench
 
 # Static scan of our code (medium and high findings fail; exemptions are inline `# nosec BXXX # why`)
 # and a secret scan of every tracked file against the committed baseline.

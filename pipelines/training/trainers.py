@@ -145,7 +145,7 @@ def train_mlp(data: TrainingData, *, seed: int, device: str) -> TrainedModel:
     torch.use_deterministic_algorithms(True, warn_only=True)
     x_train, y_train = (a.to_numpy() for a in data.xy("train"))
     x_val, y_val = (a.to_numpy() for a in data.xy("validation"))
-    params = {"hidden": [64, 32], "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 512, "max_epochs": 60, "patience": 6}
+    params = {"hidden": [64, 32], "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 128, "max_epochs": 60, "patience": 8}
     model = _mlp_class()(len(data.features), tuple(params["hidden"]))
     median = np.nanmedian(x_train, axis=0)
     median = np.where(np.isnan(median), 0.0, median)
