@@ -98,6 +98,7 @@ def test_a_missing_secret_says_where_to_write_it(tmp_path):
     ("role", "allowed", "denied"),
     [
         ("training", ["read_variable"], ["read_api_keys", "rotate", "decrypt"]),
+        ("evaluation", ["read_variable"], ["read_api_keys", "rotate", "datakey"]),
         ("serving", ["read_api_keys"], ["read_variable", "rotate", "datakey"]),
         ("operator", ["rotate", "read_variable"], ["decrypt", "datakey"]),
     ],
