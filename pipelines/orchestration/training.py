@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.errors import PlatformError
+from pipelines.errors import NotEnoughData, PlatformError
 from pipelines.evaluation.gate import GatePolicy, decide
 from pipelines.evaluation.metrics import behavioural_checks, naive_baseline, scores, slice_scores
 from pipelines.evaluation.report import roc_points, write_report
@@ -37,7 +37,7 @@ def newest_landed_day(settings: Settings) -> dt.date:
         p.name.removeprefix("date=") for p in folder.glob("date=*") if manifest_path(p / "part.parquet").exists()
     )
     if not days:
-        raise PlatformError(f"no flights have been landed under {folder}; run the ingest DAG first")
+        raise NotEnoughData(f"no flights have been landed under {folder}; run the ingest DAG first")
     return dt.date.fromisoformat(days[-1])
 
 
@@ -46,7 +46,7 @@ def resolve_window(settings: Settings, last_day: dt.date | None = None) -> Train
     window = TrainingWindow.from_settings(settings, last_day or newest_landed_day(settings))
     missing = [d for d in window.days if not manifest_path(partition_path(settings, "flights", d)).exists()]
     if missing:
-        raise PlatformError(
+        raise NotEnoughData(
             f"the training window {window.train_start}..{window.holdout_end} needs flights of "
             f"{', '.join(map(str, missing))}, which were never landed; ingest them or shorten the window"
         )
@@ -202,7 +202,17 @@ def gate_and_register(settings: Settings, folder: str, families: list[str] | Non
         alias = "champion" if champion is None else "challenger"
         registry.promote(MODEL_NAME, best, alias, reason=f"best candidate of {Path(folder).name} passed the gate")
         outcome[alias] = best
+    (Path(folder) / "outcome.json").write_text(json.dumps(outcome, indent=2, default=str))
     return outcome
+
+
+def latest_outcome(settings: Settings, window_end: dt.date) -> dict:
+    """The newest training run's outcome whose window ends on `window_end`."""
+    outcomes = sorted((settings.data_root / "training").glob("*/outcome.json"), key=lambda p: p.stat().st_mtime)
+    for path in reversed(outcomes):
+        if TrainingData.load(path.parent).window.holdout_end == window_end:
+            return json.loads(path.read_text())
+    raise PlatformError(f"no training run has finished for the window ending {window_end}")
 
 
 def render(outcome: dict) -> str:
