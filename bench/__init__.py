@@ -1,0 +1,1 @@
+"""Measurements that compare the platform with a baseline in the same run."""

@@ -1,0 +1,1 @@
+"""Evaluation: holdout metrics, slices, behavioural checks, reports and the gate."""

@@ -1,0 +1,1 @@
+"""Export: ONNX Runtime scoring, parity with native models, latency."""

@@ -1,0 +1,1 @@
+"""Training: time-split datasets from the FeatureService and the model families that fit them."""
