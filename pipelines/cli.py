@@ -70,6 +70,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         f"  warehouse           {warehouse}\n"
         f"  Feast online store  {online}\n"
         f"  Airflow task logs   {settings.airflow_dir / 'logs'}\n"
+        f"  model registry      {settings.artifact_uri}/registry  (`.venv/bin/platform models list`)\n"
         f"  audit ledger        {ledger}: {chain.records} records, chain intact (`platform audit-verify`)\n"
         f"  secrets and keys    {vault}\n"
         f"  Airflow UI          `make up`, then http://127.0.0.1:8080"

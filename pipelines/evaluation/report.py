@@ -89,11 +89,13 @@ def write_report(folder: Path, evaluation: dict, plots: dict) -> tuple[Path, Pat
         f"<code>{html.escape(json.dumps(c['detail']))}</code></li>"
         for c in evaluation["behaviour"]
     )
-    onnx = evaluation["onnx"]
+    onnx, w = evaluation["onnx"], evaluation["window"]
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{evaluation["family"]} evaluation</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:60em}}td,th{{padding:2px 8px;text-align:right}}
 table{{border-collapse:collapse}}tr:nth-child(even){{background:#f4f4f4}}</style></head><body>
-<h1>{html.escape(evaluation["family"])} candidate: holdout {html.escape(str(evaluation["window"]))}</h1>
+<h1>{html.escape(evaluation["family"])} candidate</h1>
+<p>Fitted {w["train_start"]} .. {w["train_end"]}, early-stopped until {w["validation_end"]},
+judged on the holdout after it, until {w["holdout_end"]} (with the naive baseline on the same flights).</p>
 <table><tr><th></th><th>candidate</th><th>naive baseline</th></tr>{rows}</table>
 <p>{figures}</p>
 <p>ONNX parity {onnx["parity"]:.2e}; ORT one-row latency p50 {onnx["latency_ms"]["p50"]:.3f} ms,
