@@ -151,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--alias", default="champion", choices=["champion", "challenger"])
         command.add_argument("--reason", default="by hand (platform models)")
     models.set_defaults(handler=cmd_models)
+    api_key = commands.add_parser("api-key", help="create a serving API key (operator); prints it once")
+    api_key.add_argument("name")
+    api_key.add_argument("--scope", action="append", choices=["predict", "admin"], required=True)
+    api_key.set_defaults(handler=cmd_api_keys)
     bootstrap = commands.add_parser(
         "vault-bootstrap", help="bootstrap VAULT_ADDR with VAULT_TOKEN (mounts, keys, policies, AppRole); idempotent"
     )
@@ -243,7 +247,15 @@ def _version(registry, model: str, ref: str) -> int:
     return current["version"]
 
 
-OPERATOR_COMMANDS = {"rotate-keys", "rewrap"}
+def cmd_api_keys(args: argparse.Namespace) -> None:
+    from pipelines.security.vault import Vault
+    from serving.auth import create_key
+
+    key = create_key(Vault.from_settings(get_settings()), args.name, args.scope)
+    print(f"API key {args.name!r} ({', '.join(args.scope)}): {key}\nIt is shown once; Vault keeps only its SHA-256.")
+
+
+OPERATOR_COMMANDS = {"rotate-keys", "rewrap", "api-key"}
 
 
 @contextlib.contextmanager

@@ -97,10 +97,10 @@ def test_a_missing_secret_says_where_to_write_it(tmp_path):
 @pytest.mark.parametrize(
     ("role", "allowed", "denied"),
     [
-        ("training", ["read_variable"], ["read_api_keys", "rotate", "decrypt"]),
-        ("evaluation", ["read_variable"], ["read_api_keys", "rotate", "datakey"]),
-        ("serving", ["read_api_keys"], ["read_variable", "rotate", "datakey"]),
-        ("operator", ["rotate", "read_variable"], ["decrypt", "datakey"]),
+        ("training", ["read_salt", "read_connection"], ["read_api_keys", "rotate", "decrypt"]),
+        ("evaluation", ["read_salt", "read_connection"], ["read_api_keys", "rotate", "datakey"]),
+        ("serving", ["read_api_keys", "read_salt"], ["read_connection", "rotate", "datakey"]),
+        ("operator", ["rotate", "read_salt"], ["decrypt", "datakey"]),
     ],
 )
 def test_each_role_can_do_exactly_its_part(openbao, role, allowed, denied):
@@ -108,7 +108,8 @@ def test_each_role_can_do_exactly_its_part(openbao, role, allowed, denied):
     vault = openbao.role(role)
     transit = TRANSIT_MOUNT
     actions = {
-        "read_variable": lambda: vault.read_secret(f"airflow/variables/{PII_SALT_VARIABLE}"),
+        "read_salt": lambda: vault.read_secret(f"airflow/variables/{PII_SALT_VARIABLE}"),
+        "read_connection": lambda: vault.read_secret("airflow/connections/platform_postgres"),
         "read_api_keys": lambda: vault.read_secret("serving/api-keys/consumer"),
         "rotate": lambda: vault.client.secrets.transit.rotate_key(SIGNING_KEY, mount_point=transit),
         "decrypt": lambda: vault.client.secrets.transit.decrypt_data(

@@ -1,5 +1,6 @@
-# Serving: verify manifests, unwrap data keys to decrypt artifacts, read API-key hashes.
-# It can neither sign a manifest nor create a data key.
+# Serving: verify manifests, unwrap data keys to decrypt artifacts, read API-key hashes, and
+# read the PII salt (a request carries a tail number in clear; the features are keyed by its
+# salted hash). It can neither sign a manifest nor create a data key.
 path "transit/decrypt/artifacts" {
   capabilities = ["update"]
 }
@@ -14,4 +15,8 @@ path "platform/data/serving/api-keys/*" {
 
 path "platform/metadata/serving/api-keys/*" {
   capabilities = ["list"]
+}
+
+path "platform/data/airflow/variables/pii_salt" {
+  capabilities = ["read"]
 }
