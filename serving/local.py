@@ -1,0 +1,96 @@
+"""Run the BentoML service as a local process (for `make run`, `make up` and the tests)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from pipelines.errors import PlatformError
+from pipelines.settings import REPO_ROOT, Settings, settings_environment
+
+SERVICE = "serving.service:FlightDelay"
+
+
+class ServiceFailed(PlatformError):
+    """The model service did not start, or did not become ready; the message says why."""
+
+
+@contextlib.contextmanager
+def running_service(
+    settings: Settings,
+    role_id: str,
+    secret_id: str,
+    port: int,
+    *,
+    log: Path,
+    ssl: tuple[Path, Path] | None = None,
+    timeout_s: float = 120,
+) -> Iterator[str]:
+    """`bentoml serve` as the given (serving) AppRole until the block exits; yields its base URL once it listens.
+
+    Readiness is the caller's to check (`/readyz`, `/status`): a service without a servable model
+    still starts, and says why it is not ready.
+    """
+    env = {
+        **os.environ,
+        **settings_environment(settings),
+        "PLATFORM_VAULT_ROLE_ID": role_id,
+        "PLATFORM_VAULT_SECRET_ID": secret_id,
+        "BENTOML_DO_NOT_TRACK": "True",
+        "BENTOML_HOME": str(settings.data_root / "bentoml"),
+    }
+    for name in ("PLATFORM_VAULT_TOKEN", "PLATFORM_VAULT_EVALUATION_ROLE_ID", "PLATFORM_VAULT_EVALUATION_SECRET_ID"):
+        env.pop(name, None)  # the service has its own identity only
+    args = [
+        str(Path(sys.executable).with_name("bentoml")),
+        "serve",
+        SERVICE,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    if ssl:
+        args += ["--ssl-certfile", str(ssl[0]), "--ssl-keyfile", str(ssl[1])]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as output:
+        process = subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+    base = f"{'https' if ssl else 'http'}://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if process.poll() is not None:
+                raise ServiceFailed(f"bentoml serve exited ({process.returncode}); see {log}")
+            if time.monotonic() > deadline:
+                raise ServiceFailed(f"bentoml serve did not listen on {base} within {timeout_s:.0f} s; see {log}")
+            try:
+                httpx.get(f"{base}/livez", timeout=2, verify=False)  # noqa: S501  # nosec B501 # liveness probe only
+                break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_ready(base: str, timeout_s: float = 60, verify: bool | str = True) -> dict:
+    """Block until `/readyz` answers 200; returns `/status`. ServiceFailed with the reason otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while httpx.get(f"{base}/readyz", timeout=5, verify=verify).status_code != 200:
+        if time.monotonic() > deadline:
+            status = httpx.post(f"{base}/status", json={}, timeout=5, verify=verify).json()
+            raise ServiceFailed(f"the model service is not ready: {status['reason']}")
+        time.sleep(0.5)
+    return httpx.post(f"{base}/status", json={}, timeout=5, verify=verify).json()

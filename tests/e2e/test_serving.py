@@ -1,0 +1,248 @@
+"""The BentoML service as consumers meet it: a real `bentoml serve` process on the session's built
+features and a champion trained on them, reached over HTTP (and HTTPS with a self-signed pair)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import ipaddress
+
+import httpx
+import numpy as np
+import pytest
+
+from pipelines.errors import ArtifactTampered
+from pipelines.orchestration import training
+from pipelines.registry.registry import Registry
+from pipelines.security.audit import audit_ledger
+from pipelines.security.store import artifact_store
+from pipelines.security.vault import issue_credentials
+from pipelines.settings import load_settings
+from serving import predictions
+from serving.auth import create_key
+from serving.local import ServiceFailed, running_service, wait_ready
+from serving.model import ModelUnavailable, load_model
+from serving.schema import MAX_BATCH
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def flight(n: int, **overrides) -> dict:
+    return {
+        "flight_id": f"UA{n}-2013-01-05",
+        "carrier": "UA",
+        "origin": "EWR",
+        "destination": "IAH",
+        "scheduled_departure": "2013-01-05T17:30:00",
+        "tailnum": "N14228",
+        **overrides,
+    }
+
+
+@contextlib.contextmanager
+def serve(settings, openbao, tmp_path, ssl=None):
+    """The service as the serving AppRole, on a free port."""
+    role_id, secret_id = issue_credentials(openbao.root, "serving")
+    port = free_port()
+    with running_service(settings, role_id, secret_id, port, log=tmp_path / f"serve-{port}.log", ssl=ssl) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def champion(built, tmp_path_factory):
+    """Settings with their own artifact store holding a champion trained on the built days."""
+    root = tmp_path_factory.mktemp("serving")
+    settings = load_settings(
+        data_root=built.settings.data_root,
+        artifact_store_uri=(root / "store").as_uri(),
+        train_days=3,
+        validation_days=1,
+        holdout_days=1,
+    )
+    folder = training.prepare_dataset(settings, training.resolve_window(settings, built.days[-1]), "serving-test")
+    training.train_candidate(settings, folder, "xgboost")
+    outcome = training.gate_and_register(settings, folder, ["xgboost"])
+    assert outcome.get("champion"), outcome
+    return settings, outcome["champion"]
+
+
+@pytest.fixture(scope="module")
+def service(champion, openbao, tmp_path_factory):
+    settings, version = champion
+    keys = {
+        "predict": create_key(openbao.root, "consumer-test", ["predict"]),
+        "admin": create_key(openbao.root, "operator-test", ["admin"]),
+    }
+    with serve(settings, openbao, tmp_path_factory.mktemp("svc")) as base:
+        wait_ready(base)
+        yield settings, version, base, keys
+
+
+def auth(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_ready_and_serving_the_champion(service):
+    settings, version, base, _ = service
+    status = httpx.post(f"{base}/status", json={}).json()
+    assert status == {"ready": True, "reason": "ready", "model": {"name": "flight_delay", "version": version}}
+
+
+def test_predict_answers_and_every_answer_is_logged(service):
+    settings, version, base, keys = service
+    before = len(predictions.read(settings))
+    responses = []
+    for n in range(5):
+        body = {"flights": [flight(n), flight(100 + n, carrier="AA", origin="JFK", destination="LAX", tailnum=None)]}
+        response = httpx.post(f"{base}/predict", json=body, headers=auth(keys["predict"]), timeout=30)
+        assert response.status_code == 200, response.text
+        responses.append(response.json())
+    for answer in responses:
+        assert [p["model_version"] for p in answer["predictions"]] == [version, version]
+        assert all(0 <= p["probability"] <= 1 and p["variant"] == "champion" for p in answer["predictions"])
+    logged = predictions.read(settings)
+    assert len(logged) - before == 10
+    mine = logged[logged.request_id.isin([a["request_id"] for a in responses])]
+    served = {(a["request_id"], p["flight_id"]): p["probability"] for a in responses for p in a["predictions"]}
+    assert {(r.request_id, r.flight_id): r.probability for r in mine.itertuples()} == served
+    assert "N14228" not in mine.to_csv()  # the tail number is never logged in clear
+    assert {"dep_hour", "carrier_late_rate_7d", "latency_ms", "caller"} <= set(mine.columns)
+
+
+def test_the_served_probability_is_the_models_on_the_online_features(service, openbao):
+    settings, version, base, keys = service
+    response = httpx.post(f"{base}/predict", json={"flights": [flight(7)]}, headers=auth(keys["predict"]))
+    served = response.json()["predictions"][0]["probability"]
+    logged = predictions.read(settings)
+    row = logged[logged.request_id == response.json()["request_id"]].iloc[0]
+    ledger = audit_ledger(settings)
+    model = load_model(settings, artifact_store(settings, ledger), openbao.role("serving"), ledger)
+    x = np.array([[row[f] for f in model.features]], dtype=np.float32)
+    assert model.predict(x)[0] == pytest.approx(served, abs=1e-6)
+    assert row["dep_hour"] == pytest.approx(17.5)
+
+
+@pytest.mark.parametrize(
+    ("headers", "path", "status", "message"),
+    [
+        ({}, "/predict", 401, "missing or unknown API key"),
+        ({"Authorization": "Bearer fo_not-a-key"}, "/predict", 401, "missing or unknown API key"),
+        ("admin", "/predict", 403, "lacks the 'predict' scope"),
+        ("predict", "/admin/reload", 403, "lacks the 'admin' scope"),
+    ],
+)
+def test_keys_and_scopes_are_enforced_with_clear_messages(service, headers, path, status, message):
+    _, _, base, keys = service
+    headers = auth(keys[headers]) if isinstance(headers, str) else headers
+    response = httpx.post(f"{base}{path}", json={"flights": [flight(1)]}, headers=headers)
+    assert response.status_code == status and message in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"flights": [flight(1, carrier="united")]}, "carrier"),
+        ({"flights": [flight(1, surprise=1)]}, "surprise"),
+        ({"flights": [flight(1, scheduled_departure="tomorrow-ish")]}, "scheduled_departure"),
+        ({"flights": []}, "flights"),
+        ({"flights": [flight(n) for n in range(MAX_BATCH + 1)]}, "flights"),
+    ],
+)
+def test_bad_requests_get_400_naming_the_field(service, body, field):
+    _, _, base, keys = service
+    response = httpx.post(f"{base}/predict", json=body, headers=auth(keys["predict"]), timeout=30)
+    assert response.status_code == 400, response.text
+    assert field in response.text
+
+
+def test_a_key_created_later_works_after_an_admin_reload(service, openbao):
+    _, version, base, keys = service
+    late = create_key(openbao.root, "late-consumer", ["predict"])
+    assert httpx.post(f"{base}/predict", json={"flights": [flight(3)]}, headers=auth(late)).status_code == 401
+    reload = httpx.post(f"{base}/admin/reload", json={}, headers=auth(keys["admin"]), timeout=60)
+    assert reload.status_code == 200 and reload.json()["model"]["version"] == version
+    assert httpx.post(f"{base}/predict", json={"flights": [flight(3)]}, headers=auth(late)).status_code == 200
+
+
+def test_https_with_a_self_signed_certificate(champion, openbao, tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    settings, _ = champion
+    with serve(settings, openbao, tmp_path, ssl=(cert_path, key_path)) as base:
+        assert base.startswith("https://")
+        assert wait_ready(base, verify=str(cert_path))["ready"] is True
+        with pytest.raises(httpx.ConnectError):  # an unknown certificate is refused by a verifying client
+            httpx.get(f"{base}/livez", timeout=10)
+
+
+def test_no_champion_means_not_ready_with_the_reason(built, openbao, tmp_path):
+    settings = load_settings(data_root=built.settings.data_root, artifact_store_uri=(tmp_path / "empty").as_uri())
+    with serve(settings, openbao, tmp_path) as base:
+        assert httpx.get(f"{base}/readyz", timeout=10).status_code == 503
+        status = httpx.post(f"{base}/status", json={}).json()
+        assert status["ready"] is False and "has no champion yet" in status["reason"]
+        with pytest.raises(ServiceFailed, match="not ready: ModelUnavailable: flight_delay has no champion"):
+            wait_ready(base, timeout_s=1)
+
+
+def test_a_tampered_champion_is_never_loaded(champion, openbao, tmp_path):
+    settings, version = champion
+    ledger = audit_ledger(settings)
+    store = artifact_store(settings, ledger)
+    registry = Registry(store, openbao.role("serving"), ledger)
+    digest = registry.manifest("flight_delay", version)["files"]["model.onnx"]["sha256"]
+    key = f"sealed/{digest[:2]}/{digest}"
+    original = store.get(key)
+    damaged = bytearray(original)
+    damaged[-10] ^= 0x01
+    store.put(key, bytes(damaged), overwrite=True)
+    try:
+        with pytest.raises(ArtifactTampered):
+            load_model(settings, store, openbao.role("serving"), ledger)
+    finally:
+        store.put(key, original, overwrite=True)
+
+
+def test_a_model_trained_on_other_feature_definitions_is_refused(champion, openbao, monkeypatch):
+    settings, _ = champion
+    ledger = audit_ledger(settings)
+    import serving.model
+
+    monkeypatch.setattr(serving.model, "feature_definitions_hash", lambda *_: "0" * 64)  # definitions changed
+    with pytest.raises(ModelUnavailable, match="FeatureService flight_delay_v1 with definitions .* refusing"):
+        load_model(settings, artifact_store(settings, ledger), openbao.role("serving"), ledger)
+
+
+def test_replaying_a_day_sends_its_flights_and_logs_them(service, built):
+    from serving.replay import day_requests, replay
+
+    settings, _, base, keys = service
+    day = built.days[-1]
+    before = len(predictions.read(settings))
+    report = replay(settings, day, base, keys["predict"], batch=200)
+    assert report.sent == len(day_requests(settings, day)) > 500
+    assert report.answered == report.sent and report.failed == 0
+    assert len(predictions.read(settings)) - before == report.sent
