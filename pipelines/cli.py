@@ -56,6 +56,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     local_airflow.test_run(settings, TRAINING_DAG, {"last_day": last.isoformat()})
     print(f"Trained, gated and registered in {time.monotonic() - started:.0f} s.\n")
     print(render(latest_outcome(settings, last)))
+    serving = _serve_and_replay(settings, last)
     warehouse = settings.warehouse_path if settings.warehouse_target == "duckdb" else "PostgreSQL, schema marts"
     online = settings.feast_dir / "online_store.db" if settings.feast_env == "local" else settings.redis_url
     ledger = audit_ledger(settings)
@@ -73,7 +74,43 @@ def cmd_run(args: argparse.Namespace) -> None:
         f"  model registry      {settings.artifact_uri}/registry  (`.venv/bin/platform models list`)\n"
         f"  audit ledger        {ledger}: {chain.records} records, chain intact (`platform audit-verify`)\n"
         f"  secrets and keys    {vault}\n"
-        f"  Airflow UI          `make up`, then http://127.0.0.1:8080"
+        f"  Airflow UI          `make up`, then http://127.0.0.1:8080\n"
+        f"  prediction log      {settings.data_root / 'predictions'}"
+    )
+    if serving:
+        print(f"\nWith `make up`, the champion answers at http://127.0.0.1:{settings.serving_port}:\n{serving}")
+
+
+def _serving_identity(settings):
+    """Serving AppRole credentials, issued by the platform's own OpenBao (None with an external Vault)."""
+    from pipelines.security.vault import issue_credentials, local_openbao
+
+    server = local_openbao(settings)
+    return issue_credentials(server.root(), "serving") if settings.vault_addr == server.addr else None
+
+
+def _serve_and_replay(settings, day: dt.date) -> str | None:
+    """Serve the champion, send it `day`'s flights as consumer traffic, and return a curl example."""
+    from pipelines.security.vault import local_openbao
+    from serving.auth import create_key
+    from serving.local import running_service, wait_ready
+    from serving.replay import day_requests, replay
+
+    identity = _serving_identity(settings)
+    if identity is None:
+        print("\nServing is started by `make run` only with the platform's own OpenBao; see README (Serving).")
+        return None
+    demo_key = create_key(local_openbao(settings).root(), "demo", ["predict"])
+    log = settings.data_root / "serving" / "service.log"
+    print(f"\nServing the champion on http://127.0.0.1:{settings.serving_port} and replaying {day} ...", flush=True)
+    with running_service(settings, *identity, settings.serving_port, log=log) as base:
+        status = wait_ready(base)
+        report = replay(settings, day, base, demo_key)
+    print(f"Served {status['model']['name']} v{status['model']['version']}: {report.render()}")
+    example = json.dumps({"flights": day_requests(settings, day)[:1]})
+    return (
+        f"  curl -s http://127.0.0.1:{settings.serving_port}/predict -H 'Authorization: Bearer {demo_key}' \\\n"
+        f"       -H 'Content-Type: application/json' -d '{example}'"
     )
 
 
@@ -89,10 +126,18 @@ def cmd_up(args: argparse.Namespace) -> None:
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or a service manager stopping us
         signal.signal(stop_signal, lambda *_: stopping.append(True))
     components = ("api-server", "scheduler", "dag-processor", "triggerer")
-    with local_airflow.services(settings, *components) as processes:
+    identity = _serving_identity(settings)
+    with contextlib.ExitStack() as stack:
+        processes = stack.enter_context(local_airflow.services(settings, *components))
         print(f"Airflow is up: http://127.0.0.1:{local_airflow.API_PORT}")
         print(f"  login: {local_airflow.ADMIN_USER} / {local_airflow.admin_password(settings)}")
-        print(f"  logs: {settings.airflow_dir}/*.log   Stop with Ctrl-C.", flush=True)
+        if identity:
+            from serving.local import running_service
+
+            log = settings.data_root / "serving" / "service.log"
+            base = stack.enter_context(running_service(settings, *identity, settings.serving_port, log=log))
+            print(f"Model service: {base} (/status says what it serves; keys: `platform api-key NAME --scope predict`)")
+        print(f"  logs: {settings.airflow_dir}/*.log, {settings.data_root / 'serving'}   Stop with Ctrl-C.", flush=True)
         while not stopping:
             exited = {n: p.returncode for n, p in processes.items() if p.poll() is not None}
             if exited:
@@ -105,8 +150,12 @@ def cmd_up(args: argparse.Namespace) -> None:
 def cmd_stage(args: argparse.Namespace) -> None:
     from pipelines.orchestration import ingest
 
-    stage = {"land": ingest.land, "validate": ingest.validate, "transform": ingest.transform,
-             "materialize": ingest.materialize}[args.command]  # fmt: skip
+    stage = {
+        "land": ingest.land,
+        "validate": ingest.validate,
+        "transform": ingest.transform,
+        "materialize": ingest.materialize,
+    }[args.command]
     print(json.dumps(stage(args.date), indent=2, default=str))
 
 
@@ -151,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--alias", default="champion", choices=["champion", "challenger"])
         command.add_argument("--reason", default="by hand (platform models)")
     models.set_defaults(handler=cmd_models)
+    replay = commands.add_parser("replay", help="send a landed day's flights to the model service as consumer traffic")
+    replay.add_argument("day", type=_date)
+    replay.add_argument("--url", help="the service (default http://127.0.0.1:PLATFORM_SERVING_PORT)")
+    replay.add_argument("--batch", type=int, default=100)
+    replay.set_defaults(handler=cmd_replay)
     api_key = commands.add_parser("api-key", help="create a serving API key (operator); prints it once")
     api_key.add_argument("name")
     api_key.add_argument("--scope", action="append", choices=["predict", "admin"], required=True)
@@ -223,10 +277,12 @@ def cmd_models(args: argparse.Namespace) -> None:
             for version in registry.versions(model):
                 m = registry.manifest(model, version)
                 holdout = m["metrics"]["holdout"]
-                print(f"  v{version:<4} {m['family']:<8} {'passed' if m['gate']['passed'] else 'REJECTED':<9}"
-                      f"ROC AUC {holdout['roc_auc']:.4f}  log loss {holdout['log_loss']:.4f}  "
-                      f"window {m['training']['window']['train_start']}..{m['training']['window']['holdout_end']}  "
-                      f"registered {m['registered_at']}")  # fmt: skip
+                print(
+                    f"  v{version:<4} {m['family']:<8} {'passed' if m['gate']['passed'] else 'REJECTED':<9}"
+                    f"ROC AUC {holdout['roc_auc']:.4f}  log loss {holdout['log_loss']:.4f}  "
+                    f"window {m['training']['window']['train_start']}..{m['training']['window']['holdout_end']}  "
+                    f"registered {m['registered_at']}"
+                )
     elif args.action == "show":
         print(json.dumps(registry.manifest(args.model, _version(registry, args.model, args.version)), indent=2))
     elif args.action == "promote":
@@ -253,6 +309,19 @@ def cmd_api_keys(args: argparse.Namespace) -> None:
 
     key = create_key(Vault.from_settings(get_settings()), args.name, args.scope)
     print(f"API key {args.name!r} ({', '.join(args.scope)}): {key}\nIt is shown once; Vault keeps only its SHA-256.")
+
+
+def cmd_replay(args: argparse.Namespace) -> None:
+    from serving.replay import replay
+
+    key = os.environ.get("PLATFORM_API_KEY")
+    if not key:
+        raise PlatformError(
+            "set PLATFORM_API_KEY to a key with the predict scope (`platform api-key NAME --scope predict`)"
+        )
+    settings = get_settings()
+    url = args.url or f"http://127.0.0.1:{settings.serving_port}"
+    print(replay(settings, args.day, url, key, batch=args.batch).render())
 
 
 OPERATOR_COMMANDS = {"rotate-keys", "rewrap", "api-key"}

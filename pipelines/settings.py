@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     flights_per_day_min: int = Field(500, ge=0)
     flights_per_day_max: int = Field(1500, ge=1)
     seed: int = 2013
+    serving_port: int = Field(3000, ge=1, le=65535, description="Port of the model service (make run, make up).")
     # Training (windows in whole operations days, ending at the newest ingested day)
     train_days: int = Field(4, ge=1, description="Days the model is fitted on.")
     validation_days: int = Field(1, ge=1, description="Days after those, for early stopping and the threshold.")
