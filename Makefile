@@ -43,14 +43,14 @@ test: lint security ## lint, security scans, then the whole suite (CI=true: a sk
 	$(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check pipelines dags tests feature_repo plugins bench
-	$(BIN)/ruff format --check pipelines dags tests feature_repo plugins bench
+	$(BIN)/ruff check pipelines dags tests feature_repo plugins bench serving
+	$(BIN)/ruff format --check pipelines dags tests feature_repo plugins bench serving
 
 # Static scan of our code (medium and high findings fail; exemptions are inline `# nosec BXXX # why`)
 # and a secret scan of every tracked file against the committed baseline.
 SECRET_SCAN_EXCLUDE := '(^|/)(requirements[^/]*\.txt|\.secrets\.baseline|[^/]*\.png)$$'
 security: setup ## bandit over our code, detect-secrets over the tree
-	$(BIN)/bandit -q -r pipelines plugins dags -ll 2> >(grep -v -e "nosec encountered" -e "Test in comment" >&2)
+	$(BIN)/bandit -q -r pipelines plugins dags serving -ll 2> >(grep -v -e "nosec encountered" -e "Test in comment" >&2)
 	git ls-files -z | xargs -0 $(BIN)/detect-secrets-hook --baseline .secrets.baseline --exclude-files $(SECRET_SCAN_EXCLUDE)
 
 secrets-baseline: setup ## rewrite .secrets.baseline (review every finding before committing it)
