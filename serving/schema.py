@@ -6,11 +6,27 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 MAX_BATCH = 1000
 Carrier = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{2}$")]
 Airport = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+# The codes a request may use, from the same data contract the ingest validates against (the Great
+# Expectations suite of raw flights): the carriers, and the three New York origins the model has
+# weather for. Destinations are checked for form only: the FAA list lacks some that real flights use.
+KNOWN: dict[str, frozenset[str]] = {"carrier": frozenset(), "origin": frozenset()}
+
+
+def load_known_codes() -> None:
+    import json
+
+    from pipelines.settings import REPO_ROOT
+
+    suite = json.loads((REPO_ROOT / "expectations" / "raw_flights.json").read_text())
+    for expectation in suite["expectations"]:
+        column = expectation["kwargs"].get("column")
+        if expectation["type"] == "expect_column_values_to_be_in_set" and column in KNOWN:
+            KNOWN[column] = frozenset(expectation["kwargs"]["value_set"])
 
 
 class FlightRequest(BaseModel):
@@ -26,6 +42,22 @@ class FlightRequest(BaseModel):
     tailnum: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{2,8}$")] | None = Field(
         None, description="Aircraft registration, e.g. N14228 (hashed on arrival, never stored in clear)"
     )
+
+    @field_validator("carrier")
+    @classmethod
+    def _known_carrier(cls, value: str) -> str:
+        if KNOWN["carrier"] and value not in KNOWN["carrier"]:
+            raise ValueError(f"unknown carrier {value!r}; known carriers: {', '.join(sorted(KNOWN['carrier']))}")
+        return value
+
+    @field_validator("origin")
+    @classmethod
+    def _known_origin(cls, value: str) -> str:
+        if KNOWN["origin"] and value not in KNOWN["origin"]:
+            raise ValueError(
+                f"unknown origin {value!r}; the model serves departures from {', '.join(sorted(KNOWN['origin']))}"
+            )
+        return value
 
 
 class PredictRequest(BaseModel):

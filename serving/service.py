@@ -87,11 +87,13 @@ class FlightDelay:
         from pipelines.security.vault import Vault
         from serving.auth import load_keys
         from serving.model import OnlineFeatures, load_model
+        from serving.schema import load_known_codes
 
         try:
             vault = Vault.from_settings(self.settings)
             ledger = audit_ledger(self.settings)
             keys = load_keys(vault)
+            load_known_codes()
             features = OnlineFeatures(self.settings, variable(vault, PII_SALT_VARIABLE))
             model = load_model(self.settings, artifact_store(self.settings, ledger), vault, ledger)
         except PlatformError as exc:

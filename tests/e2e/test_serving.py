@@ -144,6 +144,9 @@ def test_keys_and_scopes_are_enforced_with_clear_messages(service, headers, path
     [
         ({"flights": [flight(1, carrier="united")]}, "carrier"),
         ({"flights": [flight(1, surprise=1)]}, "surprise"),
+        ({"flights": [flight(1, carrier="ZZ")]}, "unknown carrier 'ZZ'"),
+        ({"flights": [flight(1, origin="BOS")]}, "unknown origin 'BOS'"),
+        ({"flights": [flight(1, origin=7)]}, "origin"),
         ({"flights": [flight(1, scheduled_departure="tomorrow-ish")]}, "scheduled_departure"),
         ({"flights": []}, "flights"),
         ({"flights": [flight(n) for n in range(MAX_BATCH + 1)]}, "flights"),
