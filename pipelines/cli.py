@@ -106,7 +106,8 @@ def _serve_and_replay(settings, day: dt.date) -> str | None:
     with running_service(settings, *identity, settings.serving_port, log=log) as base:
         status = wait_ready(base)
         report = replay(settings, day, base, demo_key)
-    print(f"Served {status['model']['name']} v{status['model']['version']}: {report.render()}")
+    served = ", ".join(f"{v['name']} v{v['version']} {v['weight']:g}%" for v in status["variants"])
+    print(f"Served flight_delay ({served}): {report.render()}")
     example = json.dumps({"flights": day_requests(settings, day)[:1]})
     return (
         f"  curl -s http://127.0.0.1:{settings.serving_port}/predict -H 'Authorization: Bearer {demo_key}' \\\n"

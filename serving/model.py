@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipelines.deploy.plan import DeploymentPlan, Variant, read_plan
 from pipelines.errors import PlatformError
 from pipelines.export.onnx import OnnxScorer
 from pipelines.features.pii import hash_pii
@@ -39,13 +40,20 @@ class ServedModel:
 
 
 def load_model(
-    settings: Settings, store: ArtifactStore, vault: Vault, ledger: AuditLedger, alias: str = "champion"
+    settings: Settings,
+    store: ArtifactStore,
+    vault: Vault,
+    ledger: AuditLedger,
+    alias: str = "champion",
+    version: int | None = None,
 ) -> ServedModel:
+    """A version (or the version an alias points at), verified, decrypted and checked against the features."""
     registry = Registry(store, vault, ledger)
-    pointer = registry.alias(MODEL_NAME, alias)
-    if pointer is None:
-        raise ModelUnavailable(f"{MODEL_NAME} has no {alias} yet: train one (the training DAG, or `make run`)")
-    version = pointer["version"]
+    if version is None:
+        pointer = registry.alias(MODEL_NAME, alias)
+        if pointer is None:
+            raise ModelUnavailable(f"{MODEL_NAME} has no {alias} yet: train one (the training DAG, or `make run`)")
+        version = pointer["version"]
     manifest, files = registry.load_files(MODEL_NAME, version, ["model.onnx"])  # signature, decrypt, hashes
     contract = manifest["lineage"]["feature_service"]
     current = feature_definitions_hash(settings, contract["name"])
@@ -85,3 +93,22 @@ class OnlineFeatures:
         local = pd.Series([f.scheduled_departure.replace(tzinfo=None) for f in flights])
         frame = pd.DataFrame({k: v for k, v in stored.items() if k in features}).join(schedule_features(local))
         return frame.reindex(columns=features).to_numpy(dtype=np.float32, na_value=np.nan)
+
+
+@dataclass
+class Routing:
+    """The deployment plan with its loaded models: what the service answers with, swapped whole on reload."""
+
+    plan: DeploymentPlan
+    models: dict[int, ServedModel]
+
+
+def load_routing(settings: Settings, store: ArtifactStore, vault: Vault, ledger: AuditLedger) -> Routing:
+    """The plan in the registry (or all traffic to the champion when there is none), every model in it loaded."""
+    registry = Registry(store, vault, ledger)
+    plan, _ = read_plan(registry, MODEL_NAME)
+    if plan is None:
+        champion = load_model(settings, store, vault, ledger)
+        return Routing(DeploymentPlan([Variant("champion", champion.version, 100.0)]), {champion.version: champion})
+    models = {v: load_model(settings, store, vault, ledger, version=v) for v in sorted(plan.versions())}
+    return Routing(plan, models)

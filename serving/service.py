@@ -18,7 +18,6 @@ from pydantic import Field
 
 from serving.schema import MAX_BATCH, FlightRequest, Prediction, PredictResponse
 
-VARIANT = "champion"
 # Which scope each protected route needs; everything else (docs, /status, probes) is open.
 ROUTE_SCOPES = {"/predict": "predict", "/admin/reload": "admin"}
 
@@ -27,7 +26,7 @@ class State:
     """What the service instance has loaded, shared with the auth middleware of the same process."""
 
     keys: dict = {}
-    model = None
+    routing = None
     reason = "starting"
 
 
@@ -60,7 +59,7 @@ class ApiKeyMiddleware:
             )
         elif needed not in key.scopes:
             response = JSONResponse({"error": f"API key {key.name!r} lacks the {needed!r} scope"}, status_code=403)
-        elif needed == "predict" and State.model is None:
+        elif needed == "predict" and State.routing is None:
             response = JSONResponse({"error": f"no model is being served: {State.reason}"}, status_code=503)
         else:
             scope.setdefault("state", {})["caller"] = key.name
@@ -75,18 +74,22 @@ class FlightDelay:
 
         self.settings = get_settings()
         self._lock = threading.Lock()
-        self.model = self.features = None
+        self.routing = self.features = None
         self._load()
 
     def _load(self) -> None:
-        """(Re)load keys, features and the champion; on any failure keep serving what was loaded, or stay not-ready."""
+        """(Re)load keys, features and the deployment plan's models; on failure keep what was loaded, or stay not-ready.
+
+        The new routing is built completely before it replaces the old one: requests in flight finish
+        on the models they started with, and none is dropped.
+        """
         from pipelines.errors import PlatformError
         from pipelines.security.audit import audit_ledger
         from pipelines.security.secrets import PII_SALT_VARIABLE, variable
         from pipelines.security.store import artifact_store
         from pipelines.security.vault import Vault
         from serving.auth import load_keys
-        from serving.model import OnlineFeatures, load_model
+        from serving.model import OnlineFeatures, load_routing
         from serving.schema import load_known_codes
 
         try:
@@ -95,83 +98,118 @@ class FlightDelay:
             keys = load_keys(vault)
             load_known_codes()
             features = OnlineFeatures(self.settings, variable(vault, PII_SALT_VARIABLE))
-            model = load_model(self.settings, artifact_store(self.settings, ledger), vault, ledger)
+            routing = load_routing(self.settings, artifact_store(self.settings, ledger), vault, ledger)
         except PlatformError as exc:
             State.reason = f"{type(exc).__name__}: {exc}"
             return
         with self._lock:
-            self.features, self.model = features, model
-            State.keys, State.model, State.reason = keys, model, "ready"
-        ledger.append("deployment.loaded", f"{model.name}/v{model.version}", {"variant": VARIANT}, actor="serving")
+            self.features, self.routing = features, routing
+            State.keys, State.routing, State.reason = keys, routing, "ready"
+        plan = routing.plan
+        ledger.append(
+            "deployment.loaded",
+            "flight_delay",
+            {
+                "variants": [[v.name, v.version, v.weight] for v in plan.variants],
+                "shadow": [plan.shadow.name, plan.shadow.version] if plan.shadow else None,
+            },
+            actor="serving",
+        )
 
     def __is_ready__(self) -> bool:
-        return self.model is not None
+        return self.routing is not None
 
     def _status(self) -> dict:
-        model = self.model
+        routing = self.routing
+        if routing is None:
+            return {"ready": False, "reason": State.reason, "variants": [], "shadow": None}
+        plan = routing.plan
         return {
-            "ready": model is not None,
+            "ready": True,
             "reason": State.reason,
-            "model": {"name": model.name, "version": model.version} if model else None,
+            "variants": [{"name": v.name, "version": v.version, "weight": v.weight} for v in plan.variants],
+            "shadow": {"name": plan.shadow.name, "version": plan.shadow.version} if plan.shadow else None,
         }
 
     @bentoml.api(route="/status")
     def status(self) -> dict:
-        """Readiness with its reason, and the model being served (no key needed; nothing secret)."""
+        """Readiness with its reason, and the variants being served (no key needed; nothing secret)."""
         return self._status()
 
     @bentoml.api(route="/predict")
     def predict(
         self, flights: Annotated[list[FlightRequest], Field(min_length=1, max_length=MAX_BATCH)], ctx: bentoml.Context
     ) -> PredictResponse:
-        """Probability that each flight arrives more than 15 minutes late, with the decision and the model."""
+        """Probability that each flight arrives more than 15 minutes late, with the decision, model and variant.
+
+        Each flight goes to the variant its flight id is assigned to (sticky); a shadow variant scores
+        every flight too, and its answers are logged, never returned.
+        """
+        import numpy as np
+
         from serving import predictions
 
         caller = ctx.request.scope.get("state", {}).get("caller", "?")  # set by ApiKeyMiddleware
-        model, features = self.model, self.features
+        routing, features = self.routing, self.features  # one snapshot for the whole request
         started = time.perf_counter()
-        x = features.matrix(flights, model.features)
-        probabilities = model.predict(x)
+        reference = next(iter(routing.models.values()))
+        x = features.matrix(flights, reference.features)
+        assigned = [routing.plan.assign(f.flight_id) for f in flights]
+        scores = np.empty(len(flights))
+        for variant in {a.name: a for a in assigned}.values():
+            rows = [i for i, a in enumerate(assigned) if a.name == variant.name]
+            scores[rows] = routing.models[variant.version].predict(x[rows])
         latency_ms = (time.perf_counter() - started) * 1000
         request_id = uuid.uuid4().hex
-        out = [
-            Prediction(
-                flight_id=f.flight_id,
-                probability=float(p),
-                late=bool(p >= model.threshold),
+        out, logged = [], []
+        for i, (flight, variant) in enumerate(zip(flights, assigned, strict=True)):
+            model = routing.models[variant.version]
+            prediction = Prediction(
+                flight_id=flight.flight_id,
+                probability=float(scores[i]),
+                late=bool(scores[i] >= model.threshold),
                 model_version=model.version,
-                variant=VARIANT,
+                variant=variant.name,
             )
-            for f, p in zip(flights, probabilities, strict=True)
-        ]
-        predictions.write(
-            self.settings,
-            request_id,
-            [
-                {
-                    "flight_id": f.flight_id,
-                    "carrier": f.carrier,
-                    "origin": f.origin,
-                    "destination": f.destination,
-                    "scheduled_departure": f.scheduled_departure.replace(tzinfo=None),
-                    "variant": VARIANT,
-                    "model_version": model.version,
-                    "probability": float(p),
-                    "late": bool(p >= model.threshold),
-                    "latency_ms": latency_ms,
-                    "caller": caller,
-                    **dict(zip(model.features, map(float, row), strict=True)),
-                }
-                for f, p, row in zip(flights, probabilities, x, strict=True)
-            ],
-        )
+            out.append(prediction)
+            logged.append(_log_row(flight, prediction, reference.features, x[i], latency_ms, caller))
+        shadow = routing.plan.shadow
+        if shadow is not None:
+            model = routing.models[shadow.version]
+            for flight, p, row in zip(flights, model.predict(x), x, strict=True):
+                shadowed = Prediction(
+                    flight_id=flight.flight_id,
+                    probability=float(p),
+                    late=bool(p >= model.threshold),
+                    model_version=model.version,
+                    variant=f"shadow:{shadow.name}",
+                )
+                logged.append(_log_row(flight, shadowed, reference.features, row, latency_ms, caller))
+        predictions.write(self.settings, request_id, logged)
         return PredictResponse(request_id=request_id, predictions=out)
 
     @bentoml.api(route="/admin/reload")
     def reload(self) -> dict:
-        """Reload API keys and the champion (admin scope); requests in flight finish on the old model."""
+        """Reload API keys and the deployment plan's models (admin scope); requests in flight finish on the old ones."""
         self._load()
         return self._status()
 
 
 FlightDelay.add_asgi_middleware(ApiKeyMiddleware)
+
+
+def _log_row(flight: FlightRequest, prediction: Prediction, features: list[str], x, latency_ms: float, caller: str):
+    return {
+        "flight_id": flight.flight_id,
+        "carrier": flight.carrier,
+        "origin": flight.origin,
+        "destination": flight.destination,
+        "scheduled_departure": flight.scheduled_departure.replace(tzinfo=None),
+        "variant": prediction.variant,
+        "model_version": prediction.model_version,
+        "probability": prediction.probability,
+        "late": prediction.late,
+        "latency_ms": latency_ms,
+        "caller": caller,
+        **dict(zip(features, map(float, x), strict=True)),
+    }

@@ -86,7 +86,8 @@ def auth(key: str) -> dict:
 def test_ready_and_serving_the_champion(service):
     settings, version, base, _ = service
     status = httpx.post(f"{base}/status", json={}).json()
-    assert status == {"ready": True, "reason": "ready", "model": {"name": "flight_delay", "version": version}}
+    assert status == {"ready": True, "reason": "ready", "shadow": None,
+                      "variants": [{"name": "champion", "version": version, "weight": 100.0}]}  # fmt: skip
 
 
 def test_predict_answers_and_every_answer_is_logged(service):
@@ -164,7 +165,7 @@ def test_a_key_created_later_works_after_an_admin_reload(service, openbao):
     late = create_key(openbao.root, "late-consumer", ["predict"])
     assert httpx.post(f"{base}/predict", json={"flights": [flight(3)]}, headers=auth(late)).status_code == 401
     reload = httpx.post(f"{base}/admin/reload", json={}, headers=auth(keys["admin"]), timeout=60)
-    assert reload.status_code == 200 and reload.json()["model"]["version"] == version
+    assert reload.status_code == 200 and reload.json()["variants"][0]["version"] == version
     assert httpx.post(f"{base}/predict", json={"flights": [flight(3)]}, headers=auth(late)).status_code == 200
 
 
@@ -249,3 +250,41 @@ def test_replaying_a_day_sends_its_flights_and_logs_them(service, built):
     assert report.sent == len(day_requests(settings, day)) > 500
     assert report.answered == report.sent and report.failed == 0
     assert len(predictions.read(settings)) - before == report.sent
+
+
+def test_ab_split_and_shadow_from_the_deployment_plan(service, openbao, built):
+    """A challenger takes a sticky share of live traffic; a shadow scores everything and is only logged."""
+    from pipelines.deploy.plan import DeploymentPlan, Variant, read_plan, write_plan
+
+    settings, champion_version, base, keys = service
+    folder = training.prepare_dataset(settings, training.resolve_window(settings, built.days[-1]), "serving-test-2")
+    training.train_candidate(settings, folder, "xgboost")
+    challenger = training.gate_and_register(settings, folder, ["xgboost"])["challenger"]  # a tie passes the gate
+    ledger = audit_ledger(settings)
+    registry = Registry(artifact_store(settings, ledger), openbao.role("evaluation"), ledger)
+    _, raw = read_plan(registry, "flight_delay")
+    split = DeploymentPlan([Variant("champion", champion_version, 70), Variant("challenger", challenger, 30)],
+                           shadow=None, reason="A/B test")  # fmt: skip
+    raw_written = write_plan(registry, "flight_delay", split, expected=raw).to_json()
+    reload = httpx.post(f"{base}/admin/reload", json={}, headers=auth(keys["admin"]), timeout=60).json()
+    assert [(v["name"], v["version"], v["weight"]) for v in reload["variants"]] == [
+        ("champion", champion_version, 70.0), ("challenger", challenger, 30.0)]  # fmt: skip
+    body = {"flights": [flight(n) for n in range(400)]}
+    first = httpx.post(f"{base}/predict", json=body, headers=auth(keys["predict"]), timeout=60).json()
+    again = httpx.post(f"{base}/predict", json=body, headers=auth(keys["predict"]), timeout=60).json()
+    variants = [p["variant"] for p in first["predictions"]]
+    assert variants == [p["variant"] for p in again["predictions"]]  # sticky per flight
+    assert variants.count("challenger") / len(variants) == pytest.approx(0.30, abs=0.07)
+    assert {p["model_version"] for p in first["predictions"] if p["variant"] == "challenger"} == {challenger}
+
+    shadowed = DeploymentPlan([Variant("champion", champion_version, 100)], Variant("challenger", challenger),
+                              reason="shadow")  # fmt: skip
+    write_plan(registry, "flight_delay", shadowed, expected=raw_written)
+    httpx.post(f"{base}/admin/reload", json={}, headers=auth(keys["admin"]), timeout=60)
+    answer = httpx.post(
+        f"{base}/predict", json={"flights": [flight(1), flight(2)]}, headers=auth(keys["predict"])
+    ).json()
+    assert [p["variant"] for p in answer["predictions"]] == ["champion", "champion"]
+    logged = predictions.read(settings)
+    mine = logged[logged.request_id == answer["request_id"]]
+    assert sorted(mine.variant) == ["champion", "champion", "shadow:challenger", "shadow:challenger"]

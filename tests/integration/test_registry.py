@@ -170,3 +170,32 @@ def test_compare_and_swap_on_s3(tmp_path, openbao):
         assert store.get("aliases/champion.json") == b'{"version": 2}'
     finally:
         server.stop()
+
+
+def test_a_deployment_plan_moves_by_cas_and_never_routes_to_a_rejected_version(registry, openbao, store, ledger):
+    from pipelines.deploy.plan import DeploymentPlan, Variant, read_plan, write_plan
+
+    good = registry.register(MODEL, manifest(openbao, store, ledger, payload=b"good"))
+    other = registry.register(MODEL, manifest(openbao, store, ledger, payload=b"other"))
+    rejected = registry.register(MODEL, manifest(openbao, store, ledger, passed=False, payload=b"bad"))
+    with pytest.raises(RegistryError, match=f"v{rejected} was rejected"):
+        write_plan(
+            registry,
+            MODEL,
+            DeploymentPlan([Variant("champion", good, 95), Variant("challenger", rejected, 5)]),
+            expected=None,
+        )
+    first = write_plan(registry, MODEL, DeploymentPlan([Variant("champion", good, 100)], reason="first"), expected=None)
+    _, raw = read_plan(registry, MODEL)
+    with pytest.raises(ConcurrentUpdate, match="deployment plan"):
+        write_plan(registry, MODEL, DeploymentPlan([Variant("champion", other, 100)]), expected=None)
+    second = write_plan(
+        registry,
+        MODEL,
+        DeploymentPlan([Variant("champion", good, 95), Variant("challenger", other, 5)], reason="canary 5%"),
+        expected=raw,
+    )
+    stored, _ = read_plan(registry, MODEL)
+    assert stored == second and [h["reason"] for h in stored.history] == ["first", "canary 5%"]
+    assert first.history[0]["variants"][0]["version"] == good
+    assert [r.details["reason"] for r in ledger.records() if r.action == "deployment.plan"] == ["first", "canary 5%"]

@@ -1,0 +1,1 @@
+"""Deployment: the plan that splits traffic between model versions."""
