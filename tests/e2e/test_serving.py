@@ -288,3 +288,23 @@ def test_ab_split_and_shadow_from_the_deployment_plan(service, openbao, built):
     logged = predictions.read(settings)
     mine = logged[logged.request_id == answer["request_id"]]
     assert sorted(mine.variant) == ["champion", "champion", "shadow:challenger", "shadow:challenger"]
+
+
+def test_a_burst_beyond_the_concurrency_limit_gets_429_loses_nothing_and_recovers(service):
+    """Under load every 200 is logged, the excess is told to back off (429), nothing answers 5xx."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings, _, base, keys = service
+    rows_per_flight = 2 if httpx.post(f"{base}/status", json={}).json()["shadow"] else 1  # a shadow logs too
+    before = len(predictions.read(settings))
+    body = {"flights": [flight(n) for n in range(300)]}
+
+    def call(_: int) -> int:
+        return httpx.post(f"{base}/predict", json=body, headers=auth(keys["predict"]), timeout=120).status_code
+
+    with ThreadPoolExecutor(max_workers=96) as pool:
+        statuses = list(pool.map(call, range(96)))
+    assert set(statuses) <= {200, 429}, statuses
+    assert statuses.count(429) > 0 and statuses.count(200) > 0
+    assert len(predictions.read(settings)) - before == statuses.count(200) * len(body["flights"]) * rows_per_flight
+    assert call(0) == 200  # and it recovers
