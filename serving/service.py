@@ -18,6 +18,8 @@ from pydantic import Field
 
 from serving.schema import MAX_BATCH, FlightRequest, Prediction, PredictResponse
 
+# 1,000 flights of the largest legal request are about 250 KiB of JSON.
+MAX_BODY_BYTES = 512 * 1024
 # Which scope each protected route needs; everything else (docs, /status, probes) is open.
 ROUTE_SCOPES = {"/predict": "predict", "/admin/reload": "admin"}
 
@@ -48,6 +50,17 @@ class ApiKeyMiddleware:
         from serving.auth import authenticate
 
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        length = headers.get("content-length", "")
+        if needed == "predict" and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            message = (
+                f"request body of {length} bytes exceeds the {MAX_BODY_BYTES // 1024} KiB limit; send at most "
+                f"{MAX_BATCH} flights per request"
+                if length.isdigit()
+                else "send a Content-Length header"
+            )
+            return await JSONResponse({"error": message}, status_code=413 if length.isdigit() else 411)(
+                scope, receive, send
+            )
         bearer = headers.get("authorization", "")
         presented = bearer[7:].strip() if bearer.lower().startswith("bearer ") else headers.get("x-api-key")
         key = authenticate(State.keys, presented)

@@ -308,3 +308,10 @@ def test_a_burst_beyond_the_concurrency_limit_gets_429_loses_nothing_and_recover
     assert statuses.count(429) > 0 and statuses.count(200) > 0
     assert len(predictions.read(settings)) - before == statuses.count(200) * len(body["flights"]) * rows_per_flight
     assert call(0) == 200  # and it recovers
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(service):
+    _, _, base, keys = service
+    huge = {"flights": [flight(n, flight_id="X" * 60) for n in range(4000)]}
+    response = httpx.post(f"{base}/predict", json=huge, headers=auth(keys["predict"]), timeout=60)
+    assert response.status_code == 413 and "exceeds the 512 KiB limit" in response.json()["error"]
