@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from pipelines.errors import PlatformError
+from pipelines.processes import port_open, stop
 from pipelines.settings import REPO_ROOT, Settings, settings_environment
 
 SERVICE = "serving.service:FlightDelay"
@@ -70,27 +71,25 @@ def running_service(
                 raise ServiceFailed(f"bentoml serve exited ({process.returncode}); see {log}")
             if time.monotonic() > deadline:
                 raise ServiceFailed(f"bentoml serve did not listen on {base} within {timeout_s:.0f} s; see {log}")
-            try:
-                httpx.get(f"{base}/livez", timeout=2, verify=False)  # noqa: S501  # nosec B501 # liveness probe only
+            if port_open(port):  # listening; readiness is /readyz's to say (wait_ready)
                 break
-            except httpx.HTTPError:
-                time.sleep(0.3)
+            time.sleep(0.3)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def wait_ready(base: str, timeout_s: float = 60, verify: bool | str = True) -> dict:
     """Block until `/readyz` answers 200; returns `/status`. ServiceFailed with the reason otherwise."""
     deadline = time.monotonic() + timeout_s
-    while httpx.get(f"{base}/readyz", timeout=5, verify=verify).status_code != 200:
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=5, verify=verify).status_code == 200:
+                break
+        except httpx.TimeoutException:  # still loading (the socket listens before the app answers)
+            pass
         if time.monotonic() > deadline:
-            status = httpx.post(f"{base}/status", json={}, timeout=5, verify=verify).json()
+            status = httpx.post(f"{base}/status", json={}, timeout=30, verify=verify).json()
             raise ServiceFailed(f"the model service is not ready: {status['reason']}")
         time.sleep(0.5)
-    return httpx.post(f"{base}/status", json={}, timeout=5, verify=verify).json()
+    return httpx.post(f"{base}/status", json={}, timeout=30, verify=verify).json()

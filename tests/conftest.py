@@ -3,10 +3,12 @@ rule that a missing service skips locally but fails in CI (CI=true)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
 import socket
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,31 @@ def require_service(available: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"service unavailable in CI: {reason}")
     pytest.skip(reason)
+
+
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@contextlib.contextmanager
+def fresh_postgres_database(prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database for the block (dropped after); skips, or fails in CI, without a server."""
+    import psycopg2
+
+    try:
+        psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=3).close()
+        reachable = True
+    except psycopg2.OperationalError:
+        reachable = False
+    require_service(reachable, f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}")
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(POSTGRES_ADMIN_URL)
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
 
 
 def make_settings(root: Path, **overrides) -> Settings:

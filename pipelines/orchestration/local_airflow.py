@@ -9,7 +9,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import httpx
 
 from pipelines.errors import PlatformError
 from pipelines.orchestration.airflow_env import airflow_environment
+from pipelines.processes import port_open
 from pipelines.settings import OPERATIONS_TZ, Settings
 
 POOLS = {
@@ -90,7 +90,7 @@ def services(settings: Settings, *names: str, timeout_s: float = 180) -> Iterato
 
     Airflow 3 tasks report to the API server's execution API, so it runs whenever tasks do.
     """
-    if _port_open(API_PORT):
+    if port_open(API_PORT):
         raise AirflowRunFailed(f"127.0.0.1:{API_PORT} is already in use (is `make up` running?); stop it and retry")
     env = airflow_environment(settings)
     executable = str(Path(sys.executable).with_name("airflow"))
@@ -105,7 +105,7 @@ def services(settings: Settings, *names: str, timeout_s: float = 180) -> Iterato
         if "api-server" in names:
             start("api-server")
             deadline = time.monotonic() + timeout_s
-            while not _port_open(API_PORT):
+            while not port_open(API_PORT):
                 if processes["api-server"].poll() is not None or time.monotonic() > deadline:
                     raise AirflowRunFailed(
                         f"the Airflow API server did not start; see {settings.airflow_dir}/api-server.log"
@@ -206,12 +206,6 @@ def _call(method, path: str, **kwargs) -> dict:
     if response.status_code >= 400:
         raise AirflowRunFailed(f"Airflow API {path} answered {response.status_code}: {response.text[:2000]}")
     return response.json()
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _local_date(run: dict) -> dt.date:

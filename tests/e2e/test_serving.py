@@ -205,7 +205,7 @@ def test_https_with_a_self_signed_certificate(champion, openbao, tmp_path):
 def test_no_champion_means_not_ready_with_the_reason(built, openbao, tmp_path):
     settings = load_settings(data_root=built.settings.data_root, artifact_store_uri=(tmp_path / "empty").as_uri())
     with serve(settings, openbao, tmp_path) as base:
-        assert httpx.get(f"{base}/readyz", timeout=10).status_code == 503
+        assert httpx.get(f"{base}/readyz", timeout=60).status_code == 503
         status = httpx.post(f"{base}/status", json={}).json()
         assert status["ready"] is False and "has no champion yet" in status["reason"]
         with pytest.raises(ServiceFailed, match="not ready: ModelUnavailable: flight_delay has no champion"):

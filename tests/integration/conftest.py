@@ -50,3 +50,19 @@ def built(tmp_path_factory) -> BuiltPlatform:
     export_marts(settings)
     materialize(settings, platform.end)
     return platform
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    """A fresh file ledger for one test."""
+    from pipelines.security.audit import FileLedger
+
+    return FileLedger(tmp_path / "audit" / "ledger.jsonl")
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A fresh local artifact store for one test."""
+    from pipelines.security.store import LocalStore
+
+    return LocalStore(tmp_path / "artifacts")

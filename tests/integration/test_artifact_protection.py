@@ -23,7 +23,6 @@ from pipelines.security.artifacts import (
     sign_manifest,
     verify_manifest,
 )
-from pipelines.security.audit import FileLedger
 from pipelines.security.store import LocalStore, content_key
 from pipelines.security.vault import Vault
 
@@ -32,16 +31,6 @@ MARKER = b"PLAINTEXT-MODEL-BYTES-7f3a"
 
 def _model_bytes(size: int = 200_000) -> bytes:
     return MARKER + os.urandom(size) + MARKER
-
-
-@pytest.fixture
-def ledger(tmp_path):
-    return FileLedger(tmp_path / "audit" / "ledger.jsonl")
-
-
-@pytest.fixture
-def store(tmp_path):
-    return LocalStore(tmp_path / "artifacts")
 
 
 @pytest.fixture

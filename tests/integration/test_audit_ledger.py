@@ -8,41 +8,21 @@ import multiprocessing
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 
 from pipelines.errors import AuditChainBroken
 from pipelines.security.audit import GENESIS, TABLE, FileLedger, PostgresLedger
-from tests.conftest import require_service
+from tests.conftest import fresh_postgres_database
 
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 WRITERS, APPENDS = 4, 40
-
-
-def _postgres_reachable() -> bool:
-    try:
-        import psycopg2
-
-        psycopg2.connect(ADMIN_DSN, connect_timeout=3).close()
-        return True
-    except Exception:
-        return False
 
 
 @pytest.fixture(scope="module")
 def postgres_dsn():
-    require_service(_postgres_reachable(), f"PostgreSQL is not reachable at {ADMIN_DSN}")
-    import psycopg2
-
-    name = f"audit_test_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(ADMIN_DSN)
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.close()
+    with fresh_postgres_database("audit_test") as dsn:
+        yield dsn
 
 
 @pytest.fixture(params=["file", "postgres"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import uuid
 
 import duckdb
 import pandas as pd
@@ -17,21 +16,10 @@ from pipelines.features.transform import build_features
 from pipelines.ingest.warehouse import load_day, load_reference
 from pipelines.security.secrets import LOCAL_POSTGRES, postgres_connection, put_connection
 from pipelines.settings import load_settings
-from tests.conftest import require_service
+from tests.conftest import fresh_postgres_database, require_service
 
 pytestmark = pytest.mark.integration
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/11"  # a database of its own, emptied by this module
-
-
-def _postgres_reachable() -> bool:
-    import psycopg2
-
-    try:
-        psycopg2.connect(ADMIN_URL, connect_timeout=3).close()
-        return True
-    except psycopg2.OperationalError:
-        return False
 
 
 def _redis_reachable() -> bool:
@@ -45,18 +33,8 @@ def _redis_reachable() -> bool:
 
 @pytest.fixture(scope="module")
 def postgres_url():
-    require_service(_postgres_reachable(), f"PostgreSQL is not reachable at {ADMIN_URL}")
-    import psycopg2
-
-    name = f"flightops_test_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(ADMIN_URL)
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    cursor = admin.cursor()
-    cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-    cursor.execute(f"DROP DATABASE IF EXISTS {name}")
-    admin.close()
+    with fresh_postgres_database("flightops_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -19,19 +19,8 @@ from pipelines.errors import (
 from pipelines.registry.registry import Registry
 from pipelines.security.artifacts import SealedArtifacts, sign_manifest
 from pipelines.security.audit import FileLedger
-from pipelines.security.store import LocalStore
 
 MODEL = "flight_delay"
-
-
-@pytest.fixture
-def ledger(tmp_path):
-    return FileLedger(tmp_path / "ledger.jsonl")
-
-
-@pytest.fixture
-def store(tmp_path):
-    return LocalStore(tmp_path / "artifacts")
 
 
 @pytest.fixture
