@@ -82,11 +82,21 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def _serving_identity(settings):
-    """Serving AppRole credentials, issued by the platform's own OpenBao (None with an external Vault)."""
+    """Serving AppRole credentials, issued by the platform's own OpenBao (None with an external Vault).
+
+    It also records the local service and a fresh deployer key (admin, predict) as the
+    model_service connection, through which the deploy DAG reloads and smoke-tests the service.
+    """
     from pipelines.security.vault import issue_credentials, local_openbao
+    from serving.auth import create_key
+    from serving.client import register_service
 
     server = local_openbao(settings)
-    return issue_credentials(server.root(), "serving") if settings.vault_addr == server.addr else None
+    if settings.vault_addr != server.addr:
+        return None
+    root = server.root()
+    register_service(root, settings, settings.serving_port, create_key(root, "deployer", ["admin", "predict"]))
+    return issue_credentials(root, "serving")
 
 
 def _serve_and_replay(settings, day: dt.date) -> str | None:

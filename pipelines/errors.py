@@ -75,3 +75,11 @@ class RegistryError(PlatformError):
 
 class NotEnoughData(PlatformError):
     """A training window holds too few labelled flights (or only one class) to fit or judge a model."""
+
+
+class DeployFailed(PlatformError):
+    """The model service could not be reloaded or a release failed its smoke test; the plan was put back."""
+
+
+class CanaryRolledBack(PlatformError):
+    """A challenger breached the canary policy and all traffic went back to the champion."""

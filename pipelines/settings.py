@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     flights_per_day_min: int = Field(500, ge=0)
     flights_per_day_max: int = Field(1500, ge=1)
     seed: int = 2013
+    prediction_log: Literal["parquet", "postgres"] = Field(
+        "parquet", description="Where the model service logs every prediction (postgres: production)."
+    )
     serving_port: int = Field(3000, ge=1, le=65535, description="Port of the model service (make run, make up).")
     # Training (windows in whole operations days, ending at the newest ingested day)
     train_days: int = Field(4, ge=1, description="Days the model is fitted on.")
@@ -83,11 +86,32 @@ class Settings(BaseSettings):
     onnx_latency_budget_ms: float = Field(5.0, gt=0, description="ONNX Runtime p99 for one row.")
     cost_per_hour_cpu: float = Field(0.10, ge=0, description="USD per hour of a CPU training task (estimate).")
     cost_per_hour_gpu: float = Field(2.50, ge=0, description="USD per hour of a GPU training task (estimate).")
+    # Canary releases (seconds-long windows for make run and the tests; hours in production).
+    canary_steps: list[float] = Field([5, 25, 50, 100], description="Challenger traffic shares; the last is 100.")
+    canary_observe_seconds: float = Field(20, gt=0, description="Observation window of each canary step.")
+    canary_max_wait_seconds: float = Field(120, gt=0, description="Longest a step waits for enough traffic.")
+    canary_min_predictions: int = Field(100, ge=1, description="Challenger predictions a step needs to judge.")
+    canary_max_error_rate_increase: float = Field(0.01, ge=0, description="Over the champion's error rate.")
+    canary_max_latency_ratio: float = Field(2.0, ge=1, description="Challenger scoring p95 / champion's ...")
+    canary_latency_slack_ms: float = Field(5.0, ge=0, description="... plus this many milliseconds.")
+    canary_max_distribution_shift: float = Field(0.2, gt=0, le=1, description="KS statistic of the probabilities.")
+    model_service_conn_id: str = Field(
+        "model_service", description="Airflow connection (in Vault) of the model service: URL and deployer key."
+    )
 
     @field_validator("data_root", "airflow_home", "dags_folder", "source_dir", "vault_cacert")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("canary_steps")
+    @classmethod
+    def _canary_steps(cls, value: list[float]) -> list[float]:
+        if not value or value[-1] != 100 or any(b <= a for a, b in zip(value, value[1:], strict=False)):
+            raise ValueError("must rise strictly and end at 100, e.g. [5, 25, 50, 100]")
+        if value[0] <= 0:
+            raise ValueError("must start above 0")
+        return value
 
     @field_validator("artifact_store_uri")
     @classmethod

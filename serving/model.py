@@ -64,9 +64,11 @@ def load_model(
             "refusing to serve it. Retrain on the current features or restore the definitions it was trained on."
         )
     io = manifest["onnx_io"]
-    return ServedModel(
-        MODEL_NAME, version, io["features"], float(manifest["threshold"]), OnnxScorer(files["model.onnx"], io["output"])
-    )
+    try:
+        scorer = OnnxScorer(files["model.onnx"], io["output"])
+    except Exception as exc:  # noqa: BLE001 (ONNX Runtime raises its own types for models it cannot run)
+        raise ModelUnavailable(f"ONNX Runtime cannot load {MODEL_NAME} v{version}: {str(exc)[-300:]}") from exc
+    return ServedModel(MODEL_NAME, version, io["features"], float(manifest["threshold"]), scorer)
 
 
 class OnlineFeatures:
@@ -101,6 +103,67 @@ class Routing:
 
     plan: DeploymentPlan
     models: dict[int, ServedModel]
+
+
+@dataclass
+class Scored:
+    """Each flight's probability, the variant that answered it, why its own variant did not (or ""), and
+    how long its variant's call took."""
+
+    probability: np.ndarray
+    answered: list[Variant]
+    error: list[str]
+    score_ms: list[float]
+
+
+def score(routing: Routing, x: np.ndarray, assigned: list[Variant]) -> Scored:
+    """Score each flight with its assigned variant; a variant that fails or answers outside [0, 1] is
+    replaced by the plan's fallback (the champion) for its flights, and the failure is recorded: the
+    consumer gets an answer and the canary sees the error rate."""
+    import time
+
+    n = len(assigned)
+    scored = Scored(np.empty(n), list(assigned), [""] * n, [0.0] * n)
+    fallback = routing.plan.fallback
+    for variant in {a.name: a for a in assigned}.values():
+        rows = [i for i, a in enumerate(assigned) if a.name == variant.name]
+        started = time.perf_counter()
+        try:
+            p = checked_probabilities(routing.models[variant.version].predict(x[rows]), len(rows))
+        except Exception as exc:  # noqa: BLE001 (any failure of one variant falls back; it is recorded)
+            if variant.name == fallback.name:
+                raise ModelUnavailable(f"the fallback {fallback.name} v{fallback.version} failed: {exc}") from exc
+            p = checked_probabilities(routing.models[fallback.version].predict(x[rows]), len(rows))
+            for i in rows:
+                scored.answered[i], scored.error[i] = fallback, f"{type(exc).__name__}: {exc}"[:500]
+        elapsed = (time.perf_counter() - started) * 1000
+        scored.probability[rows] = p
+        for i in rows:
+            scored.score_ms[i] = elapsed
+    return scored
+
+
+def score_shadow(routing: Routing, x: np.ndarray) -> tuple[np.ndarray, str, float]:
+    """The shadow's probabilities (NaN when it failed), the failure ("" if none) and the call's milliseconds;
+    a failing shadow costs the consumer nothing."""
+    import time
+
+    started = time.perf_counter()
+    try:
+        p, error = checked_probabilities(routing.models[routing.plan.shadow.version].predict(x), len(x)), ""
+    except Exception as exc:  # noqa: BLE001 (never let the shadow fail a request)
+        p, error = np.full(len(x), np.nan), f"{type(exc).__name__}: {exc}"[:500]
+    return p, error, (time.perf_counter() - started) * 1000
+
+
+def checked_probabilities(p: np.ndarray, rows: int) -> np.ndarray:
+    p = np.asarray(p, dtype=np.float64).reshape(-1)
+    if p.shape != (rows,):
+        raise ModelUnavailable(f"the model answered {p.shape[0]} probabilities for {rows} flights")
+    bad = ~np.isfinite(p) | (p < 0) | (p > 1)
+    if bad.any():
+        raise ModelUnavailable(f"the model answered {int(bad.sum())} probabilities outside [0, 1] (e.g. {p[bad][0]})")
+    return p
 
 
 def load_routing(settings: Settings, store: ArtifactStore, vault: Vault, ledger: AuditLedger) -> Routing:

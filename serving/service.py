@@ -87,7 +87,7 @@ class FlightDelay:
 
         self.settings = get_settings()
         self._lock = threading.Lock()
-        self.routing = self.features = None
+        self.routing = self.features = self.log = None
         self._load()
 
     def _load(self) -> None:
@@ -103,6 +103,7 @@ class FlightDelay:
         from pipelines.security.vault import Vault
         from serving.auth import load_keys
         from serving.model import OnlineFeatures, load_routing
+        from serving.predictions import prediction_log
         from serving.schema import load_known_codes
 
         try:
@@ -112,11 +113,12 @@ class FlightDelay:
             load_known_codes()
             features = OnlineFeatures(self.settings, variable(vault, PII_SALT_VARIABLE))
             routing = load_routing(self.settings, artifact_store(self.settings, ledger), vault, ledger)
+            log = prediction_log(self.settings)
         except PlatformError as exc:
             State.reason = f"{type(exc).__name__}: {exc}"
             return
         with self._lock:
-            self.features, self.routing = features, routing
+            self.features, self.routing, self.log = features, routing, log
             State.keys, State.routing, State.reason = keys, routing, "ready"
         plan = routing.plan
         ledger.append(
@@ -158,9 +160,7 @@ class FlightDelay:
         Each flight goes to the variant its flight id is assigned to (sticky); a shadow variant scores
         every flight too, and its answers are logged, never returned.
         """
-        import numpy as np
-
-        from serving import predictions
+        from serving.model import score
 
         caller = ctx.request.scope.get("state", {}).get("caller", "?")  # set by ApiKeyMiddleware
         routing, features = self.routing, self.features  # one snapshot for the whole request
@@ -168,38 +168,32 @@ class FlightDelay:
         reference = next(iter(routing.models.values()))
         x = features.matrix(flights, reference.features)
         assigned = [routing.plan.assign(f.flight_id) for f in flights]
-        scores = np.empty(len(flights))
-        for variant in {a.name: a for a in assigned}.values():
-            rows = [i for i, a in enumerate(assigned) if a.name == variant.name]
-            scores[rows] = routing.models[variant.version].predict(x[rows])
-        latency_ms = (time.perf_counter() - started) * 1000
-        request_id = uuid.uuid4().hex
+        scored = score(routing, x, assigned)
+        request = {
+            "request_id": uuid.uuid4().hex,
+            "latency_ms": (time.perf_counter() - started) * 1000,
+            "caller": caller,
+            "features": reference.features,
+        }
         out, logged = [], []
-        for i, (flight, variant) in enumerate(zip(flights, assigned, strict=True)):
-            model = routing.models[variant.version]
+        for i, flight in enumerate(flights):
+            model = routing.models[scored.answered[i].version]
+            p = float(scored.probability[i])
             prediction = Prediction(
                 flight_id=flight.flight_id,
-                probability=float(scores[i]),
-                late=bool(scores[i] >= model.threshold),
+                probability=p,
+                late=bool(p >= model.threshold),
                 model_version=model.version,
-                variant=variant.name,
+                variant=scored.answered[i].name,
             )
             out.append(prediction)
-            logged.append(_log_row(flight, prediction, reference.features, x[i], latency_ms, caller))
-        shadow = routing.plan.shadow
-        if shadow is not None:
-            model = routing.models[shadow.version]
-            for flight, p, row in zip(flights, model.predict(x), x, strict=True):
-                shadowed = Prediction(
-                    flight_id=flight.flight_id,
-                    probability=float(p),
-                    late=bool(p >= model.threshold),
-                    model_version=model.version,
-                    variant=f"shadow:{shadow.name}",
-                )
-                logged.append(_log_row(flight, shadowed, reference.features, row, latency_ms, caller))
-        predictions.write(self.settings, request_id, logged)
-        return PredictResponse(request_id=request_id, predictions=out)
+            logged.append(
+                _log_row(flight, prediction, assigned[i].name, scored.error[i], scored.score_ms[i], x[i], request)
+            )
+        if routing.plan.shadow is not None:
+            logged += _shadow_rows(routing, flights, x, request)
+        self.log.write(request["request_id"], logged)
+        return PredictResponse(request_id=request["request_id"], predictions=out)
 
     @bentoml.api(route="/admin/reload")
     def reload(self) -> dict:
@@ -211,7 +205,32 @@ class FlightDelay:
 FlightDelay.add_asgi_middleware(ApiKeyMiddleware)
 
 
-def _log_row(flight: FlightRequest, prediction: Prediction, features: list[str], x, latency_ms: float, caller: str):
+def _shadow_rows(routing, flights: list[FlightRequest], x, request: dict) -> list[dict]:
+    """The shadow's answers, for the log only; a failing shadow is logged as failing and costs the consumer nothing."""
+    from serving.model import score_shadow
+
+    shadow = routing.plan.shadow
+    model = routing.models[shadow.version]
+    p, error, elapsed = score_shadow(routing, x)
+    rows = []
+    for flight, probability, values in zip(flights, p, x, strict=True):
+        shadowed = Prediction.model_construct(
+            flight_id=flight.flight_id,
+            probability=float(probability),
+            late=bool(probability >= model.threshold),
+            model_version=model.version,
+            variant=f"shadow:{shadow.name}",
+        )
+        rows.append(_log_row(flight, shadowed, shadowed.variant, error, elapsed, values, request))
+    return rows
+
+
+def _log_row(
+    flight: FlightRequest, prediction: Prediction, assigned: str, error: str, score_ms: float, x, request: dict
+) -> dict:
+    """One logged prediction: the request, what answered it and how, and the features it was scored on.
+    `assigned_variant` is the variant the flight belongs to; `variant` the one that answered (they differ
+    when the assigned one failed and the champion stood in; `error` says why)."""
     return {
         "flight_id": flight.flight_id,
         "carrier": flight.carrier,
@@ -222,7 +241,10 @@ def _log_row(flight: FlightRequest, prediction: Prediction, features: list[str],
         "model_version": prediction.model_version,
         "probability": prediction.probability,
         "late": prediction.late,
-        "latency_ms": latency_ms,
-        "caller": caller,
-        **dict(zip(features, map(float, x), strict=True)),
+        "assigned_variant": assigned,
+        "error": error,
+        "score_ms": score_ms,
+        "latency_ms": request["latency_ms"],
+        "caller": request["caller"],
+        **dict(zip(request["features"], map(float, x), strict=True)),
     }

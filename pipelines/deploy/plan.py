@@ -54,6 +54,11 @@ class DeploymentPlan:
                 return variant
         return self.variants[-1]
 
+    @property
+    def fallback(self) -> Variant:
+        """The variant that answers when another fails: the one named champion, else the first."""
+        return next((v for v in self.variants if v.name == "champion"), self.variants[0])
+
     def versions(self) -> set[int]:
         return {v.version for v in self.variants} | ({self.shadow.version} if self.shadow else set())
 

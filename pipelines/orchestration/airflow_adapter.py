@@ -17,6 +17,8 @@ from airflow.sdk.exceptions import AirflowFailException
 from pipelines.errors import (
     AccessDenied,
     ArtifactTampered,
+    CanaryRolledBack,
+    DeployFailed,
     EmptyPartitionError,
     NotEnoughData,
     RegistryError,
@@ -28,7 +30,7 @@ from pipelines.errors import (
 
 NOT_RETRYABLE = (
     ValidationFailed, SourceFormatError, EmptyPartitionError, SettingsError,
-    NotEnoughData, AccessDenied, ArtifactTampered, SignatureInvalid, RegistryError,
+    NotEnoughData, AccessDenied, ArtifactTampered, SignatureInvalid, RegistryError, DeployFailed, CanaryRolledBack,
 )  # fmt: skip
 
 # The assets that chain the DAGs: ingest → features → training → model → deploy; drift → retrain → training.

@@ -1,3 +1,72 @@
-"""The e2e tests reuse the session's built warehouse and feature store where they need days of data."""
+"""The e2e tests reuse the session's built warehouse and feature store where they need days of data,
+and one trained pair of models (a champion and a challenger that passed the gate against it)."""
 
+from __future__ import annotations
+
+import contextlib
+import shutil
+
+import pytest
+
+from pipelines.orchestration import training
+from pipelines.security.vault import issue_credentials
+from pipelines.settings import load_settings
+from serving.local import running_service
+from tests.conftest import free_port
 from tests.integration.conftest import built  # noqa: F401  (a session fixture, shared)
+
+
+def flight(n: int, **overrides) -> dict:
+    return {
+        "flight_id": f"UA{n}-2013-01-05",
+        "carrier": "UA",
+        "origin": "EWR",
+        "destination": "IAH",
+        "scheduled_departure": "2013-01-05T17:30:00",
+        "tailnum": "N14228",
+        **overrides,
+    }
+
+
+def auth(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@contextlib.contextmanager
+def serve(settings, openbao, tmp_path, ssl=None):
+    """The service as the serving AppRole, on a free port."""
+    role_id, secret_id = issue_credentials(openbao.root, "serving")
+    port = free_port()
+    with running_service(settings, role_id, secret_id, port, log=tmp_path / f"serve-{port}.log", ssl=ssl) as base:
+        yield base
+
+
+@pytest.fixture(scope="session")
+def trained_models(built, tmp_path_factory):  # noqa: F811
+    """An artifact store holding champion v1 (XGBoost fitted on 2 days, admitted under a laxer minimum
+    ROC AUC) and challenger v2 (fitted on 3 days, judged by the gate against v1 on the same holdout day
+    and passed): a better model than the one it would replace."""
+    store = tmp_path_factory.mktemp("models") / "store"
+    common = {"data_root": built.settings.data_root, "artifact_store_uri": store.as_uri(),
+              "validation_days": 1, "holdout_days": 1}  # fmt: skip
+    versions = {}
+    for alias, train_days, min_roc_auc in (("champion", 2, 0.55), ("challenger", 3, 0.60)):
+        settings = load_settings(train_days=train_days, gate_min_roc_auc=min_roc_auc, **common)
+        window = training.resolve_window(settings, built.days[-1])
+        folder = training.prepare_dataset(settings, window, f"e2e-{alias}")
+        training.train_candidate(settings, folder, "xgboost")
+        outcome = training.gate_and_register(settings, folder, ["xgboost"])
+        assert outcome.get(alias), outcome
+        versions[alias] = outcome[alias]
+    return store, versions
+
+
+@pytest.fixture(scope="module")
+def champion(trained_models, built, tmp_path_factory):  # noqa: F811
+    """Settings with a copy of the trained store of their own (a module may move aliases and plans)."""
+    store, versions = trained_models
+    copy = tmp_path_factory.mktemp("store") / "store"
+    shutil.copytree(store, copy)
+    settings = load_settings(data_root=built.settings.data_root, artifact_store_uri=copy.as_uri(),
+                             train_days=3, validation_days=1, holdout_days=1)  # fmt: skip
+    return settings, versions["champion"]

@@ -3,7 +3,6 @@ features and a champion trained on them, reached over HTTP (and HTTPS with a sel
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import ipaddress
 
@@ -12,59 +11,18 @@ import numpy as np
 import pytest
 
 from pipelines.errors import ArtifactTampered
-from pipelines.orchestration import training
 from pipelines.registry.registry import Registry
 from pipelines.security.audit import audit_ledger
 from pipelines.security.store import artifact_store
-from pipelines.security.vault import issue_credentials
 from pipelines.settings import load_settings
 from serving import predictions
 from serving.auth import create_key
-from serving.local import ServiceFailed, running_service, wait_ready
+from serving.local import ServiceFailed, wait_ready
 from serving.model import ModelUnavailable, load_model
 from serving.schema import MAX_BATCH
-from tests.conftest import free_port
+from tests.e2e.conftest import auth, flight, serve
 
 pytestmark = pytest.mark.e2e
-
-
-def flight(n: int, **overrides) -> dict:
-    return {
-        "flight_id": f"UA{n}-2013-01-05",
-        "carrier": "UA",
-        "origin": "EWR",
-        "destination": "IAH",
-        "scheduled_departure": "2013-01-05T17:30:00",
-        "tailnum": "N14228",
-        **overrides,
-    }
-
-
-@contextlib.contextmanager
-def serve(settings, openbao, tmp_path, ssl=None):
-    """The service as the serving AppRole, on a free port."""
-    role_id, secret_id = issue_credentials(openbao.root, "serving")
-    port = free_port()
-    with running_service(settings, role_id, secret_id, port, log=tmp_path / f"serve-{port}.log", ssl=ssl) as base:
-        yield base
-
-
-@pytest.fixture(scope="module")
-def champion(built, tmp_path_factory):
-    """Settings with their own artifact store holding a champion trained on the built days."""
-    root = tmp_path_factory.mktemp("serving")
-    settings = load_settings(
-        data_root=built.settings.data_root,
-        artifact_store_uri=(root / "store").as_uri(),
-        train_days=3,
-        validation_days=1,
-        holdout_days=1,
-    )
-    folder = training.prepare_dataset(settings, training.resolve_window(settings, built.days[-1]), "serving-test")
-    training.train_candidate(settings, folder, "xgboost")
-    outcome = training.gate_and_register(settings, folder, ["xgboost"])
-    assert outcome.get("champion"), outcome
-    return settings, outcome["champion"]
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +35,6 @@ def service(champion, openbao, tmp_path_factory):
     with serve(settings, openbao, tmp_path_factory.mktemp("svc")) as base:
         wait_ready(base)
         yield settings, version, base, keys
-
-
-def auth(key: str) -> dict:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def test_ready_and_serving_the_champion(service):
@@ -252,14 +206,12 @@ def test_replaying_a_day_sends_its_flights_and_logs_them(service, built):
     assert len(predictions.read(settings)) - before == report.sent
 
 
-def test_ab_split_and_shadow_from_the_deployment_plan(service, openbao, built):
+def test_ab_split_and_shadow_from_the_deployment_plan(service, openbao, trained_models):
     """A challenger takes a sticky share of live traffic; a shadow scores everything and is only logged."""
     from pipelines.deploy.plan import DeploymentPlan, Variant, read_plan, write_plan
 
     settings, champion_version, base, keys = service
-    folder = training.prepare_dataset(settings, training.resolve_window(settings, built.days[-1]), "serving-test-2")
-    training.train_candidate(settings, folder, "xgboost")
-    challenger = training.gate_and_register(settings, folder, ["xgboost"])["challenger"]  # a tie passes the gate
+    challenger = trained_models[1]["challenger"]
     ledger = audit_ledger(settings)
     registry = Registry(artifact_store(settings, ledger), openbao.role("evaluation"), ledger)
     _, raw = read_plan(registry, "flight_delay")

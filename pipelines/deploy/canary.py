@@ -1,0 +1,281 @@
+"""Canary release of a challenger: smoke test in shadow, then growing shares of live traffic, each
+watched for an observation window; any breach rolls back to the champion, and passing every
+step promotes the challenger. No person is needed either way; every move is audited.
+
+What is compared, per step, from the prediction log (challenger against the champion over the
+same window):
+- error rate: the share of the variant's flights it failed to score (the champion stood in);
+- latency: p95 of the variant's scoring call, with an absolute slack for tiny batches;
+- prediction distribution: the two-sample Kolmogorov-Smirnov statistic of the probabilities.
+Assignment is by a stable hash of the flight id, so both variants see comparable traffic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from pipelines.deploy.plan import DeploymentPlan, Variant, read_plan, write_plan
+from pipelines.errors import DeployFailed, PlatformError
+from pipelines.registry.registry import Registry
+from pipelines.settings import Settings
+
+
+class ModelService(Protocol):
+    def reload(self) -> dict: ...
+
+    def predict(self, flights: list[dict]) -> dict: ...
+
+
+@dataclass(frozen=True)
+class CanaryPolicy:
+    steps: tuple[float, ...] = (5, 25, 50, 100)
+    observe_seconds: float = 3600
+    max_wait_seconds: float = 4 * 3600
+    min_predictions: int = 200
+    max_error_rate_increase: float = 0.01
+    max_latency_ratio: float = 2.0
+    latency_slack_ms: float = 5.0
+    max_distribution_shift: float = 0.2
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CanaryPolicy:
+        return cls(
+            steps=tuple(settings.canary_steps),
+            observe_seconds=settings.canary_observe_seconds,
+            max_wait_seconds=max(settings.canary_max_wait_seconds, settings.canary_observe_seconds),
+            min_predictions=settings.canary_min_predictions,
+            max_error_rate_increase=settings.canary_max_error_rate_increase,
+            max_latency_ratio=settings.canary_max_latency_ratio,
+            latency_slack_ms=settings.canary_latency_slack_ms,
+            max_distribution_shift=settings.canary_max_distribution_shift,
+        )
+
+
+@dataclass
+class VariantStats:
+    name: str
+    predictions: int
+    errors: int
+    latency_p95_ms: float
+    probabilities: np.ndarray = field(repr=False)
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.predictions if self.predictions else 0.0
+
+    def summary(self) -> dict:
+        p = self.probabilities
+        return {
+            "predictions": self.predictions,
+            "errors": self.errors,
+            "error_rate": round(self.error_rate, 6),
+            "latency_p95_ms": round(self.latency_p95_ms, 3),
+            "mean_probability": round(float(p.mean()), 6) if len(p) else None,
+        }
+
+
+def variant_stats(log, name: str) -> VariantStats:
+    """A live variant's flights in a window of the prediction log (by assignment, whoever answered)."""
+    mine = log[log["assigned_variant"] == name] if len(log) else log
+    if not len(mine):
+        return VariantStats(name, 0, 0, float("nan"), np.array([]))
+    failed = mine["error"].fillna("") != ""
+    ok = mine[~failed]
+    calls = ok.groupby("request_id")["score_ms"].first() if len(ok) else []  # one scoring call per request
+    return VariantStats(
+        name,
+        len(mine),
+        int(failed.sum()),
+        float(np.percentile(calls, 95)) if len(calls) else float("nan"),
+        ok["probability"].to_numpy(dtype=float),
+    )
+
+
+def judge(champion: VariantStats, challenger: VariantStats, policy: CanaryPolicy) -> list[str]:
+    """The policy's breaches by the challenger (empty: healthy). Needs enough challenger predictions."""
+    from scipy.stats import ks_2samp
+
+    breaches = []
+    increase = challenger.error_rate - champion.error_rate
+    if increase > policy.max_error_rate_increase:
+        breaches.append(
+            f"error rate {challenger.error_rate:.2%} vs champion {champion.error_rate:.2%} "
+            f"(+{increase:.2%} > allowed +{policy.max_error_rate_increase:.2%})"
+        )
+    limit = champion.latency_p95_ms * policy.max_latency_ratio + policy.latency_slack_ms
+    if np.isfinite(challenger.latency_p95_ms) and challenger.latency_p95_ms > limit:
+        breaches.append(
+            f"scoring p95 {challenger.latency_p95_ms:.1f} ms vs champion {champion.latency_p95_ms:.1f} ms "
+            f"(limit {policy.max_latency_ratio:g}x + {policy.latency_slack_ms:g} ms = {limit:.1f} ms)"
+        )
+    if len(challenger.probabilities) and len(champion.probabilities):
+        shift = float(ks_2samp(challenger.probabilities, champion.probabilities).statistic)
+        if shift > policy.max_distribution_shift:
+            breaches.append(
+                f"prediction distribution shifted: KS statistic {shift:.3f} > {policy.max_distribution_shift:g} "
+                f"(mean probability {challenger.probabilities.mean():.3f} vs {champion.probabilities.mean():.3f})"
+            )
+    return breaches
+
+
+@dataclass
+class StepReport:
+    weight: float
+    seconds: float
+    champion: dict
+    challenger: dict
+    breaches: list[str]
+
+
+@dataclass
+class CanaryOutcome:
+    model: str
+    champion: int
+    challenger: int
+    promoted: bool
+    steps: list[StepReport]
+    reasons: list[str]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def render(self) -> str:
+        lines = [
+            f"Canary of {self.model} v{self.challenger} against champion v{self.champion}: "
+            + ("PROMOTED" if self.promoted else "ROLLED BACK")
+        ]
+        for s in self.steps:
+            ch, cc = s.challenger, s.champion
+            lines.append(
+                f"  {s.weight:>5g}%  {s.seconds:5.0f} s  challenger {ch['predictions']} flights, errors "
+                f"{ch['error_rate']:.2%}, p95 {ch['latency_p95_ms']} ms | champion {cc['predictions']} flights, "
+                f"errors {cc['error_rate']:.2%}, p95 {cc['latency_p95_ms']} ms"
+            )
+            lines += [f"         breach: {b}" for b in s.breaches]
+        lines += [f"  reason: {r}" for r in self.reasons]
+        return "\n".join(lines)
+
+
+class Canary:
+    """One release: `smoke()` the challenger in shadow, then `walk()` the traffic steps."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        model: str,
+        service: ModelService,
+        read_log: Callable[[dt.datetime], object],
+        policy: CanaryPolicy,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.registry, self.model, self.service, self.read_log = registry, model, service, read_log
+        self.policy, self.sleep = policy, sleep
+
+    def champion(self) -> int:
+        pointer = self.registry.alias(self.model, "champion")
+        if pointer is None:
+            raise DeployFailed(f"{self.model} has no champion to release a challenger against")
+        return pointer["version"]
+
+    def apply(self, plan: DeploymentPlan) -> dict:
+        """Store the plan and make the service load it; the service's answer must show exactly this plan."""
+        _, raw = read_plan(self.registry, self.model)
+        write_plan(self.registry, self.model, plan, expected=raw)
+        status = self.service.reload()
+        served = [(v["name"], v["version"], v["weight"]) for v in status.get("variants", [])]
+        wanted = [(v.name, v.version, v.weight) for v in plan.variants]
+        if not status.get("ready") or served != wanted:
+            raise DeployFailed(f"the service did not take the plan {wanted}: it reports {status}")
+        return status
+
+    def serve_champion_only(self, version: int, reason: str) -> None:
+        self.apply(DeploymentPlan([Variant("champion", version, 100.0)], reason=reason))
+
+    def smoke(self, challenger: int, flights: list[dict]) -> None:
+        """The challenger scores real flights in shadow (consumers see only the champion); any error,
+        non-finite or out-of-range answer puts the champion-only plan back and raises DeployFailed."""
+        champion = self.champion()
+        started = dt.datetime.now(dt.UTC)
+        problems = []
+        try:
+            self.apply(
+                DeploymentPlan(
+                    [Variant("champion", champion, 100.0)], Variant("challenger", challenger), reason="smoke test"
+                )
+            )
+            answer = self.service.predict(flights)
+            if len(answer["predictions"]) != len(flights):
+                problems.append(f"{len(answer['predictions'])} answers for {len(flights)} flights")
+            log = self.read_log(started)
+            shadow = log[log["request_id"] == answer["request_id"]] if len(log) else log
+            shadow = shadow[shadow["variant"] == "shadow:challenger"] if len(shadow) else shadow
+            if len(shadow) != len(flights):
+                problems.append(f"the challenger logged {len(shadow)} shadow answers for {len(flights)} flights")
+            failures = sorted(set(shadow["error"].fillna(""))) if len(shadow) else []
+            problems += [f"the challenger failed: {f}" for f in failures if f]
+        except PlatformError as exc:
+            problems.append(str(exc))
+        if problems:
+            self._back_to_champion(champion, challenger, "smoke test failed", problems)
+            raise DeployFailed(f"{self.model} v{challenger} failed its smoke test: " + "; ".join(problems))
+        self.registry.ledger.append("deployment.smoke_passed", f"{self.model}/v{challenger}", {"flights": len(flights)})
+
+    def walk(self, challenger: int) -> CanaryOutcome:
+        """Give the challenger each step's share of traffic for an observation window; roll back on the
+        first breach (or when too little traffic arrives to judge), promote after the last step."""
+        champion = self.champion()
+        outcome = CanaryOutcome(self.model, champion, challenger, False, [], [])
+        for weight in (w for w in self.policy.steps if w < 100):
+            self.apply(
+                DeploymentPlan(
+                    [Variant("champion", champion, 100.0 - weight), Variant("challenger", challenger, weight)],
+                    reason=f"canary {weight:g}%",
+                )
+            )
+            step = self._observe(weight)
+            outcome.steps.append(step)
+            self.registry.ledger.append("deployment.canary_step", f"{self.model}/v{challenger}", asdict(step))
+            if step.breaches:
+                outcome.reasons = step.breaches
+                self._back_to_champion(champion, challenger, f"canary {weight:g}% breached", step.breaches)
+                return outcome
+        reason = f"canary passed {', '.join(f'{s.weight:g}%' for s in outcome.steps)}"
+        self.registry.promote(self.model, challenger, "champion", reason=reason)
+        self.serve_champion_only(challenger, reason)
+        self.registry.ledger.append(
+            "deployment.promoted", f"{self.model}/v{challenger}", {"previous_champion": champion, "reason": reason}
+        )
+        outcome.promoted, outcome.reasons = True, [reason]
+        return outcome
+
+    def _observe(self, weight: float) -> StepReport:
+        started = dt.datetime.now(dt.UTC)
+        clock = time.monotonic()
+        self.sleep(self.policy.observe_seconds)
+        while True:
+            log = self.read_log(started)
+            champion, challenger = variant_stats(log, "champion"), variant_stats(log, "challenger")
+            waited = time.monotonic() - clock
+            if challenger.predictions >= self.policy.min_predictions:
+                breaches = judge(champion, challenger, self.policy)
+                break
+            if waited >= self.policy.max_wait_seconds:
+                breaches = [
+                    f"only {challenger.predictions} challenger predictions in {waited:.0f} s "
+                    f"(at least {self.policy.min_predictions} needed to judge)"
+                ]
+                break
+            self.sleep(min(self.policy.observe_seconds, self.policy.max_wait_seconds - waited))
+        return StepReport(weight, waited, champion.summary(), challenger.summary(), breaches)
+
+    def _back_to_champion(self, champion: int, challenger: int, why: str, reasons: list[str]) -> None:
+        self.serve_champion_only(champion, f"rollback of v{challenger}: {why}")
+        self.registry.ledger.append(
+            "deployment.rollback", f"{self.model}/v{challenger}", {"champion": champion, "why": why, "reasons": reasons}
+        )

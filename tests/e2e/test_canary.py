@@ -1,0 +1,222 @@
+"""Canary releases through the real service, under consumer traffic: a sound challenger walks every
+step and is promoted; a broken one (shifted predictions, or failing to score) is rolled back to the
+champion without a person, and consumers get a 200 from the champion throughout."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from pipelines.deploy.canary import Canary, CanaryPolicy
+from pipelines.deploy.plan import DeploymentPlan, Variant, read_plan, write_plan
+from pipelines.errors import DeployFailed
+from pipelines.orchestration.training import MODEL_NAME
+from pipelines.registry.registry import Registry
+from pipelines.security.artifacts import SealedArtifacts
+from pipelines.security.audit import audit_ledger
+from pipelines.security.store import artifact_store
+from serving import predictions
+from serving.auth import create_key
+from serving.client import ServiceClient
+from serving.local import wait_ready
+from serving.replay import day_requests
+from tests.e2e.conftest import auth, serve
+
+pytestmark = pytest.mark.e2e
+# Seconds-long steps: the policy is the production one, only the clock is shorter.
+CANARY = {"canary_steps": [10, 50, 100], "canary_observe_seconds": 2, "canary_max_wait_seconds": 30,
+          "canary_min_predictions": 40}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def service(champion, openbao, built, tmp_path_factory):
+    settings, version = champion
+    settings = settings.model_copy(update=CANARY)
+    key = create_key(openbao.root, "deployer-test", ["admin", "predict"])
+    with serve(settings, openbao, tmp_path_factory.mktemp("canary")) as base:
+        wait_ready(base)
+        yield settings, version, base, key
+
+
+@pytest.fixture
+def release(service, openbao):
+    """A canary controller on the service; every test starts from the champion alone."""
+    settings, version, base, key = service
+    ledger = audit_ledger(settings)
+    registry = Registry(artifact_store(settings, ledger), openbao.role("evaluation"), ledger)
+    policy = CanaryPolicy.from_settings(settings)
+    canary = Canary(
+        registry, MODEL_NAME, ServiceClient(base, key), lambda since: predictions.read(settings, since), policy
+    )
+    canary.serve_champion_only(canary.champion(), "test start")
+    return canary
+
+
+class Traffic:
+    """Consumers replaying a day's flights in batches of 100 until stopped; every status is kept."""
+
+    def __init__(self, base: str, key: str, flights: list[dict]) -> None:
+        self.base, self.key, self.flights = base, key, flights
+        self.statuses: list[int] = []
+        self.answers: list[dict] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.base, headers=auth(self.key), timeout=60) as client:
+            start = 0
+            while not self._stop.is_set():
+                chunk = self.flights[start : start + 100]
+                response = client.post("/predict", json={"flights": chunk})
+                self.statuses.append(response.status_code)
+                if response.status_code == 200:
+                    self.answers.append(response.json())
+                start = (start + 100) % (len(self.flights) - 100)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+
+def constant_onnx(features: int, value: float) -> bytes:
+    """A model that answers `value` for every flight, whatever its features (NaN: a model that cannot score)."""
+    shape = helper.make_node("Shape", ["features"], ["shape"])
+    rows = helper.make_node("Slice", ["shape", "zero", "one"], ["rows"])
+    dims = helper.make_node("Concat", ["rows", "one"], ["dims"], axis=0)
+    fill = helper.make_node(
+        "ConstantOfShape", ["dims"], ["probability"], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [value])
+    )
+    graph = helper.make_graph(
+        [shape, rows, dims, fill],
+        "constant",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, features])],
+        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, [None, 1])],
+        initializer=[
+            helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
+            helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+        ],  # fmt: skip
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)], ir_version=8)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def register_broken(settings, openbao, champion: int, value: float) -> int:
+    """A version whose manifest claims the gate passed (a gate blind spot) but whose model answers `value`."""
+    ledger = audit_ledger(settings)
+    store = artifact_store(settings, ledger)
+    registry = Registry(store, openbao.role("evaluation"), ledger)
+    manifest = registry.manifest(MODEL_NAME, champion)
+    blob = constant_onnx(len(manifest["onnx_io"]["features"]), value)
+    sha = SealedArtifacts(store, openbao.role("training"), ledger).put(blob, name="broken/model.onnx")
+    forged = {k: v for k, v in manifest.items() if k not in ("model", "version", "registered_at")}
+    forged["files"] = {"model.onnx": {"sha256": sha, "size": len(blob), "format": "onnx"}}
+    forged["onnx_io"] = {**manifest["onnx_io"], "output": {"name": "probability", "column": 0}}
+    return registry.register(MODEL_NAME, forged)
+
+
+def ledger_since(settings, seq: int) -> list:
+    return [r for r in audit_ledger(settings).records() if r.seq > seq]
+
+
+def ledger_head(settings) -> int:
+    return max((r.seq for r in audit_ledger(settings).records()), default=0)
+
+
+def test_a_sound_challenger_walks_every_step_and_is_promoted(service, release, trained_models, built):
+    settings, champion, base, key = service
+    challenger = trained_models[1]["challenger"]
+    before = ledger_head(settings)
+    with Traffic(base, key, day_requests(settings, built.days[-1])) as traffic:
+        release.smoke(challenger, day_requests(settings, built.days[-2])[:50])
+        outcome = release.walk(challenger)
+    assert outcome.promoted, outcome.render()
+    assert [s.weight for s in outcome.steps] == [10, 50]
+    for step in outcome.steps:
+        assert step.challenger["predictions"] >= 40 and step.challenger["errors"] == 0 and not step.breaches
+    assert set(traffic.statuses) == {200}
+    served = {p["variant"] for a in traffic.answers for p in a["predictions"]}
+    assert served == {"champion", "challenger"}  # consumers met both during the canary
+    assert release.registry.alias(MODEL_NAME, "champion")["version"] == challenger
+    status = httpx.post(f"{base}/status", json={}).json()
+    assert status["variants"] == [{"name": "champion", "version": challenger, "weight": 100.0}]
+    actions = [(r.action, r.subject) for r in ledger_since(settings, before)]
+    assert ("deployment.smoke_passed", f"{MODEL_NAME}/v{challenger}") in actions
+    assert [a for a, s in actions if a == "deployment.canary_step"] == ["deployment.canary_step"] * 2
+    assert ("deployment.promoted", f"{MODEL_NAME}/v{challenger}") in actions
+    # put the original champion back for the other tests
+    release.registry.promote(MODEL_NAME, champion, "champion", reason="test reset")
+
+
+def test_a_challenger_with_shifted_predictions_is_rolled_back_at_the_first_step(service, release, openbao, built):
+    settings, champion, base, key = service
+    broken = register_broken(settings, openbao, champion, 0.99)
+    before = ledger_head(settings)
+    with Traffic(base, key, day_requests(settings, built.days[-1])) as traffic:
+        release.smoke(broken, day_requests(settings, built.days[-2])[:50])  # it scores: the smoke test passes
+        outcome = release.walk(broken)
+    assert not outcome.promoted
+    assert [s.weight for s in outcome.steps] == [10]
+    assert any("prediction distribution shifted" in r for r in outcome.reasons), outcome.reasons
+    assert release.registry.alias(MODEL_NAME, "champion")["version"] == champion
+    status = httpx.post(f"{base}/status", json={}).json()
+    assert status["variants"] == [{"name": "champion", "version": champion, "weight": 100.0}]
+    plan, _ = read_plan(release.registry, MODEL_NAME)
+    assert plan.history[-1]["reason"].startswith(f"rollback of v{broken}: canary 10% breached")
+    assert set(traffic.statuses) == {200}
+    rollback = [r for r in ledger_since(settings, before) if r.action == "deployment.rollback"]
+    assert len(rollback) == 1 and rollback[0].subject == f"{MODEL_NAME}/v{broken}"
+    assert "KS statistic" in rollback[0].details["reasons"][0]
+
+
+def test_a_challenger_that_cannot_score_fails_its_smoke_test_unseen_by_consumers(service, release, openbao, built):
+    settings, champion, base, key = service
+    broken = register_broken(settings, openbao, champion, float("nan"))
+    with Traffic(base, key, day_requests(settings, built.days[-1])) as traffic:
+        with pytest.raises(DeployFailed, match=r"failed its smoke test: .*outside \[0, 1\]"):
+            release.smoke(broken, day_requests(settings, built.days[-2])[:50])
+    assert set(traffic.statuses) == {200}
+    assert {p["model_version"] for a in traffic.answers for p in a["predictions"]} == {champion}
+    status = httpx.post(f"{base}/status", json={}).json()
+    assert status["variants"] == [{"name": "champion", "version": champion, "weight": 100.0}]
+    assert status["shadow"] is None
+
+
+def test_live_scoring_errors_fall_back_to_the_champion_and_the_canary_rolls_back(service, release, openbao, built):
+    """Past the smoke test (here skipped), a failing challenger's flights are answered by the champion,
+    logged with the error, and the error rate rolls the canary back."""
+    settings, champion, base, key = service
+    broken = register_broken(settings, openbao, champion, float("nan"))
+    flights = day_requests(settings, built.days[-1])[:200]
+    _, raw = read_plan(release.registry, MODEL_NAME)
+    split = DeploymentPlan([Variant("champion", champion, 50), Variant("challenger", broken, 50)], reason="test")
+    write_plan(release.registry, MODEL_NAME, split, expected=raw)
+    release.service.reload()
+    answer = release.service.predict(flights)
+    assert {p["variant"] for p in answer["predictions"]} == {"champion"}
+    assert all(np.isfinite(p["probability"]) for p in answer["predictions"])
+    logged = predictions.read(settings)
+    mine = logged[logged.request_id == answer["request_id"]]
+    failed = mine[mine.assigned_variant == "challenger"]
+    assert len(failed) == pytest.approx(100, abs=30) and (failed.variant == "champion").all()
+    assert (
+        failed.error.str.contains("outside \\[0, 1\\]").all()
+        and (mine[mine.assigned_variant == "champion"].error == "").all()
+    )
+
+    with Traffic(base, key, day_requests(settings, built.days[-1])) as traffic:
+        outcome = release.walk(broken)
+    assert not outcome.promoted and [s.weight for s in outcome.steps] == [10]
+    assert outcome.steps[0].challenger["error_rate"] == 1.0
+    assert any(r.startswith("error rate 100.00%") for r in outcome.reasons), outcome.reasons
+    assert set(traffic.statuses) == {200}
+    assert release.registry.alias(MODEL_NAME, "champion")["version"] == champion
