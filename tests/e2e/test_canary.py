@@ -220,3 +220,30 @@ def test_live_scoring_errors_fall_back_to_the_champion_and_the_canary_rolls_back
     assert any(r.startswith("error rate 100.00%") for r in outcome.reasons), outcome.reasons
     assert set(traffic.statuses) == {200}
     assert release.registry.alias(MODEL_NAME, "champion")["version"] == champion
+
+
+def test_the_deploy_dag_builds_the_bento_and_releases_through_the_canary(
+    service, release, openbao, trained_models, built, tmp_path
+):
+    """`airflow dags test flight_delay_deploy`: Bento built, challenger smoke-tested, walked, promoted."""
+    from urllib.parse import urlparse
+
+    from pipelines.orchestration import local_airflow
+    from serving.client import register_service
+
+    settings, champion, base, key = service
+    challenger = trained_models[1]["challenger"]
+    settings = settings.model_copy(update={"airflow_home": tmp_path / "airflow"})
+    register_service(openbao.root, settings, urlparse(base).port, key)
+    local_airflow.prepare(settings)
+    before = ledger_head(settings)
+    with Traffic(base, key, day_requests(settings, built.days[-1])) as traffic:
+        local_airflow.test_run(settings, "flight_delay_deploy", {"version": challenger})
+    assert set(traffic.statuses) == {200}
+    assert release.registry.alias(MODEL_NAME, "champion")["version"] == challenger
+    actions = [(r.action, r.subject) for r in ledger_since(settings, before)]
+    built_bento = [s for a, s in actions if a == "deployment.bento_built"]
+    assert len(built_bento) == 1 and built_bento[0].startswith("flight_delay:")
+    assert (settings.data_root / "bentoml" / "bentos" / "flight_delay").is_dir()
+    assert ("deployment.promoted", f"{MODEL_NAME}/v{challenger}") in actions
+    release.registry.promote(MODEL_NAME, champion, "champion", reason="test reset")
