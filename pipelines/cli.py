@@ -216,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--url", help="the service (default http://127.0.0.1:PLATFORM_SERVING_PORT)")
     replay.add_argument("--batch", type=int, default=100)
     replay.set_defaults(handler=cmd_replay)
+    ab = commands.add_parser("ab-report", help="compare served variants on the landed arrivals of their flights")
+    ab.add_argument("first", type=_date, help="first scheduled departure day")
+    ab.add_argument("last", type=_date, help="last scheduled departure day")
+    ab.add_argument("--json", action="store_true", help="print the report as JSON")
+    ab.set_defaults(handler=cmd_ab_report)
     api_key = commands.add_parser("api-key", help="create a serving API key (operator); prints it once")
     api_key.add_argument("name")
     api_key.add_argument("--scope", action="append", choices=["predict", "admin"], required=True)
@@ -312,6 +317,22 @@ def _version(registry, model: str, ref: str) -> int:
     if current is None:
         raise PlatformError(f"{model} has no {ref}")
     return current["version"]
+
+
+def cmd_ab_report(args: argparse.Namespace) -> None:
+    from pipelines.deploy.analysis import ab_report, render
+    from pipelines.features.store import flight_labels
+    from serving import predictions
+
+    settings = get_settings()
+    log = predictions.read(settings)
+    if len(log):
+        day = log["scheduled_departure"].dt.date
+        log = log[(day >= args.first) & (day <= args.last)]
+    if not len(log):
+        raise PlatformError(f"no logged predictions for flights of {args.first} .. {args.last}")
+    report = ab_report(log, flight_labels(settings, args.first, args.last))
+    print(json.dumps(report, indent=2) if args.json else render(report))
 
 
 def cmd_api_keys(args: argparse.Namespace) -> None:

@@ -155,6 +155,35 @@ def online_key_counts(settings: Settings) -> dict[str, int]:
     return {"entity_keys": sum(1 for _ in client.scan_iter(match=b"*flight_delay*", count=1000))}
 
 
+def flight_labels(settings: Settings, start: dt.date, end: dt.date):
+    """Each landed flight of [start, end] whose arrival is known: flight_id, is_late_arrival (0/1)."""
+    query = f"""
+        SELECT flight_id, is_late_arrival FROM {MARTS_SCHEMA}.flights
+        WHERE flight_date BETWEEN '{start.isoformat()}' AND '{end.isoformat()}' AND is_late_arrival IS NOT NULL
+    """  # nosec B608 # dates formatted from date objects, identifiers are module constants
+    frame = _query_warehouse(settings, query)
+    frame["is_late_arrival"] = frame["is_late_arrival"].astype("int64")
+    return frame
+
+
+def _query_warehouse(settings: Settings, query: str):
+    import pandas as pd
+
+    if settings.warehouse_target == "duckdb":
+        import duckdb
+
+        with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+            return con.execute(query).df()
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(postgres_connection(settings).sqlalchemy_url("psycopg2"))
+    try:
+        with engine.connect() as con:
+            return pd.read_sql(query, con)
+    finally:
+        engine.dispose()
+
+
 def training_entities(settings: Settings, start: dt.date, end: dt.date, known_at: dt.datetime):
     """Flights scheduled in [start, end] whose outcome was known by `known_at`, as a Feast entity frame."""
     import pandas as pd
@@ -169,18 +198,7 @@ def training_entities(settings: Settings, start: dt.date, end: dt.date, known_at
           AND label_available_at <= '{known_at.isoformat()}'
         ORDER BY event_timestamp, flight_id
     """  # nosec B608
-    if settings.warehouse_target == "duckdb":
-        import duckdb
-
-        with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-            frame = con.execute(query).df()
-    else:
-        import sqlalchemy
-
-        engine = sqlalchemy.create_engine(postgres_connection(settings).sqlalchemy_url("psycopg2"))
-        with engine.connect() as con:
-            frame = pd.read_sql(query, con)
-        engine.dispose()
+    frame = _query_warehouse(settings, query)
     frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
     frame["scheduled_departure_local"] = pd.to_datetime(frame["scheduled_departure_local"])
     frame["is_late_arrival"] = frame["is_late_arrival"].astype("int64")

@@ -247,3 +247,41 @@ def test_the_deploy_dag_builds_the_bento_and_releases_through_the_canary(
     assert (settings.data_root / "bentoml" / "bentos" / "flight_delay").is_dir()
     assert ("deployment.promoted", f"{MODEL_NAME}/v{challenger}") in actions
     release.registry.promote(MODEL_NAME, champion, "champion", reason="test reset")
+
+
+def test_the_ab_report_scores_variants_on_the_landed_arrivals(service, release, openbao, trained_models, built):
+    """50/50 champion vs a constant-0.99 variant with the good challenger in shadow, on a replayed day
+    whose arrivals are landed: the bad variant is significantly worse, the shadow is paired."""
+    import datetime as dt
+
+    from sklearn.metrics import log_loss
+
+    from pipelines.deploy.analysis import ab_report, render
+    from pipelines.features.store import flight_labels
+    from serving.replay import replay
+
+    settings, champion, base, key = service
+    broken = register_broken(settings, openbao, champion, 0.99)
+    _, raw = read_plan(release.registry, MODEL_NAME)
+    plan = DeploymentPlan([Variant("champion", champion, 50), Variant("challenger", broken, 50)],
+                          Variant("candidate", trained_models[1]["challenger"]), reason="A/B test")  # fmt: skip
+    write_plan(release.registry, MODEL_NAME, plan, expected=raw)
+    release.service.reload()
+    day = built.days[-1]
+    started = dt.datetime.now(dt.UTC)
+    assert replay(settings, day, base, key, batch=200).failed == 0
+    log, labels = predictions.read(settings, started), flight_labels(settings, day, day)
+    report = ab_report(log, labels)
+    print(render(report))
+    live = log[~log.variant.str.startswith("shadow:")].merge(labels, on="flight_id")
+    assert report["variants"]["champion"]["rows"] + report["variants"]["challenger"]["rows"] == len(live)
+    assert report["variants"]["shadow:candidate"]["rows"] == len(live) == len(labels)
+    mine = live[live.variant == "champion"]
+    assert report["variants"]["champion"]["log_loss"] == pytest.approx(
+        log_loss(mine.is_late_arrival, mine.probability, labels=[0, 1]), rel=1e-9
+    )
+    [ab] = [c for c in report["comparisons"] if c["variant"] == "challenger"]
+    assert not ab["paired"] and ab["verdict"] == "worse" and ab["ci_low"] > 0.5  # 0.99 for every flight is costly
+    [shadow] = [c for c in report["comparisons"] if c["variant"] == "shadow:candidate"]
+    assert shadow["paired"] and shadow["flights"] == len(labels) and shadow["verdict"] == "better"
+    assert shadow["ci_low"] < shadow["mean_difference"] < shadow["ci_high"] < 0
