@@ -1,7 +1,7 @@
 # Serving: verify manifests, unwrap data keys to decrypt artifacts, read API-key hashes, and
 # read the PII salt (a request carries a tail number in clear; the features are keyed by its
-# salted hash), and the PostgreSQL connection (prediction log and audit ledger in the production
-# configuration). It can neither sign a manifest nor create a data key.
+# salted hash), and the PostgreSQL connections named platform_postgres* (prediction log and audit
+# ledger in the production configuration). It can neither sign a manifest nor create a data key.
 path "transit/decrypt/artifacts" {
   capabilities = ["update"]
 }
@@ -22,6 +22,6 @@ path "platform/data/airflow/variables/pii_salt" {
   capabilities = ["read"]
 }
 
-path "platform/data/airflow/connections/platform_postgres" {
+path "platform/data/airflow/connections/platform_postgres*" {
   capabilities = ["read"]
 }
