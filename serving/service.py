@@ -104,13 +104,11 @@ class FlightDelay:
         from serving.auth import load_keys
         from serving.model import OnlineFeatures, load_routing
         from serving.predictions import prediction_log
-        from serving.schema import load_known_codes
 
         try:
             vault = Vault.from_settings(self.settings)
             ledger = audit_ledger(self.settings)
             keys = load_keys(vault)
-            load_known_codes()
             features = OnlineFeatures(self.settings, variable(vault, PII_SALT_VARIABLE))
             routing = load_routing(self.settings, artifact_store(self.settings, ledger), vault, ledger)
             log = prediction_log(self.settings)

@@ -103,6 +103,7 @@ def test_keys_and_scopes_are_enforced_with_clear_messages(service, headers, path
         ({"flights": [flight(1, origin="BOS")]}, "unknown origin 'BOS'"),
         ({"flights": [flight(1, origin=7)]}, "origin"),
         ({"flights": [flight(1, scheduled_departure="tomorrow-ish")]}, "scheduled_departure"),
+        ({"flights": [flight(1, scheduled_departure="0001-01-01T00:00:00")]}, "outside 1990-01-01 .. 2100-01-01"),
         ({"flights": []}, "flights"),
         ({"flights": [flight(n) for n in range(MAX_BATCH + 1)]}, "flights"),
     ],
@@ -267,3 +268,38 @@ def test_an_oversized_body_is_refused_before_it_is_read(service):
     huge = {"flights": [flight(n, flight_id="X" * 60) for n in range(4000)]}
     response = httpx.post(f"{base}/predict", json=huge, headers=auth(keys["predict"]), timeout=60)
     assert response.status_code == 413 and "exceeds the 512 KiB limit" in response.json()["error"]
+
+
+@pytest.mark.parametrize("mode", ["positive", "negative"])
+def test_generated_requests_from_the_openapi_schema_never_get_a_5xx(service, mode):
+    """Schemathesis generates /predict bodies from the service's own OpenAPI document: valid ones
+    (whose codes may still be unknown: 400) and schema-violating ones. None may get a 5xx or a stack
+    trace; a 200 answers every flight with a probability in [0, 1]; a 4xx says what was wrong."""
+    import schemathesis
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hypothesis_settings
+
+    _, _, base, keys = service
+    operation = schemathesis.openapi.from_url(f"{base}/docs.json")["/predict"]["POST"]
+    statuses = []
+
+    @hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(case=operation.as_strategy(schemathesis.GenerationMode(mode)))
+    def check(case):
+        response = case.call(base_url=base, headers=auth(keys["predict"]), timeout=60)
+        statuses.append(response.status_code)
+        assert response.status_code < 500, (case.body, response.text)
+        assert "Traceback" not in response.text
+        if response.status_code == 200:
+            answers = response.json()["predictions"]
+            assert len(answers) == len(case.body["flights"])
+            assert all(0 <= a["probability"] <= 1 for a in answers)
+        else:
+            assert response.status_code in (400, 413, 422) and response.text.strip(), response.text
+
+    check()
+    assert len(statuses) >= 20
+    if mode == "negative":
+        assert 200 not in statuses  # a body that violates the schema is never scored
+    else:
+        assert 200 in statuses  # generated valid bodies do reach the model
