@@ -16,7 +16,7 @@ START ?= 2013-01-01
 export DBT_SEND_ANONYMOUS_USAGE_STATS=false FEAST_USAGE=False BENTOML_DO_NOT_TRACK=True
 export GX_ANALYTICS_ENABLED=false SCARF_ANALYTICS=false DO_NOT_TRACK=1
 
-.PHONY: setup run up test lint security audit-deps secrets-baseline lock clean
+.PHONY: setup run up test bench lint security audit-deps secrets-baseline lock clean
 
 setup: $(VENV)/.installed $(DRIFT_VENV)/.installed ## both virtualenvs, from the lock files
 
@@ -41,6 +41,9 @@ up: setup ## Airflow UI on http://127.0.0.1:8080 with scheduler, DAG processor, 
 
 test: lint security ## lint, security scans, then the whole suite (CI=true: a skip for a missing service fails)
 	$(BIN)/python -m pytest
+
+bench: setup ## benchmarks beside their baselines; writes bench/results/*.json and *.md
+	$(BIN)/python -m bench.serving --out bench/results/serving.json
 
 lint: setup
 	$(BIN)/ruff check pipelines dags tests feature_repo plugins bench serving
