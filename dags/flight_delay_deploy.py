@@ -19,7 +19,10 @@ from pipelines.orchestration.airflow_adapter import MODEL, fail_fast_on_bad_data
 
 DEFAULT_ARGS = {
     "owner": "ml-platform",
-    "retries": 0,  # a release is not retried: a person reads why it stopped
+    # A breach, a failed smoke test or bad configuration fails at once (fail_fast_on_bad_data); a
+    # retry after anything else starts the release over from the champion-only plan.
+    "retries": 1,
+    "retry_delay": pendulum.duration(minutes=1),
     "execution_timeout": pendulum.duration(hours=12),
 }
 
