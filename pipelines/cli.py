@@ -18,6 +18,7 @@ from pipelines.settings import get_settings, settings_environment
 
 INGEST_DAG = "flights_ingest"
 TRAINING_DAG = "flight_delay_training"
+DEPLOY_DAG = "flight_delay_deploy"
 
 
 def _date(text: str) -> dt.date:
@@ -55,8 +56,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     started = time.monotonic()
     local_airflow.test_run(settings, TRAINING_DAG, {"last_day": last.isoformat()})
     print(f"Trained, gated and registered in {time.monotonic() - started:.0f} s.\n")
-    print(render(latest_outcome(settings, last)))
-    serving = _serve_and_replay(settings, last)
+    outcome = latest_outcome(settings, last)
+    print(render(outcome))
+    serving = _serve_release_and_replay(settings, last, outcome)
     warehouse = settings.warehouse_path if settings.warehouse_target == "duckdb" else "PostgreSQL, schema marts"
     online = settings.feast_dir / "online_store.db" if settings.feast_env == "local" else settings.redis_url
     ledger = audit_ledger(settings)
@@ -99,12 +101,14 @@ def _serving_identity(settings):
     return issue_credentials(root, "serving")
 
 
-def _serve_and_replay(settings, day: dt.date) -> str | None:
-    """Serve the champion, send it `day`'s flights as consumer traffic, and return a curl example."""
+def _serve_release_and_replay(settings, day: dt.date, outcome: dict) -> str | None:
+    """Start the model service, release what training moved through the deploy DAG (under replayed
+    traffic, which the canary judges), replay `day` as consumer traffic, and return a curl example."""
+    from pipelines.orchestration import local_airflow
     from pipelines.security.vault import local_openbao
     from serving.auth import create_key
     from serving.local import running_service, wait_ready
-    from serving.replay import day_requests, replay
+    from serving.replay import ReplayLoop, day_requests, replay
 
     identity = _serving_identity(settings)
     if identity is None:
@@ -112,9 +116,32 @@ def _serve_and_replay(settings, day: dt.date) -> str | None:
         return None
     demo_key = create_key(local_openbao(settings).root(), "demo", ["predict"])
     log = settings.data_root / "serving" / "service.log"
-    print(f"\nServing the champion on http://127.0.0.1:{settings.serving_port} and replaying {day} ...", flush=True)
+    print(f"\nServing on http://127.0.0.1:{settings.serving_port} ...", flush=True)
     with running_service(settings, *identity, settings.serving_port, log=log) as base:
+        moved = next(((alias, outcome[alias]) for alias in ("champion", "challenger") if outcome.get(alias)), None)
+        if moved:
+            alias, version = moved
+            wait_ready(base)
+            print(f"Running {DEPLOY_DAG} for {alias} v{version} under replayed traffic ...", flush=True)
+            started = time.monotonic()
+            with ReplayLoop(base, demo_key, day_requests(settings, day)) as traffic:
+                try:
+                    local_airflow.test_run(settings, DEPLOY_DAG, {"version": version, "alias": alias})
+                    result = "released"
+                except local_airflow.AirflowRunFailed as exc:
+                    result = f"NOT released ({str(exc).splitlines()[0][:300]})"
+            print(
+                f"v{version} {result} in {time.monotonic() - started:.0f} s; consumers got "
+                f"{traffic.statuses.count(200)}/{len(traffic.statuses)} requests answered meanwhile."
+            )
+            deployment = settings.data_root / "deployments" / f"flight_delay-v{version}.json"
+            if alias == "challenger" and deployment.exists():
+                from pipelines.deploy.canary import CanaryOutcome
+
+                print(CanaryOutcome.from_dict(json.loads(deployment.read_text())).render())
+                print(f"  canary report: {deployment}")
         status = wait_ready(base)
+        print(f"Replaying {day} ...", flush=True)
         report = replay(settings, day, base, demo_key)
     served = ", ".join(f"{v['name']} v{v['version']} {v['weight']:g}%" for v in status["variants"])
     print(f"Served flight_delay ({served}): {report.render()}")

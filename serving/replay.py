@@ -7,6 +7,7 @@ by the ingest DAG, later become the labels of the logged predictions.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from dataclasses import dataclass
 
@@ -81,3 +82,37 @@ def replay(
         float(np.percentile(latencies, 99)),
         float(np.mean(late)) if late else 0.0,
     )
+
+
+class ReplayLoop:
+    """Consumer traffic in a background thread: `flights` sent in batches, round and round, until the
+    block exits; every status (and every 200's answer) is kept. Canary steps need live traffic."""
+
+    def __init__(self, base: str, api_key: str, flights: list[dict], batch: int = 100, verify: bool | str = True):
+        self.base, self.api_key, self.flights, self.batch, self.verify = base, api_key, flights, batch, verify
+        self.statuses: list[int] = []
+        self.answers: list[dict] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.api_key}"}
+        with httpx.Client(base_url=self.base, headers=headers, timeout=60, verify=self.verify) as client:
+            start = 0
+            while not self._stop.is_set():
+                response = client.post("/predict", json={"flights": self.flights[start : start + self.batch]})
+                self.statuses.append(response.status_code)
+                if response.status_code == 200:
+                    self.answers.append(response.json())
+                start = (start + self.batch) % max(len(self.flights) - self.batch, 1)
+
+    def __enter__(self) -> ReplayLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def flights_answered(self) -> int:
+        return sum(len(a["predictions"]) for a in self.answers)

@@ -145,6 +145,10 @@ class CanaryOutcome:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> CanaryOutcome:
+        return cls(**{**data, "steps": [StepReport(**step) for step in data["steps"]]})
+
     def render(self) -> str:
         lines = [
             f"Canary of {self.model} v{self.challenger} against champion v{self.champion}: "

@@ -4,8 +4,6 @@ champion without a person, and consumers get a 200 from the champion throughout.
 
 from __future__ import annotations
 
-import threading
-
 import httpx
 import numpy as np
 import onnx
@@ -24,8 +22,8 @@ from serving import predictions
 from serving.auth import create_key
 from serving.client import ServiceClient
 from serving.local import wait_ready
-from serving.replay import day_requests
-from tests.e2e.conftest import auth, serve
+from serving.replay import ReplayLoop, day_requests
+from tests.e2e.conftest import serve
 
 pytestmark = pytest.mark.e2e
 # Seconds-long steps: the policy is the production one, only the clock is shorter.
@@ -55,36 +53,6 @@ def release(service, openbao):
     )
     canary.serve_champion_only(canary.champion(), "test start")
     return canary
-
-
-class Traffic:
-    """Consumers replaying a day's flights in batches of 100 until stopped; every status is kept."""
-
-    def __init__(self, base: str, key: str, flights: list[dict]) -> None:
-        self.base, self.key, self.flights = base, key, flights
-        self.statuses: list[int] = []
-        self.answers: list[dict] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=self.base, headers=auth(self.key), timeout=60) as client:
-            start = 0
-            while not self._stop.is_set():
-                chunk = self.flights[start : start + 100]
-                response = client.post("/predict", json={"flights": chunk})
-                self.statuses.append(response.status_code)
-                if response.status_code == 200:
-                    self.answers.append(response.json())
-                start = (start + 100) % (len(self.flights) - 100)
-
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
 
 
 def constant_onnx(features: int, value: float) -> bytes:
@@ -136,7 +104,7 @@ def test_a_sound_challenger_walks_every_step_and_is_promoted(service, release, t
     settings, champion, base, key = service
     challenger = trained_models[1]["challenger"]
     before = ledger_head(settings)
-    with Traffic(base, key, day_requests(settings, built.days[-1])) as traffic:
+    with ReplayLoop(base, key, day_requests(settings, built.days[-1])) as traffic:
         release.smoke(challenger, day_requests(settings, built.days[-2])[:50])
         outcome = release.walk(challenger)
     assert outcome.promoted, outcome.render()
@@ -161,7 +129,7 @@ def test_a_challenger_with_shifted_predictions_is_rolled_back_at_the_first_step(
     settings, champion, base, key = service
     broken = register_broken(settings, openbao, champion, 0.99)
     before = ledger_head(settings)
-    with Traffic(base, key, day_requests(settings, built.days[-1])) as traffic:
+    with ReplayLoop(base, key, day_requests(settings, built.days[-1])) as traffic:
         release.smoke(broken, day_requests(settings, built.days[-2])[:50])  # it scores: the smoke test passes
         outcome = release.walk(broken)
     assert not outcome.promoted
@@ -181,7 +149,7 @@ def test_a_challenger_with_shifted_predictions_is_rolled_back_at_the_first_step(
 def test_a_challenger_that_cannot_score_fails_its_smoke_test_unseen_by_consumers(service, release, openbao, built):
     settings, champion, base, key = service
     broken = register_broken(settings, openbao, champion, float("nan"))
-    with Traffic(base, key, day_requests(settings, built.days[-1])) as traffic:
+    with ReplayLoop(base, key, day_requests(settings, built.days[-1])) as traffic:
         with pytest.raises(DeployFailed, match=r"failed its smoke test: .*outside \[0, 1\]"):
             release.smoke(broken, day_requests(settings, built.days[-2])[:50])
     assert set(traffic.statuses) == {200}
@@ -213,7 +181,7 @@ def test_live_scoring_errors_fall_back_to_the_champion_and_the_canary_rolls_back
         and (mine[mine.assigned_variant == "champion"].error == "").all()
     )
 
-    with Traffic(base, key, day_requests(settings, built.days[-1])) as traffic:
+    with ReplayLoop(base, key, day_requests(settings, built.days[-1])) as traffic:
         outcome = release.walk(broken)
     assert not outcome.promoted and [s.weight for s in outcome.steps] == [10]
     assert outcome.steps[0].challenger["error_rate"] == 1.0
@@ -237,7 +205,7 @@ def test_the_deploy_dag_builds_the_bento_and_releases_through_the_canary(
     register_service(openbao.root, settings, urlparse(base).port, key)
     local_airflow.prepare(settings)
     before = ledger_head(settings)
-    with Traffic(base, key, day_requests(settings, built.days[-1])) as traffic:
+    with ReplayLoop(base, key, day_requests(settings, built.days[-1])) as traffic:
         local_airflow.test_run(settings, "flight_delay_deploy", {"version": challenger})
     assert set(traffic.statuses) == {200}
     assert release.registry.alias(MODEL_NAME, "champion")["version"] == challenger

@@ -99,7 +99,8 @@ def test_a_missing_secret_says_where_to_write_it(tmp_path):
     [
         ("training", ["read_salt", "read_connection"], ["read_api_keys", "rotate", "decrypt"]),
         ("evaluation", ["read_salt", "read_connection"], ["read_api_keys", "rotate", "datakey"]),
-        ("serving", ["read_api_keys", "read_salt"], ["read_connection", "rotate", "datakey"]),
+        # serving reads the PostgreSQL connection (prediction log, ledger) but not the S3 keys
+        ("serving", ["read_api_keys", "read_salt", "read_connection"], ["read_s3_keys", "rotate", "datakey"]),
         ("operator", ["rotate", "read_salt"], ["decrypt", "datakey"]),
     ],
 )
@@ -110,6 +111,7 @@ def test_each_role_can_do_exactly_its_part(openbao, role, allowed, denied):
     actions = {
         "read_salt": lambda: vault.read_secret(f"airflow/variables/{PII_SALT_VARIABLE}"),
         "read_connection": lambda: vault.read_secret("airflow/connections/platform_postgres"),
+        "read_s3_keys": lambda: vault.read_secret("airflow/connections/platform_artifacts"),
         "read_api_keys": lambda: vault.read_secret("serving/api-keys/consumer"),
         "rotate": lambda: vault.client.secrets.transit.rotate_key(SIGNING_KEY, mount_point=transit),
         "decrypt": lambda: vault.client.secrets.transit.decrypt_data(
