@@ -129,7 +129,8 @@ def _serve_release_and_replay(settings, day: dt.date, outcome: dict) -> str | No
                     local_airflow.test_run(settings, DEPLOY_DAG, {"version": version, "alias": alias})
                     result = "released"
                 except local_airflow.AirflowRunFailed as exc:
-                    result = f"NOT released ({str(exc).splitlines()[0][:300]})"
+                    why = [line for line in str(exc).splitlines() if "Error" in line or "Exception" in line]
+                    result = f"NOT released: {(why or [str(exc)])[-1].strip()[:400]}"
             print(
                 f"v{version} {result} in {time.monotonic() - started:.0f} s; consumers got "
                 f"{traffic.statuses.count(200)}/{len(traffic.statuses)} requests answered meanwhile."

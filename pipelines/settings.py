@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     cost_per_hour_gpu: float = Field(2.50, ge=0, description="USD per hour of a GPU training task (estimate).")
     # Canary releases (seconds-long windows for make run and the tests; hours in production).
     canary_steps: list[float] = Field([5, 25, 50, 100], description="Challenger traffic shares; the last is 100.")
-    canary_observe_seconds: float = Field(20, gt=0, description="Observation window of each canary step.")
+    canary_observe_seconds: float = Field(10, gt=0, description="Observation window of each canary step.")
     canary_max_wait_seconds: float = Field(120, gt=0, description="Longest a step waits for enough traffic.")
     canary_min_predictions: int = Field(100, ge=1, description="Challenger predictions a step needs to judge.")
     canary_max_error_rate_increase: float = Field(0.01, ge=0, description="Over the champion's error rate.")

@@ -196,7 +196,7 @@ def test_the_deploy_dag_builds_the_bento_and_releases_through_the_canary(
     """`airflow dags test flight_delay_deploy`: Bento built, challenger smoke-tested, walked, promoted."""
     from urllib.parse import urlparse
 
-    from pipelines.orchestration import local_airflow
+    from pipelines.orchestration import deploy, local_airflow
     from serving.client import register_service
 
     settings, champion, base, key = service
@@ -212,7 +212,10 @@ def test_the_deploy_dag_builds_the_bento_and_releases_through_the_canary(
     actions = [(r.action, r.subject) for r in ledger_since(settings, before)]
     built_bento = [s for a, s in actions if a == "deployment.bento_built"]
     assert len(built_bento) == 1 and built_bento[0].startswith("flight_delay:")
-    assert (settings.data_root / "bentoml" / "bentos" / "flight_delay").is_dir()
+    source = settings.data_root / "bentoml" / "bentos" / "flight_delay" / built_bento[0].split(":")[1] / "src"
+    assert sorted(p.name for p in source.iterdir()) == [
+        "bentofile.yaml", "expectations", "feature_repo", "pipelines", "pyproject.toml", "serving"]  # fmt: skip
+    assert deploy.build_bento(settings) != built_bento[0]  # a rebuild never walks the Bento store or the venvs
     assert ("deployment.promoted", f"{MODEL_NAME}/v{challenger}") in actions
     release.registry.promote(MODEL_NAME, champion, "champion", reason="test reset")
 
