@@ -95,6 +95,15 @@ class Settings(BaseSettings):
     canary_max_latency_ratio: float = Field(2.0, ge=1, description="Challenger scoring p95 / champion's ...")
     canary_latency_slack_ms: float = Field(5.0, ge=0, description="... plus this many milliseconds.")
     canary_max_distribution_shift: float = Field(0.2, gt=0, le=1, description="KS statistic of the probabilities.")
+    # Drift monitoring and the retraining policy (pipelines/monitoring/policy.py).
+    drift_python: Path = Field(REPO_ROOT / ".venv-drift" / "bin" / "python", description="alibi-detect's interpreter.")
+    retrain_min_rows: int = Field(300, ge=1, description="Scored flights a day needs to count.")
+    retrain_max_feature_drift: float = Field(0.05, gt=0, description="Importance-weighted KS beyond natural drift.")
+    retrain_max_prediction_drift: float = Field(0.10, gt=0, description="Prediction KS beyond natural drift.")
+    retrain_max_log_loss_ratio: float = Field(1.10, gt=1, description="Live log loss / reference log loss.")
+    retrain_max_calibration_gap: float = Field(0.05, gt=0, description="|mean prediction - late rate|.")
+    retrain_consecutive_days: int = Field(2, ge=1, description="Breaching days in a row before a retrain.")
+    retrain_cooldown_days: int = Field(7, ge=0, description="Days after a retrain request before another.")
     model_service_conn_id: str = Field(
         "model_service", description="Airflow connection (in Vault) of the model service: URL and deployer key."
     )
@@ -103,6 +112,11 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("drift_python")
+    @classmethod
+    def _interpreter(cls, value: Path) -> Path:
+        return value.expanduser().absolute()  # not resolved: a virtualenv's python is a symlink to the base one
 
     @field_validator("canary_steps")
     @classmethod

@@ -22,7 +22,7 @@ def roc_points(y: np.ndarray, p: np.ndarray, limit: int = 200) -> list[list[floa
     return [[float(fpr[i]), float(tpr[i])] for i in keep]
 
 
-def _svg(title: str, series: list[tuple[str, list[list[float]], str]], xlabel: str, ylabel: str) -> str:
+def line_chart(title: str, series: list[tuple[str, list[list[float]], str]], xlabel: str, ylabel: str) -> str:
     def sx(x: float) -> float:
         return PAD + x * (W - 2 * PAD)
 
@@ -66,13 +66,13 @@ def write_report(folder: Path, evaluation: dict, plots: dict) -> tuple[Path, Pat
         for name in ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "rows", "base_rate")
     )
     calibration = [[c["predicted"], c["observed"]] for c in holdout.get("calibration", [])]
-    figures = _svg(
+    figures = line_chart(
         "ROC, holdout",
         [(evaluation["family"], plots["roc"], "#1f77b4"), ("naive baseline", plots.get("baseline_roc", []), "#ff7f0e")],
         "false positive rate",
         "true positive rate",
     )
-    figures += _svg(
+    figures += line_chart(
         "Calibration, holdout",
         [("observed vs predicted", calibration, "#2ca02c")],
         "predicted probability",

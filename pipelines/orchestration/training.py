@@ -16,6 +16,7 @@ from pipelines.evaluation.metrics import behavioural_checks, naive_baseline, sco
 from pipelines.evaluation.report import roc_points, write_report
 from pipelines.export.onnx import OnnxScorer, latency_ms, parity
 from pipelines.ingest.landing import manifest_path, partition_path
+from pipelines.monitoring.reference import build_reference
 from pipelines.registry.lineage import lineage
 from pipelines.registry.registry import Registry
 from pipelines.security.artifacts import SealedArtifacts
@@ -28,6 +29,7 @@ from pipelines.training.trainers import FAMILIES, TRAINERS, resolve_device
 
 MODEL_NAME = "flight_delay"
 NATIVE_FILE = {"xgboost": "model.ubj", "mlp": "model.pt"}
+REFERENCE_FILE = "reference.parquet"  # the drift reference sample (pipelines/monitoring/reference.py)
 PARITY_ROWS = 2000
 
 
@@ -99,12 +101,14 @@ def train_candidate(settings: Settings, folder: str, family: str) -> dict:
     evaluation["threshold"] = trained.threshold
     out = Path(folder) / family
     _, html_path = write_report(out, evaluation, plots)
+    reference, monitoring = build_reference(data, scorer.predict, settings.seed)  # drift monitoring's baseline
     ledger = audit_ledger(settings)
     sealed = SealedArtifacts(artifact_store(settings, ledger), Vault.from_settings(settings), ledger)
     files = {}
     for name, blob, fmt in (
         ("model.onnx", trained.onnx, "onnx"),
         (NATIVE_FILE[family], trained.native, trained.native_format),
+        (REFERENCE_FILE, _parquet_bytes(reference), "parquet"),
     ):
         files[name] = {"sha256": sealed.put(blob, name=f"{family}/{name}"), "size": len(blob), "format": fmt}
     seconds = time.monotonic() - started
@@ -115,6 +119,7 @@ def train_candidate(settings: Settings, folder: str, family: str) -> dict:
         "evaluation": evaluation,
         "report_html": str(html_path),
         "onnx_io": {"input": "features", "output": trained.onnx_output, "features": data.features},
+        "monitoring": monitoring,
         "threshold": trained.threshold,
         "params": trained.params,
         "device": device,
@@ -124,6 +129,14 @@ def train_candidate(settings: Settings, folder: str, family: str) -> dict:
     }
     (out / "candidate.json").write_text(json.dumps(candidate, indent=2, default=str))
     return {"family": family, "roc_auc": evaluation["holdout"]["roc_auc"], "candidate": str(out / "candidate.json")}
+
+
+def _parquet_bytes(frame) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
 
 
 def _champion_evaluation(registry: Registry, data: TrainingData) -> tuple[int, dict] | None:
@@ -160,6 +173,7 @@ def gate_and_register(settings: Settings, folder: str, families: list[str] | Non
             "family": family,
             "files": candidate["files"],
             "onnx_io": candidate["onnx_io"],
+            "monitoring": candidate["monitoring"],
             "threshold": candidate["threshold"],
             "lineage": data_lineage,
             "training": {

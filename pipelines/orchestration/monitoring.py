@@ -1,0 +1,182 @@
+"""The monitoring DAG's steps as plain functions, for one day of served traffic:
+window (the champion's logged answers for the day's flights, and its reference sample) →
+drift detectors (alibi-detect, in the drift virtualenv) → live performance on the landed
+arrivals → assessment and retraining decision → report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.errors import NotEnoughData, PlatformError
+from pipelines.evaluation.metrics import scores
+from pipelines.monitoring.policy import Assessment, Decision, RetrainPolicy, assess, decide
+from pipelines.orchestration.training import MODEL_NAME, REFERENCE_FILE
+from pipelines.registry.registry import Registry
+from pipelines.security.audit import audit_ledger
+from pipelines.security.store import artifact_store
+from pipelines.security.vault import evaluation_vault
+from pipelines.settings import REPO_ROOT, Settings
+
+
+def day_folder(settings: Settings, day: dt.date) -> Path:
+    return settings.data_root / "monitoring" / MODEL_NAME / day.isoformat()
+
+
+def _registry(settings: Settings) -> Registry:
+    ledger = audit_ledger(settings)
+    return Registry(artifact_store(settings, ledger), evaluation_vault(settings), ledger)
+
+
+def served_day(settings: Settings, day: dt.date, version: int):
+    """The answers `version` gave live (not shadow, not failed) for flights scheduled on `day`, one per flight."""
+    from serving import predictions
+
+    log = predictions.read(settings)
+    if not len(log):
+        return log
+    mine = log[
+        (log["scheduled_departure"].dt.date == day)
+        & (log["model_version"] == version)
+        & ~log["variant"].str.startswith("shadow:")
+        & (log["error"].fillna("") == "")
+    ]
+    return mine.sort_values("logged_at").drop_duplicates("flight_id").reset_index(drop=True)
+
+
+def prepare_window(settings: Settings, day: dt.date) -> str:
+    """Write the champion's reference, its detector config and the day's served window to the day's folder."""
+    registry = _registry(settings)
+    pointer = registry.alias(MODEL_NAME, "champion")
+    if pointer is None:
+        raise NotEnoughData(f"{MODEL_NAME} has no champion to monitor yet")
+    version = pointer["version"]
+    manifest = registry.manifest(MODEL_NAME, version)
+    if "monitoring" not in manifest or REFERENCE_FILE not in manifest["files"]:
+        raise NotEnoughData(f"{MODEL_NAME} v{version} was registered without a drift reference; retrain it")
+    _, files = registry.load_files(MODEL_NAME, version, [REFERENCE_FILE])
+    config = manifest["monitoring"]
+    current = served_day(settings, day, version)
+    if len(current) == 0:
+        raise NotEnoughData(f"no live answers of {MODEL_NAME} v{version} for flights of {day} in the prediction log")
+    folder = day_folder(settings, day)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "reference.parquet").write_bytes(files[REFERENCE_FILE])
+    columns = ["flight_id", *config["categorical"], *config["features"], "probability"]
+    current[columns].to_parquet(folder / "current.parquet", index=False)
+    (folder / "config.json").write_text(json.dumps({**config, "model": MODEL_NAME, "version": version}, indent=2))
+    return str(folder)
+
+
+def run_detectors(settings: Settings, folder: str) -> dict:
+    """The detectors in the drift virtualenv as a subprocess (the DAG uses @task.external_python instead)."""
+    f = Path(folder)
+    done = subprocess.run(  # nosec B603 # fixed argument list
+        [str(settings.drift_python), "-m", "pipelines.monitoring.detect", str(f / "reference.parquet"),
+         str(f / "current.parquet"), str(f / "config.json"), str(f / "drift.json")],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise PlatformError(f"drift detection failed ({done.returncode}): {done.stderr[-2000:]}")
+    return json.loads((f / "drift.json").read_text())
+
+
+def live_performance(settings: Settings, day: dt.date, current) -> dict | None:
+    """The day's served answers scored on the landed arrivals, overall and per carrier and origin."""
+    from pipelines.features.store import flight_labels
+
+    labels = flight_labels(settings, day, day)
+    joined = current.merge(labels, on="flight_id", how="inner")
+    if not len(joined):
+        return None
+    y, p = joined["is_late_arrival"].to_numpy(), joined["probability"].to_numpy(dtype=float)
+    overall = {k: v for k, v in scores(y, p).items() if k != "calibration"}
+    slices = {
+        f"{column}={value}": {"rows": len(part), "late_rate": float(part["is_late_arrival"].mean()),
+                              "mean_probability": float(part["probability"].mean())}
+        for column in ("carrier", "origin") for value, part in joined.groupby(column)
+    }  # fmt: skip
+    return {**overall, "late_rate": float(np.mean(y)), "mean_probability": float(np.mean(p)), "slices": slices}
+
+
+def _history(settings: Settings, day: dt.date) -> list[dict]:
+    root = settings.data_root / "monitoring" / MODEL_NAME
+    earlier = sorted(p for p in root.glob("*/assessment.json") if p.parent.name < day.isoformat())
+    return [json.loads(p.read_text()) for p in earlier]
+
+
+def assess_and_decide(settings: Settings, folder: str, day: dt.date) -> dict:
+    """Assess the day against the policy and decide; write assessment.json and the HTML report; audit."""
+    from pipelines.monitoring.report import write_report
+
+    f = Path(folder)
+    config = json.loads((f / "config.json").read_text())
+    report = json.loads((f / "drift.json").read_text())
+    import pandas as pd
+
+    current = pd.read_parquet(f / "current.parquet")
+    performance = live_performance(settings, day, current)
+    policy = RetrainPolicy.from_settings(settings)
+    assessment = assess(day, report, config, performance, policy)
+    history = _history(settings, day)
+    requests = [h for h in history if h["decision"]["retrain"]]
+    last = requests[-1] if requests else None
+    in_flight = last is not None and not _registered_since(settings, last["requested_at"])
+    decision = decide(
+        assessment,
+        [h["assessment"] for h in history],
+        policy,
+        last_request=dt.date.fromisoformat(last["assessment"]["day"]) if last else None,
+        in_flight=in_flight,
+    )
+    outcome = {
+        "model": config["model"],
+        "version": config["version"],
+        "assessment": assessment.as_dict(),
+        "decision": decision.__dict__,
+        "performance": performance,
+        "requested_at": dt.datetime.now(dt.UTC).isoformat() if decision.retrain else None,
+    }
+    (f / "assessment.json").write_text(json.dumps(outcome, indent=2, default=str))
+    html = write_report(f, outcome, report, config)
+    ledger = audit_ledger(settings)
+    subject = f"{MODEL_NAME}/v{config['version']}"
+    ledger.append("monitoring.assessed", subject, {"day": day.isoformat(), "breaches": assessment.breaches,
+                                                   "retrain": decision.retrain, "reason": decision.reason})  # fmt: skip
+    if decision.retrain:
+        ledger.append("monitoring.retrain_requested", subject, {"window_end": decision.window_end,
+                                                                "reason": decision.reason})  # fmt: skip
+    return {**outcome, "report_html": str(html)}
+
+
+def _registered_since(settings: Settings, requested_at: str) -> bool:
+    registry = _registry(settings)
+    since = dt.datetime.fromisoformat(requested_at)
+    for version in reversed(registry.versions(MODEL_NAME)):
+        registered = dt.datetime.fromisoformat(registry.manifest(MODEL_NAME, version)["registered_at"])
+        if registered >= since:
+            return True
+        if registered < since:
+            break
+    return False
+
+
+def render(outcome: dict) -> str:
+    a, d = Assessment(**outcome["assessment"]), Decision(**outcome["decision"])
+    lines = [f"Monitoring {outcome['model']} v{outcome['version']} on {a.day}: {a.rows} scored flights"]
+    lines.append(
+        f"  feature drift (weighted, beyond natural) {a.feature_drift:.3f}; prediction drift {a.prediction_drift:.3f}"
+    )
+    if a.log_loss_ratio is not None:
+        lines.append(
+            f"  live log loss {a.log_loss_ratio:.2f}x the reference's; calibration gap {a.calibration_gap:.3f}"
+        )
+    lines += [f"  breach: {b}" for b in a.breaches]
+    lines.append(f"  {'RETRAIN requested' if d.retrain else 'no retrain'}: {d.reason}")
+    if outcome.get("report_html"):
+        lines.append(f"  report: {outcome['report_html']}")
+    return "\n".join(lines)

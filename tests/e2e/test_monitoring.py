@@ -1,0 +1,115 @@
+"""Drift monitoring on served traffic: replayed days through the real service, the champion's
+registered reference, alibi-detect in the drift virtualenv, labels from the landed arrivals, the
+retraining policy (consecutive days, one request in flight), and the DAG through Airflow."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines.orchestration import local_airflow, monitoring
+from pipelines.security.audit import audit_ledger
+from serving.auth import create_key
+from serving.local import wait_ready
+from serving.replay import replay
+from tests.e2e.conftest import serve
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def served(champion, openbao, built, tmp_path_factory):
+    """The champion served and three of the built days replayed through it; a clean monitoring folder."""
+    settings, version = champion
+    settings = settings.model_copy(update={"retrain_consecutive_days": 2})
+    key = create_key(openbao.root, "monitoring-test", ["predict"])
+    with serve(settings, openbao, tmp_path_factory.mktemp("monitoring")) as base:
+        wait_ready(base)
+        for day in built.days[-3:]:
+            assert replay(settings, day, base, key, batch=200).failed == 0
+    shutil.rmtree(settings.data_root / "monitoring", ignore_errors=True)
+    return settings, version
+
+
+def shift_most_used_feature(folder: str) -> str:
+    """Move the feature the model relies on most by three of its reference standard deviations."""
+    config = json.loads((Path(folder) / "config.json").read_text())
+    feature = max(config["weights"], key=config["weights"].get)
+    reference = pd.read_parquet(Path(folder) / "reference.parquet")
+    current = pd.read_parquet(Path(folder) / "current.parquet")
+    current[feature] = current[feature] + 3 * reference[feature].std()
+    current.to_parquet(Path(folder) / "current.parquet", index=False)
+    return feature
+
+
+def test_a_served_day_is_assessed_on_its_labels_and_reported(served, built):
+    settings, version = served
+    day = built.days[-1]
+    folder = monitoring.prepare_window(settings, day)
+    report = monitoring.run_detectors(settings, folder)
+    current = pd.read_parquet(Path(folder) / "current.parquet")
+    assert report["rows"]["current"] == len(current) == current.flight_id.nunique() > 500
+    outcome = monitoring.assess_and_decide(settings, folder, day)
+    assert outcome["version"] == version and not outcome["decision"]["retrain"]  # one day is never enough
+    assert outcome["performance"]["rows"] > 400 and 0.5 < outcome["performance"]["roc_auc"] <= 1
+    page = Path(outcome["report_html"]).read_text()
+    assert "No retrain" in page and "<svg" in page and day.isoformat() in page
+    assert any(r.action == "monitoring.assessed" for r in audit_ledger(settings).records())
+
+
+def test_null_control_a_random_half_of_the_reference_raises_no_alarm(served, built):
+    """Reference and current drawn from the same period: nothing beyond natural drift, no breach."""
+    settings, _ = served
+    day = built.days[-2]
+    folder = Path(monitoring.prepare_window(settings, day))
+    reference = pd.read_parquet(folder / "reference.parquet")
+    half = reference.sample(frac=0.5, random_state=3)
+    reference.drop(half.index).to_parquet(folder / "reference.parquet", index=False)
+    half.assign(flight_id=[f"null-{i}" for i in range(len(half))]).to_parquet(folder / "current.parquet", index=False)
+    report = monitoring.run_detectors(settings, str(folder))
+    assert not any(f["significant"] for f in report["numeric"].values())
+    outcome = monitoring.assess_and_decide(settings, str(folder), day)
+    assert outcome["assessment"]["breaches"] == [], outcome["assessment"]
+    shutil.rmtree(folder)
+
+
+def test_a_persisting_shift_requests_one_retrain_then_waits_for_it(served, built):
+    settings, _ = served
+    first, second = built.days[-3], built.days[-2]
+    decisions = []
+    for day in (first, second):
+        folder = monitoring.prepare_window(settings, day)
+        feature = shift_most_used_feature(folder)
+        report = monitoring.run_detectors(settings, folder)
+        assert report["numeric"][feature]["significant"] and report["numeric"][feature]["excess"] > 0.3
+        decisions.append(monitoring.assess_and_decide(settings, folder, day))
+    assert any(b.startswith("feature drift") and feature in b for b in decisions[0]["assessment"]["breaches"])
+    assert not decisions[0]["decision"]["retrain"] and "(1/2 consecutive days)" in decisions[0]["decision"]["reason"]
+    assert decisions[1]["decision"]["retrain"] and decisions[1]["decision"]["window_end"] == second.isoformat()
+    requested = [r for r in audit_ledger(settings).records() if r.action == "monitoring.retrain_requested"]
+    assert requested[-1].details["window_end"] == second.isoformat()
+
+    third = built.days[-1]  # still breaching, but the request is in flight: no second one
+    folder = monitoring.prepare_window(settings, third)
+    shift_most_used_feature(folder)
+    monitoring.run_detectors(settings, folder)
+    outcome = monitoring.assess_and_decide(settings, folder, third)
+    assert not outcome["decision"]["retrain"] and "still in flight" in outcome["decision"]["reason"]
+
+
+def test_the_monitoring_dag_runs_the_detectors_in_the_drift_virtualenv(served, built, tmp_path):
+    settings, _ = served
+    shutil.rmtree(settings.data_root / "monitoring", ignore_errors=True)
+    settings = settings.model_copy(update={"airflow_home": tmp_path / "airflow"})
+    local_airflow.prepare(settings)
+    day = built.days[-1]
+    local_airflow.test_run(settings, "flight_delay_monitoring", {"day": day.isoformat()})
+    folder = monitoring.day_folder(settings, day)
+    drift = json.loads((folder / "drift.json").read_text())
+    assert drift["multivariate"]["rows_per_side"] > 0 and set(drift["categorical"]) == {"carrier", "origin"}
+    outcome = json.loads((folder / "assessment.json").read_text())
+    assert not outcome["decision"]["retrain"] and (folder / "report.html").exists()  # one day is never enough

@@ -1,0 +1,83 @@
+"""The retraining policy on assessments: each kind of evidence, too few flights, consecutive days,
+cooldown and a request in flight."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from pipelines.monitoring.policy import Assessment, RetrainPolicy, assess, decide
+
+POLICY = RetrainPolicy(min_rows=300, max_feature_drift=0.05, max_prediction_drift=0.10, max_log_loss_ratio=1.10,
+                       max_calibration_gap=0.05, consecutive=2, cooldown_days=7)  # fmt: skip
+CONFIG = {"reference_log_loss": 0.45}
+
+
+def report(rows=1000, excess=None, weights=None, prediction_excess=0.0) -> dict:
+    excess = excess or {"temp": 0.0, "dep_hour": 0.0}
+    weights = weights or {"temp": 0.2, "dep_hour": 0.8}
+    return {
+        "rows": {"current": rows, "reference": 2000},
+        "numeric": {n: {"excess": e, "weight": weights[n]} for n, e in excess.items()},
+        "predictions": {"excess": prediction_excess},
+    }
+
+
+def day(n: int) -> dt.date:
+    return dt.date(2013, 4, 1) + dt.timedelta(days=n)
+
+
+def test_natural_drift_of_a_little_used_feature_is_no_breach():
+    a = assess(day(0), report(excess={"temp": 0.2, "dep_hour": 0.0}), CONFIG, None, POLICY)
+    assert a.feature_drift == pytest.approx(0.04) and a.breaches == []
+
+
+def test_each_kind_of_evidence_breaches_alone():
+    moved = assess(day(0), report(excess={"temp": 0.0, "dep_hour": 0.1}), CONFIG, None, POLICY)
+    assert moved.breaches[0].startswith("feature drift 0.080 > 0.05 (most: dep_hour)")
+    shifted = assess(day(0), report(prediction_excess=0.2), CONFIG, None, POLICY)
+    assert shifted.breaches == ["prediction drift 0.200 beyond natural > 0.1"]
+    worse = assess(day(0), report(), CONFIG, {"rows": 900, "log_loss": 0.54, "mean_probability": 0.2,
+                                              "late_rate": 0.21}, POLICY)  # fmt: skip
+    assert worse.breaches == ["log loss 1.20x the reference's > 1.1x"]
+    miscalibrated = assess(day(0), report(), CONFIG, {"rows": 900, "log_loss": 0.45, "mean_probability": 0.2,
+                                                      "late_rate": 0.3}, POLICY)  # fmt: skip
+    assert miscalibrated.breaches == ["calibration gap 0.100 > 0.05"]
+
+
+def test_too_few_flights_say_nothing():
+    a = assess(day(0), report(rows=100, prediction_excess=0.9), CONFIG, None, POLICY)
+    assert a.rows == 0 and a.breaches == []
+    assert not decide(a, [], POLICY, last_request=None, in_flight=False).retrain
+
+
+def breaching(n: int) -> Assessment:
+    return Assessment(day(n).isoformat(), 1000, 0.1, 0.0, None, None, ["feature drift 0.100 > 0.05"])
+
+
+def quiet(n: int) -> Assessment:
+    return Assessment(day(n).isoformat(), 1000, 0.0, 0.0, None, None, [])
+
+
+def test_a_retrain_needs_consecutive_breaching_days():
+    assert not decide(breaching(1), [quiet(0).as_dict()], POLICY, last_request=None, in_flight=False).retrain
+    decision = decide(breaching(2), [quiet(0).as_dict(), breaching(1).as_dict()], POLICY, last_request=None,
+                      in_flight=False)  # fmt: skip
+    assert decision.retrain and decision.window_end == day(2).isoformat()
+    assert decision.reason.startswith("2 consecutive days: feature drift")
+
+
+def test_days_without_enough_flights_do_not_break_a_run():
+    thin = Assessment(day(1).isoformat(), 0, 0.0, 0.0, None, None, [])
+    history = [breaching(0).as_dict(), thin.as_dict()]
+    assert decide(breaching(2), history, POLICY, last_request=None, in_flight=False).retrain
+
+
+def test_cooldown_and_in_flight_hold_a_second_request():
+    history = [breaching(8).as_dict(), breaching(9).as_dict()]
+    held = decide(breaching(10), history, POLICY, last_request=day(5), in_flight=False)
+    assert not held.retrain and "cooldown since the retrain of 2013-04-06" in held.reason
+    assert decide(breaching(12), history, POLICY, last_request=day(5), in_flight=False).retrain  # 7 days on
+    pending = decide(breaching(20), history, POLICY, last_request=day(5), in_flight=True)
+    assert not pending.retrain and "still in flight" in pending.reason
