@@ -122,3 +122,32 @@ def test_every_run_and_task_state_change_is_in_the_audit_ledger(airflow_up, prob
     assert (("dag_run.running", run) in events) and (("dag_run.success", run) in events), events
     task = f"{run}/print_secrets"
     assert events.index(("task.running", task)) < events.index(("task.success", task))
+
+
+def test_the_models_page_needs_a_login_and_shows_the_registry(airflow_up, trained_models):
+    """The Models page (plugins/models_page.py) on the registry of a trained champion and challenger."""
+    import shutil
+
+    store, versions = trained_models
+    shutil.copytree(store, airflow_up.settings.data_root / "artifacts", dirs_exist_ok=True)
+    page = f"{BASE}/platform-models/"
+    assert httpx.get(page, timeout=30).status_code == 401
+    assert httpx.get(f"{BASE}/platform-models/lineage/flight_delay/1", timeout=30).status_code == 401
+    headers = airflow_up.headers("auditor")
+    shown = httpx.get(page, headers=headers, timeout=60)
+    assert shown.status_code == 200, shown.text
+    champion, challenger = versions["champion"], versions["challenger"]
+    assert f'v{champion} <span class="alias">champion</span>' in shown.text
+    assert f'v{challenger} <span class="alias">challenger</span>' in shown.text
+    assert "No deployment plan" in shown.text and "FeatureService flight_delay" in shown.text
+    lineage = httpx.get(f"{BASE}/platform-models/lineage/flight_delay/{champion}", headers=headers, timeout=60)
+    assert lineage.json()["lineage"]["feature_service"]["name"] == "flight_delay_v1"
+    assert httpx.get(f"{BASE}/platform-models/lineage/flight_delay/99", headers=headers, timeout=60).status_code == 404
+    escape = httpx.get(f"{BASE}/platform-models/reports/..%2F..%2Fvault%2Finit.json", headers=headers, timeout=30)
+    assert escape.status_code == 404
+    admin = {"username": local_airflow.ADMIN_USER, "password": local_airflow.admin_password(airflow_up.settings)}
+    token = httpx.post(f"{BASE}/auth/token", json=admin, timeout=30).json()["access_token"]
+    plugins = httpx.get(f"{BASE}/api/v2/plugins", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert plugins.status_code == 200, plugins.text
+    [listed] = [p for p in plugins.json()["plugins"] if p["name"] == "platform_models_page"]
+    assert listed["external_views"][0]["name"] == "Models"  # the nav entry

@@ -1,0 +1,62 @@
+"""Airflow UI plugin: a Models page (nav entry "Models") listing every model's versions, gate
+decisions, aliases, the live deployment plan, lineage and the latest drift reports.
+
+Airflow does not authenticate plugin FastAPI apps: every route here requires a logged-in Airflow
+user (the same JWT the UI holds in its cookie, or a Bearer token), like every other page.
+The page content is built by pipelines.orchestration.models_page, imported on first request.
+"""
+
+from __future__ import annotations
+
+from airflow.api_fastapi.core_api.security import requires_authenticated
+from airflow.plugins_manager import AirflowPlugin
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+
+PREFIX = "/platform-models"
+app = FastAPI(title="Models", dependencies=[Depends(requires_authenticated())])
+
+
+def _settings():
+    from pipelines.settings import get_settings
+
+    return get_settings()
+
+
+@app.get("/", response_class=HTMLResponse)
+def models() -> str:
+    from pipelines.orchestration.models_page import render
+
+    return render(_settings())
+
+
+@app.get("/lineage/{model}/{version}")
+def lineage(model: str, version: int) -> JSONResponse:
+    from pipelines.errors import RegistryError
+    from pipelines.orchestration.models_page import lineage as read
+
+    try:
+        return JSONResponse(read(_settings(), model, version))
+    except RegistryError as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+@app.get("/reports/{path:path}")
+def report(path: str) -> FileResponse:
+    """A gate or drift report, only from the folders the page links to (no path escapes)."""
+    from pipelines.orchestration.models_page import report_roots
+
+    settings = _settings()
+    target = (settings.data_root / path).resolve()
+    if not any(target.is_relative_to(root.resolve()) for root in report_roots(settings)) or not target.is_file():
+        raise HTTPException(404, f"no report at {path}")
+    return FileResponse(target, media_type="text/html" if target.suffix == ".html" else None)
+
+
+class ModelsPagePlugin(AirflowPlugin):
+    name = "platform_models_page"
+    fastapi_apps = [{"app": app, "url_prefix": PREFIX, "name": "Models"}]
+    external_views = [{"name": "Models", "href": f"{PREFIX.lstrip('/')}/", "destination": "nav", "url_route": "models"}]
+
+
+__all__ = ["ModelsPagePlugin"]
