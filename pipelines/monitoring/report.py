@@ -52,6 +52,11 @@ def write_report(folder: Path, outcome: dict, drift: dict, config: dict) -> Path
         if p
         else "<p>No landed arrivals for this day yet.</p>"
     )
+    if outcome.get("variants"):
+        from pipelines.deploy.analysis import render
+
+        table = html.escape(render(outcome["variants"]))
+        performance += f"<h2>Every variant on the landed arrivals</h2><pre>{table}</pre>"
     breaches = "".join(f"<li>{html.escape(b)}</li>" for b in a["breaches"]) or "<li>none</li>"
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Drift {a["day"]}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:60em}}td,th{{padding:2px 8px;text-align:right}}

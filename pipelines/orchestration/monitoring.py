@@ -32,18 +32,21 @@ def _registry(settings: Settings) -> Registry:
     return Registry(artifact_store(settings, ledger), evaluation_vault(settings), ledger)
 
 
-def served_day(settings: Settings, day: dt.date, version: int):
-    """The answers `version` gave live (not shadow, not failed) for flights scheduled on `day`, one per flight."""
+def day_log(settings: Settings, day: dt.date):
+    """Every logged answer (all variants, shadows included) for flights scheduled on `day`."""
     from serving import predictions
 
     log = predictions.read(settings)
+    return log[log["scheduled_departure"].dt.date == day].reset_index(drop=True) if len(log) else log
+
+
+def served_day(settings: Settings, day: dt.date, version: int):
+    """The answers `version` gave live (not shadow, not failed) for flights scheduled on `day`, one per flight."""
+    log = day_log(settings, day)
     if not len(log):
         return log
     mine = log[
-        (log["scheduled_departure"].dt.date == day)
-        & (log["model_version"] == version)
-        & ~log["variant"].str.startswith("shadow:")
-        & (log["error"].fillna("") == "")
+        (log["model_version"] == version) & ~log["variant"].str.startswith("shadow:") & (log["error"].fillna("") == "")
     ]
     return mine.sort_values("logged_at").drop_duplicates("flight_id").reset_index(drop=True)
 
@@ -85,11 +88,8 @@ def run_detectors(settings: Settings, folder: str) -> dict:
     return json.loads((f / "drift.json").read_text())
 
 
-def live_performance(settings: Settings, day: dt.date, current) -> dict | None:
-    """The day's served answers scored on the landed arrivals, overall and per carrier and origin."""
-    from pipelines.features.store import flight_labels
-
-    labels = flight_labels(settings, day, day)
+def live_performance(current, labels) -> dict | None:
+    """The champion's served answers scored on the landed arrivals, overall and per carrier and origin."""
     joined = current.merge(labels, on="flight_id", how="inner")
     if not len(joined):
         return None
@@ -118,8 +118,14 @@ def assess_and_decide(settings: Settings, folder: str, day: dt.date) -> dict:
     report = json.loads((f / "drift.json").read_text())
     import pandas as pd
 
+    from pipelines.deploy.analysis import ab_report
+    from pipelines.features.store import flight_labels
+
     current = pd.read_parquet(f / "current.parquet")
-    performance = live_performance(settings, day, current)
+    labels = flight_labels(settings, day, day)
+    performance = live_performance(current, labels)
+    everyone = day_log(settings, day)
+    variants = ab_report(everyone, labels) if len(everyone) and len(labels) else None  # every variant, shadows too
     policy = RetrainPolicy.from_settings(settings)
     assessment = assess(day, report, config, performance, policy)
     history = _history(settings, day)
@@ -139,6 +145,7 @@ def assess_and_decide(settings: Settings, folder: str, day: dt.date) -> dict:
         "assessment": assessment.as_dict(),
         "decision": decision.__dict__,
         "performance": performance,
+        "variants": variants,
         "requested_at": dt.datetime.now(dt.UTC).isoformat() if decision.retrain else None,
     }
     (f / "assessment.json").write_text(json.dumps(outcome, indent=2, default=str))

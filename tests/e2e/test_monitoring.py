@@ -56,8 +56,10 @@ def test_a_served_day_is_assessed_on_its_labels_and_reported(served, built):
     outcome = monitoring.assess_and_decide(settings, folder, day)
     assert outcome["version"] == version and not outcome["decision"]["retrain"]  # one day is never enough
     assert outcome["performance"]["rows"] > 400 and 0.5 < outcome["performance"]["roc_auc"] <= 1
+    assert outcome["variants"]["variants"]["champion"]["rows"] == outcome["performance"]["rows"]
+    assert set(outcome["performance"]["slices"]) >= {"origin=EWR", "origin=JFK", "origin=LGA"}
     page = Path(outcome["report_html"]).read_text()
-    assert "No retrain" in page and "<svg" in page and day.isoformat() in page
+    assert "No retrain" in page and "<svg" in page and day.isoformat() in page and "Every variant" in page
     assert any(r.action == "monitoring.assessed" for r in audit_ledger(settings).records())
 
 
