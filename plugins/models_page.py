@@ -57,6 +57,3 @@ class ModelsPagePlugin(AirflowPlugin):
     name = "platform_models_page"
     fastapi_apps = [{"app": app, "url_prefix": PREFIX, "name": "Models"}]
     external_views = [{"name": "Models", "href": f"{PREFIX.lstrip('/')}/", "destination": "nav", "url_route": "models"}]
-
-
-__all__ = ["ModelsPagePlugin"]
