@@ -5,6 +5,7 @@ ONNX parity of both families; a time split that never looks ahead."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 from pathlib import Path
 
@@ -64,7 +65,15 @@ def test_a_training_run_registers_an_encrypted_signed_champion_that_traces_to_it
     assert champion is not None and outcome["champion"] == champion["version"]
     manifest, files = registry.load_files(MODEL, champion["version"])
     assert manifest["gate"]["passed"] and manifest["gate"]["reasons"] == []
-    assert set(files) == {"model.onnx", "model.ubj"} if manifest["family"] == "xgboost" else {"model.onnx", "model.pt"}
+    native = "model.ubj" if manifest["family"] == "xgboost" else "model.pt"
+    assert set(files) == {"model.onnx", native, "reference.parquet"}
+    # the drift reference: the judged days' flights, the model's own probabilities, natural drift per feature
+    reference = pd.read_parquet(io.BytesIO(files["reference.parquet"]))
+    monitoring = manifest["monitoring"]
+    assert set(monitoring["features"]) <= set(reference.columns) and {"carrier", "origin"} <= set(reference.columns)
+    assert sorted(reference.day.unique()) == monitoring["reference_days"] == [d.isoformat() for d in built.days[-2:]]
+    assert reference.probability.between(0, 1).all() and sum(monitoring["weights"].values()) == pytest.approx(1)
+    assert set(monitoring["natural_drift"]) == {*monitoring["features"], "probability"}
     # at rest, nothing of the model is readable
     stored = b"".join(registry.store.get(k) for k in registry.store.keys("sealed"))
     assert files["model.onnx"][:200] not in stored
