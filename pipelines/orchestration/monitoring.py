@@ -161,15 +161,13 @@ def assess_and_decide(settings: Settings, folder: str, day: dt.date) -> dict:
 
 
 def _registered_since(settings: Settings, requested_at: str) -> bool:
+    """Whether a model version was registered after the retrain request (versions only grow)."""
     registry = _registry(settings)
-    since = dt.datetime.fromisoformat(requested_at)
-    for version in reversed(registry.versions(MODEL_NAME)):
-        registered = dt.datetime.fromisoformat(registry.manifest(MODEL_NAME, version)["registered_at"])
-        if registered >= since:
-            return True
-        if registered < since:
-            break
-    return False
+    versions = registry.versions(MODEL_NAME)
+    if not versions:
+        return False
+    newest = registry.manifest(MODEL_NAME, versions[-1])["registered_at"]
+    return dt.datetime.fromisoformat(newest) >= dt.datetime.fromisoformat(requested_at)
 
 
 def render(outcome: dict) -> str:
