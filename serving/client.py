@@ -54,10 +54,10 @@ class ServiceClient:
         return self._call("/predict", {"flights": flights})
 
 
-def register_service(vault: Vault, settings: Settings, base_port: int, key: str) -> None:
+def register_service(vault: Vault, settings: Settings, port: int, key: str) -> None:
     """Record the local model service and the deployer's key as the model_service connection (operator)."""
     put_connection(
         vault,
         settings.model_service_conn_id,
-        {"conn_type": "http", "schema": "http", "host": "127.0.0.1", "port": base_port, "password": key},
+        {"conn_type": "http", "schema": "http", "host": "127.0.0.1", "port": port, "password": key},
     )

@@ -68,16 +68,16 @@ def release(settings: Settings, alias: str, version: int) -> dict:
     champion-only plan is back in place, so the run shows red and consumers never noticed."""
     from serving.replay import day_requests
 
-    release = canary(settings)
+    controller = canary(settings)
     flights = day_requests(settings, newest_landed_day(settings))[:SMOKE_FLIGHTS]
     if alias == "champion":  # the first model: nothing to compare against
-        release.serve_champion_only(version, "first champion")
-        answer = release.service.predict(flights)
+        controller.serve_champion_only(version, "first champion")
+        answer = controller.service.predict(flights)
         if {p["model_version"] for p in answer["predictions"]} != {version}:
             raise DeployFailed(f"the service answered with {answer['predictions'][:1]}, not v{version}")
         return {"model": MODEL_NAME, "champion": version, "promoted": True, "steps": []}
-    release.smoke(version, flights)
-    outcome = release.walk(version)
+    controller.smoke(version, flights)
+    outcome = controller.walk(version)
     print(outcome.render())
     folder = settings.data_root / "deployments"
     folder.mkdir(parents=True, exist_ok=True)

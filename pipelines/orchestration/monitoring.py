@@ -111,16 +111,15 @@ def _history(settings: Settings, day: dt.date) -> list[dict]:
 
 def assess_and_decide(settings: Settings, folder: str, day: dt.date) -> dict:
     """Assess the day against the policy and decide; write assessment.json and the HTML report; audit."""
+    import pandas as pd
+
+    from pipelines.deploy.analysis import ab_report
+    from pipelines.features.store import flight_labels
     from pipelines.monitoring.report import write_report
 
     f = Path(folder)
     config = json.loads((f / "config.json").read_text())
     report = json.loads((f / "drift.json").read_text())
-    import pandas as pd
-
-    from pipelines.deploy.analysis import ab_report
-    from pipelines.features.store import flight_labels
-
     current = pd.read_parquet(f / "current.parquet")
     labels = flight_labels(settings, day, day)
     performance = live_performance(current, labels)

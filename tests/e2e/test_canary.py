@@ -256,3 +256,23 @@ def test_the_ab_report_scores_variants_on_the_landed_arrivals(service, release, 
     [shadow] = [c for c in report["comparisons"] if c["variant"] == "shadow:candidate"]
     assert shadow["paired"] and shadow["flights"] == len(labels) and shadow["verdict"] == "better"
     assert shadow["ci_low"] < shadow["mean_difference"] < shadow["ci_high"] < 0
+
+
+def test_a_first_champion_is_released_at_once_and_checked_on_real_flights(service, release, openbao):
+    """The deploy DAG's release for a version that became champion directly (no canary to walk)."""
+    from urllib.parse import urlparse
+
+    from pipelines.orchestration import deploy
+    from serving.client import register_service
+
+    settings, champion, base, key = service
+    register_service(openbao.root, settings, urlparse(base).port, key)
+    _, raw = read_plan(release.registry, MODEL_NAME)
+    split = DeploymentPlan([Variant("champion", champion, 90), Variant("challenger", champion + 1, 10)], reason="t")
+    write_plan(release.registry, MODEL_NAME, split, expected=raw)
+    release.service.reload()
+    outcome = deploy.release(settings, "champion", champion)
+    assert outcome == {"model": MODEL_NAME, "champion": champion, "promoted": True, "steps": []}
+    plan, _ = read_plan(release.registry, MODEL_NAME)
+    assert [(v.name, v.version, v.weight) for v in plan.variants] == [("champion", champion, 100.0)]
+    assert plan.history[-1]["reason"] == "first champion"
