@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import time
 from pathlib import Path
 
 
@@ -28,35 +27,15 @@ def main() -> None:
     parser.add_argument("--holdout-days", type=int, default=14)
     args = parser.parse_args()
 
-    from pipelines.features.store import apply_definitions, export_marts
-    from pipelines.features.transform import build_features
-    from pipelines.ingest import land_day, land_reference
-    from pipelines.ingest.warehouse import load_day, load_reference
     from pipelines.orchestration import training
+    from pipelines.orchestration.bulk import build_days
     from pipelines.security.vault import platform_vault
     from pipelines.settings import load_settings
-    from pipelines.validation import validate_partition
 
     base = load_settings(data_root=args.data_root, train_days=args.train_days,
                          validation_days=args.validation_days, holdout_days=args.holdout_days)  # fmt: skip
     with platform_vault(base) as settings:
-        started = time.monotonic()
-        land_reference(settings)
-        for table in ("planes", "airports", "airlines"):
-            validate_partition(settings, table, None)
-        load_reference(settings)
-        day = args.first
-        while day <= args.last:
-            if not (settings.raw_dir / "flights" / f"date={day}" / "part.manifest.json").exists():
-                land_day(settings, day)
-                for table in ("flights", "weather"):
-                    validate_partition(settings, table, day)
-                load_day(settings, day)
-            day += dt.timedelta(days=1)
-        build_features(settings, None)
-        export_marts(settings)
-        apply_definitions(settings)
-        built = time.monotonic() - started
+        built = build_days(settings, args.first, args.last)
         window = training.resolve_window(settings, args.last)
         folder = training.prepare_dataset(settings, window, f"quality-{args.last}")
         for family in ("xgboost", "mlp"):

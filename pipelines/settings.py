@@ -100,10 +100,11 @@ class Settings(BaseSettings):
     retrain_min_rows: int = Field(300, ge=1, description="Scored flights a day needs to count.")
     retrain_max_feature_drift: float = Field(0.05, gt=0, description="Importance-weighted KS beyond natural drift.")
     retrain_max_prediction_drift: float = Field(0.10, gt=0, description="Prediction KS beyond natural drift.")
-    retrain_max_log_loss_ratio: float = Field(1.10, gt=1, description="Live log loss / reference log loss.")
-    retrain_max_calibration_gap: float = Field(0.05, gt=0, description="|mean prediction - late rate|.")
-    retrain_consecutive_days: int = Field(2, ge=1, description="Breaching days in a row before a retrain.")
+    retrain_max_log_loss_ratio: float = Field(1.20, gt=1, description="Pooled live log loss / reference log loss.")
+    retrain_max_calibration_gap: float = Field(0.08, gt=0, description="Pooled |mean prediction - late rate|.")
+    retrain_consecutive_days: int = Field(3, ge=1, description="Breaching days in a row before a retrain.")
     retrain_cooldown_days: int = Field(7, ge=0, description="Days after a retrain request before another.")
+    retrain_performance_days: int = Field(7, ge=1, description="Assessed days pooled for log loss and calibration.")
     model_service_conn_id: str = Field(
         "model_service", description="Airflow connection (in Vault) of the model service: URL and deployer key."
     )

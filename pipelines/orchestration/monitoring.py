@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -75,17 +76,58 @@ def prepare_window(settings: Settings, day: dt.date) -> str:
     return str(folder)
 
 
+class DriftDetectors:
+    """alibi-detect in the drift virtualenv, one subprocess for many windows (`detect --serve`):
+    its import alone costs about 10 s. The DAG runs one window with @task.external_python instead."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def __enter__(self) -> DriftDetectors:
+        if not Path(self.settings.drift_python).exists():
+            raise PlatformError(
+                f"the drift virtualenv's Python {self.settings.drift_python} does not exist; "
+                "create it with `make setup` or set PLATFORM_DRIFT_PYTHON"
+            )
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self._process = subprocess.Popen(  # nosec B603 # fixed argument list
+            [str(self.settings.drift_python), "-m", "pipelines.monitoring.detect", "--serve"],
+            cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+        )  # fmt: skip
+        return self
+
+    def run(self, folder: str, *, multivariate: bool = True) -> dict:
+        """Detect on the folder's reference.parquet, current.parquet and config.json; the report (also drift.json)."""
+        try:
+            self._process.stdin.write(json.dumps({"folder": str(folder), "multivariate": multivariate}) + "\n")
+            self._process.stdin.flush()
+            line = self._process.stdout.readline()
+        except BrokenPipeError:
+            line = ""
+        if not line:
+            self._stderr.seek(0)
+            raise PlatformError(
+                f"the drift detectors ({self.settings.drift_python}) stopped: {self._stderr.read()[-2000:]}; "
+                "rebuild the drift virtualenv with `make setup`"
+            )
+        answer = json.loads(line)
+        if "error" in answer:
+            raise PlatformError(f"drift detection failed on {folder}: {answer['error']}")
+        return json.loads((Path(folder) / "drift.json").read_text())
+
+    def __exit__(self, *exc) -> None:
+        self._process.stdin.close()
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+        self._stderr.close()
+
+
 def run_detectors(settings: Settings, folder: str) -> dict:
-    """The detectors in the drift virtualenv as a subprocess (the DAG uses @task.external_python instead)."""
-    f = Path(folder)
-    done = subprocess.run(  # nosec B603 # fixed argument list
-        [str(settings.drift_python), "-m", "pipelines.monitoring.detect", str(f / "reference.parquet"),
-         str(f / "current.parquet"), str(f / "config.json"), str(f / "drift.json")],
-        cwd=REPO_ROOT, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise PlatformError(f"drift detection failed ({done.returncode}): {done.stderr[-2000:]}")
-    return json.loads((f / "drift.json").read_text())
+    """The detectors on one window, in their own process."""
+    with DriftDetectors(settings) as detectors:
+        return detectors.run(folder)
 
 
 def live_performance(current, labels) -> dict | None:
@@ -126,8 +168,8 @@ def assess_and_decide(settings: Settings, folder: str, day: dt.date) -> dict:
     everyone = day_log(settings, day)
     variants = ab_report(everyone, labels) if len(everyone) and len(labels) else None  # every variant, shadows too
     policy = RetrainPolicy.from_settings(settings)
-    assessment = assess(day, report, config, performance, policy)
     history = _history(settings, day)
+    assessment = assess(day, report, config, performance, policy, [h["assessment"] for h in history], config["version"])
     requests = [h for h in history if h["decision"]["retrain"]]
     last = requests[-1] if requests else None
     in_flight = last is not None and not _registered_since(settings, last["requested_at"])

@@ -25,7 +25,7 @@ from pipelines.security.store import artifact_store
 from pipelines.security.vault import Vault, evaluation_vault
 from pipelines.settings import Settings
 from pipelines.training.dataset import LABEL, TrainingData, TrainingWindow, build_dataset
-from pipelines.training.trainers import FAMILIES, TRAINERS, resolve_device
+from pipelines.training.trainers import FAMILIES, TRAINERS, TrainedModel, resolve_device
 
 MODEL_NAME = "flight_delay"
 NATIVE_FILE = {"xgboost": "model.ubj", "mlp": "model.pt"}
@@ -65,7 +65,8 @@ def prepare_dataset(settings: Settings, window: TrainingWindow, run_key: str) ->
     return str(folder)
 
 
-def _evaluate(family: str, predict, data: TrainingData) -> tuple[dict, dict]:
+def evaluate_predictions(family: str, predict, data: TrainingData) -> tuple[dict, dict]:
+    """Holdout scores, the naive baseline, slices and behavioural checks of `predict`: what the gate reads."""
     frame = data.frame.reset_index(drop=True)
     holdout = frame[frame["split"] == "holdout"].reset_index(drop=True)
     p = predict(holdout[data.features].to_numpy(dtype=np.float32))
@@ -82,6 +83,20 @@ def _evaluate(family: str, predict, data: TrainingData) -> tuple[dict, dict]:
     return evaluation, {"roc": roc_points(y, p), "baseline_roc": roc_points(y, baseline)}
 
 
+def evaluate_trained(trained: TrainedModel, data: TrainingData) -> tuple[dict, dict, OnnxScorer]:
+    """A trained model judged as serving will run it, through ONNX Runtime, plus ONNX parity and latency."""
+    scorer = OnnxScorer(trained.onnx, trained.onnx_output)
+    x_ref = data.split("holdout")[data.features].to_numpy(dtype=np.float32)[:PARITY_ROWS]
+    evaluation, plots = evaluate_predictions(trained.family, scorer.predict, data)
+    evaluation["onnx"] = {
+        "parity": parity(scorer, trained.predict_native(x_ref), x_ref),
+        "latency_ms": latency_ms(scorer, x_ref[0]),
+        "reference_rows": len(x_ref),
+    }
+    evaluation["threshold"] = trained.threshold
+    return evaluation, plots, scorer
+
+
 def train_candidate(settings: Settings, folder: str, family: str) -> dict:
     """Train one family, export to ONNX, evaluate on the holdout, seal both files; write candidate.json."""
     if family not in TRAINERS:
@@ -90,15 +105,7 @@ def train_candidate(settings: Settings, folder: str, family: str) -> dict:
     device = resolve_device(settings.device)
     started = time.monotonic()
     trained = TRAINERS[family](data, seed=settings.seed, device=device)
-    scorer = OnnxScorer(trained.onnx, trained.onnx_output)
-    x_ref = data.split("holdout")[data.features].to_numpy(dtype=np.float32)[:PARITY_ROWS]
-    evaluation, plots = _evaluate(family, scorer.predict, data)  # judged as serving will run it: ONNX Runtime
-    evaluation["onnx"] = {
-        "parity": parity(scorer, trained.predict_native(x_ref), x_ref),
-        "latency_ms": latency_ms(scorer, x_ref[0]),
-        "reference_rows": len(x_ref),
-    }
-    evaluation["threshold"] = trained.threshold
+    evaluation, plots, scorer = evaluate_trained(trained, data)
     out = Path(folder) / family
     _, html_path = write_report(out, evaluation, plots)
     reference, monitoring = build_reference(data, scorer.predict, settings.seed)  # drift monitoring's baseline
@@ -151,7 +158,7 @@ def _champion_evaluation(registry: Registry, data: TrainingData) -> tuple[int, d
             "compare them on a FeatureService both understand"
         )
     scorer = OnnxScorer(files["model.onnx"], manifest["onnx_io"]["output"])
-    evaluation, _ = _evaluate(manifest["family"], scorer.predict, data)
+    evaluation, _ = evaluate_predictions(manifest["family"], scorer.predict, data)
     return version, evaluation
 
 

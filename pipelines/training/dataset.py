@@ -139,7 +139,8 @@ def build_dataset(settings: Settings, window: TrainingWindow, min_rows_per_split
             f"no labelled flights between {window.train_start} and {window.holdout_end}; ingest them first"
         )
     frame = build_training_set(settings, entities.drop(columns=[LABEL, "label_available_at"]))
-    frame = frame.merge(entities[["flight_id", LABEL]], on="flight_id", how="left", validate="one_to_one")
+    labels = entities[["flight_id", LABEL, "label_available_at"]]
+    frame = frame.merge(labels, on="flight_id", how="left", validate="one_to_one")
     frame["split"] = [window.split_of(d.date()) for d in frame["scheduled_departure_local"]]
     features = feature_columns(settings)
     for name in SPLITS:
@@ -150,5 +151,6 @@ def build_dataset(settings: Settings, window: TrainingWindow, min_rows_per_split
                 f"{sorted(part[LABEL].unique().tolist())}; it needs {min_rows_per_split} with both classes. "
                 "Ingest more days or shorten the window (PLATFORM_TRAIN_DAYS, _VALIDATION_DAYS, _HOLDOUT_DAYS)."
             )
-    keep = ["flight_id", "carrier", "origin", "route", "tailnum_hash", "scheduled_departure_local", "split", LABEL]
+    keep = ["flight_id", "carrier", "origin", "route", "tailnum_hash", "scheduled_departure_local", "split", LABEL,
+            "label_available_at"]  # fmt: skip
     return TrainingData(frame[keep + [f for f in features if f not in keep]].reset_index(drop=True), features, window)
