@@ -6,6 +6,7 @@ DRIFT_VENV := .venv-drift
 BIN := $(VENV)/bin
 UV := $(BIN)/uv
 UV_VERSION := 0.13.9
+CHROMIUM ?= /usr/bin/chromium
 # torch is pinned to its CPU build (2.13.0+cpu). This machine kind keeps that wheel in
 # /opt/wheels; elsewhere set UV_FIND_LINKS to a folder (or index) that has it.
 UV_FIND_LINKS ?= /opt/wheels
@@ -16,7 +17,7 @@ START ?= 2013-01-01
 export DBT_SEND_ANONYMOUS_USAGE_STATS=false FEAST_USAGE=False BENTOML_DO_NOT_TRACK=True
 export GX_ANALYTICS_ENABLED=false SCARF_ANALYTICS=false DO_NOT_TRACK=1
 
-.PHONY: setup run up test bench lint security audit-deps secrets-baseline lock clean
+.PHONY: setup run up test bench browser lint security audit-deps secrets-baseline lock clean
 
 setup: $(VENV)/.installed $(DRIFT_VENV)/.installed ## both virtualenvs, from the lock files
 
@@ -39,11 +40,17 @@ run: setup ## land, validate, transform and materialize $(DAYS) days through Air
 up: setup ## Airflow UI on http://127.0.0.1:8080 with scheduler, DAG processor, triggerer
 	$(BIN)/platform up
 
-test: lint security ## lint, security scans, then the whole suite (CI=true: a skip for a missing service fails)
+test: lint security browser ## lint, security scans, then the whole suite (CI=true: a skip for a missing service fails)
 	$(BIN)/python -m pytest
 
 bench: setup ## benchmarks beside their baselines; writes bench/results/*.json and *.md
 	$(BIN)/python -m bench.serving --out bench/results/serving.json
+	$(BIN)/python -m bench.retrain_policy --out bench/results/retrain_policy.json
+
+browser: ## Debian's Chromium, for the Models page browser test (apt-get, as root; nothing if it is there)
+	@test -x $(CHROMIUM) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } || \
+	  echo "Chromium is not installed: install Debian's chromium package (the browser test skips, and fails under CI=true)"
 
 lint: setup
 	$(BIN)/ruff check pipelines dags tests feature_repo plugins bench serving

@@ -131,9 +131,9 @@ class ReplayResult:
 
 def replay(
     frame: pd.DataFrame,
-    features: list[str],
+    champion: Champion,
     *,
-    champion_end: dt.date,
+    first_day: dt.date,
     last_day: dt.date,
     lengths: WindowLengths,
     policy: RetrainPolicy,
@@ -142,16 +142,15 @@ def replay(
     folder: Path,
     seed: int = 0,
 ) -> ReplayResult:
-    """Serve the champion trained on the window ending `champion_end` over the following days up to
-    `last_day`, retraining as the policy decides."""
-    champion, _ = fit(window_data(frame, features, lengths.ending(champion_end)), 1, seed)
+    """Serve `champion` from `first_day` to `last_day`, retraining as the policy decides."""
+    features = champion.config["features"]
     stale = champion
     monitor = _Monitor(detectors, folder, policy)
     result = ReplayResult()
     history: list[dict] = []
     last_request: dt.date | None = None
     day_of = days_of(frame)
-    day = champion_end + dt.timedelta(days=1)
+    day = first_day
     while day <= last_day:
         current = frame[day_of == day].reset_index(drop=True)
         if len(current):
@@ -175,8 +174,6 @@ def replay(
                 result.retrains.append({
                     "day": day.isoformat(), "reason": decision.reason, "promoted": report.passed,
                     "version": candidate.version, "gate_reasons": report.reasons,
-                    "holdout_log_loss": evaluation["holdout"]["log_loss"],
-                    "champion_holdout_log_loss": theirs["holdout"]["log_loss"],
                 })  # fmt: skip
                 if report.passed:
                     champion = candidate
@@ -227,3 +224,113 @@ def null_control(
         outcomes.append({"pair": pair, "current_days": len(current_days), "breach_days": breaches,
                          "requests": requests})  # fmt: skip
     return outcomes
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """The measurement of issue 6 on the 2013 flights: a champion of January to March; April to
+    August replayed; a step change (the same champion suddenly serving July); null pairs."""
+
+    first: dt.date = dt.date(2013, 1, 1)
+    champion_end: dt.date = dt.date(2013, 3, 31)
+    last: dt.date = dt.date(2013, 8, 31)
+    step_start: dt.date = dt.date(2013, 7, 1)
+    step_days: int = 14
+    lengths: WindowLengths = WindowLengths(62, 14, 14)
+    pairs: int = 20
+    payoff_days: int = 28
+
+
+def evaluate_policy(settings, policy: RetrainPolicy, scenario: Scenario, folder: Path) -> dict:
+    """Build the scenario's days (if not built yet), then replay, step and null control."""
+    import time
+
+    from pipelines.orchestration.bulk import build_days
+    from pipelines.orchestration.monitoring import DriftDetectors
+    from pipelines.training.dataset import build_dataset
+
+    started = time.monotonic()
+    build_days(settings, scenario.first, scenario.last, validate=False)
+    week_after = scenario.champion_end + dt.timedelta(days=7)  # the splits are set per fit (window_data)
+    data = build_dataset(settings, TrainingWindow(scenario.first, scenario.champion_end, week_after, scenario.last))
+    built = time.monotonic() - started
+    champion, _ = fit(window_data(data.frame, data.features, scenario.lengths.ending(scenario.champion_end)), 1, 0)
+    common = dict(lengths=scenario.lengths, policy=policy, gate_policy=GatePolicy.from_settings(settings))
+    with DriftDetectors(settings) as detectors:
+        replayed = replay(data.frame, champion, first_day=scenario.champion_end + dt.timedelta(days=1),
+                          last_day=scenario.last, detectors=detectors, folder=folder / "replay", **common)  # fmt: skip
+        step_end = scenario.step_start + dt.timedelta(days=scenario.step_days - 1)
+        step = replay(data.frame, champion, first_day=scenario.step_start, last_day=step_end,
+                      detectors=detectors, folder=folder / "step", **common)  # fmt: skip
+        nulls = null_control(champion, data.frame, pairs=scenario.pairs, policy=policy, detectors=detectors,
+                             folder=folder / "null")  # fmt: skip
+    requests = replayed.retrains
+    gaps = [(dt.date.fromisoformat(b["day"]) - dt.date.fromisoformat(a["day"])).days
+            for a, b in zip(requests, requests[1:], strict=False)]  # fmt: skip
+    served = sum(d["served_loss_sum"] for d in replayed.days) / sum(d["rows"] for d in replayed.days)
+    stale = sum(d["stale_loss_sum"] for d in replayed.days) / sum(d["rows"] for d in replayed.days)
+    step_request = next((d["day"] for d in step.days if d["retrain"]), None)
+    delay = (dt.date.fromisoformat(step_request) - scenario.step_start).days + 1 if step_request else None
+    false_alarms = [n for n in nulls if n["requests"]]
+    null_days = sum(n["current_days"] for n in nulls)
+    return {
+        "policy": policy.__dict__,
+        "scenario": {k: str(v) for k, v in scenario.__dict__.items()},
+        "build_seconds": round(built, 1),
+        "seconds": round(time.monotonic() - started, 1),
+        "replay": {
+            "days": len(replayed.days),
+            "requests": requests,
+            "first_request": requests[0]["day"] if requests else None,
+            "first_promoted": next((r["day"] for r in requests if r["promoted"]), None),
+            "min_gap_days": min(gaps) if gaps else None,
+            "payoffs": [p for r in requests if (p := replayed.payoff(r, scenario.payoff_days))],
+            "served_log_loss": served,
+            "stale_log_loss": stale,
+            "breach_days": sum(bool(d["breaches"]) for d in replayed.days),
+        },
+        "step": {
+            "start": scenario.step_start.isoformat(),
+            "request": step_request,
+            "delay_days": delay,  # days of shifted traffic seen when the request is made
+            "promoted": bool(step.retrains and step.retrains[0]["promoted"]),
+        },
+        "null": {
+            "pairs": len(nulls),
+            "false_alarm_pairs": len(false_alarms),
+            "false_alarm_rate": len(false_alarms) / len(nulls) if nulls else None,
+            "requests": sum(len(n["requests"]) for n in nulls),
+            "days": null_days,
+            "breach_day_rate": sum(len(n["breach_days"]) for n in nulls) / null_days if null_days else None,
+        },
+    }
+
+
+def render(name: str, outcome: dict) -> str:
+    r, s, n = outcome["replay"], outcome["step"], outcome["null"]
+    lines = [f"### {name}: {json.dumps(outcome['policy'])}", ""]
+    lines.append(
+        f"- Replay {outcome['scenario']['champion_end']} +1 .. {outcome['scenario']['last']} ({r['days']} days): "
+        f"{len(r['requests'])} retrain requests, first {r['first_request']}, first promoted {r['first_promoted']}, "
+        f"shortest gap {r['min_gap_days']} days; breaching days {r['breach_days']}"
+    )
+    for q in r["requests"]:
+        verdict = "promoted" if q["promoted"] else "rejected by the gate: " + "; ".join(q["gate_reasons"])
+        lines.append(f"  - {q['day']}: {q['reason']} -> v{q['version']} {verdict}")
+    for p in r["payoffs"]:
+        lines.append(
+            f"  - after {p['day']}, {p['days']} days ({p['rows']} flights): log loss served {p['served']:.4f} "
+            f"vs stale {p['stale']:.4f} ({p['stale'] - p['served']:+.4f} per flight)"
+        )
+    lines.append(
+        f"- Whole replay: log loss served {r['served_log_loss']:.4f} vs never retrained {r['stale_log_loss']:.4f}"
+    )
+    lines.append(
+        f"- Step to July traffic from {s['start']}: retrain requested {s['request']} "
+        f"(detection delay {s['delay_days']} days), candidate {'promoted' if s['promoted'] else 'not promoted'}"
+    )
+    lines.append(
+        f"- Null control: {n['false_alarm_pairs']} of {n['pairs']} pairs requested a retrain "
+        f"(false-alarm rate {n['false_alarm_rate']:.2f}); breaching days {n['breach_day_rate']:.2f} of {n['days']}"
+    )
+    return "\n".join(lines)

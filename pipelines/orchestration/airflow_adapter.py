@@ -61,6 +61,7 @@ def _platform_roles() -> dict[str, set[tuple[str, str]]]:
     read_only = set(Fab.VIEWER_PERMISSIONS) | {
         (p.ACTION_CAN_READ, p.RESOURCE_AUDIT_LOG),
         (p.ACTION_CAN_ACCESS_MENU, p.RESOURCE_AUDIT_LOG),
+        (p.ACTION_CAN_READ, p.RESOURCE_PLUGIN),  # the UI lists plugin views (the Models page) from /api/v2/plugins
     }
     run_control = {
         (p.ACTION_CAN_EDIT, p.RESOURCE_DAG),  # pause and unpause

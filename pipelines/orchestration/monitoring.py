@@ -124,12 +124,6 @@ class DriftDetectors:
         self._stderr.close()
 
 
-def run_detectors(settings: Settings, folder: str) -> dict:
-    """The detectors on one window, in their own process."""
-    with DriftDetectors(settings) as detectors:
-        return detectors.run(folder)
-
-
 def live_performance(current, labels) -> dict | None:
     """The champion's served answers scored on the landed arrivals, overall and per carrier and origin."""
     joined = current.merge(labels, on="flight_id", how="inner")

@@ -145,9 +145,47 @@ def test_the_models_page_needs_a_login_and_shows_the_registry(airflow_up, traine
     assert httpx.get(f"{BASE}/platform-models/lineage/flight_delay/99", headers=headers, timeout=60).status_code == 404
     escape = httpx.get(f"{BASE}/platform-models/reports/..%2F..%2Fvault%2Finit.json", headers=headers, timeout=30)
     assert escape.status_code == 404
-    admin = {"username": local_airflow.ADMIN_USER, "password": local_airflow.admin_password(airflow_up.settings)}
-    token = httpx.post(f"{BASE}/auth/token", json=admin, timeout=30).json()["access_token"]
-    plugins = httpx.get(f"{BASE}/api/v2/plugins", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    plugins = httpx.get(f"{BASE}/api/v2/plugins", headers=headers, timeout=30)  # the UI's nav reads it
     assert plugins.status_code == 200, plugins.text
     [listed] = [p for p in plugins.json()["plugins"] if p["name"] == "platform_models_page"]
     assert listed["external_views"][0]["name"] == "Models"  # the nav entry
+
+
+def test_the_models_page_renders_in_a_real_browser(airflow_up, trained_models):
+    """Headless Chromium logs in through Airflow's login form, opens Models from the navigation and
+    gets the page inside the Airflow UI; the screenshot is kept (var/screenshots/models_page.png)."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from tests.conftest import require_service
+
+    chromium = Path(os.environ.get("PLATFORM_CHROMIUM", "/usr/bin/chromium"))
+    require_service(chromium.exists(), f"no Chromium at {chromium} (make browser installs Debian's)")
+    from playwright.sync_api import sync_playwright
+
+    store, versions = trained_models
+    shutil.copytree(store, airflow_up.settings.data_root / "artifacts", dirs_exist_ok=True)
+    shots = REPO_ROOT / "var" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(f"{BASE}/platform-models/")
+            assert "champion" not in page.content()  # no login, no registry
+            page.goto(f"{BASE}/")
+            page.fill("input[name=username]", "auditor")
+            page.fill("input[name=password]", airflow_up.passwords["auditor"])
+            page.keyboard.press("Enter")
+            nav = page.get_by_role("button", name="Models").or_(page.get_by_role("link", name="Models"))
+            nav.first.click(timeout=60_000)  # the plugin's entry in Airflow's navigation
+            page.wait_for_url("**/plugin/models/**")
+            frame = page.frame_locator("iframe").first
+            frame.get_by_text("champion").first.wait_for(timeout=60_000)
+            page.screenshot(path=str(shots / "models_page.png"), full_page=True)
+            text = frame.locator("body").inner_text()
+            assert f"v{versions['champion']}" in text and f"v{versions['challenger']}" in text
+            assert "FeatureService flight_delay" in text
+        finally:
+            browser.close()

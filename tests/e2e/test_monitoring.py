@@ -35,6 +35,13 @@ def served(champion, openbao, built, tmp_path_factory):
     return settings, version
 
 
+@pytest.fixture(scope="module")
+def detectors(served):
+    """One drift-virtualenv process for the module's windows."""
+    with monitoring.DriftDetectors(served[0]) as running:
+        yield running
+
+
 def shift_most_used_feature(folder: str) -> str:
     """Move the feature the model relies on most by three of its reference standard deviations."""
     config = json.loads((Path(folder) / "config.json").read_text())
@@ -46,11 +53,11 @@ def shift_most_used_feature(folder: str) -> str:
     return feature
 
 
-def test_a_served_day_is_assessed_on_its_labels_and_reported(served, built):
+def test_a_served_day_is_assessed_on_its_labels_and_reported(served, built, detectors):
     settings, version = served
     day = built.days[-1]
     folder = monitoring.prepare_window(settings, day)
-    report = monitoring.run_detectors(settings, folder)
+    report = detectors.run(folder)
     current = pd.read_parquet(Path(folder) / "current.parquet")
     assert report["rows"]["current"] == len(current) == current.flight_id.nunique() > 500
     outcome = monitoring.assess_and_decide(settings, folder, day)
@@ -63,7 +70,7 @@ def test_a_served_day_is_assessed_on_its_labels_and_reported(served, built):
     assert any(r.action == "monitoring.assessed" for r in audit_ledger(settings).records())
 
 
-def test_null_control_a_random_half_of_the_reference_raises_no_alarm(served, built):
+def test_null_control_a_random_half_of_the_reference_raises_no_alarm(served, built, detectors):
     """Reference and current drawn from the same period: nothing beyond natural drift, no breach."""
     settings, _ = served
     day = built.days[-2]
@@ -72,21 +79,21 @@ def test_null_control_a_random_half_of_the_reference_raises_no_alarm(served, bui
     half = reference.sample(frac=0.5, random_state=3)
     reference.drop(half.index).to_parquet(folder / "reference.parquet", index=False)
     half.assign(flight_id=[f"null-{i}" for i in range(len(half))]).to_parquet(folder / "current.parquet", index=False)
-    report = monitoring.run_detectors(settings, str(folder))
+    report = detectors.run(str(folder))
     assert not any(f["significant"] for f in report["numeric"].values())
     outcome = monitoring.assess_and_decide(settings, str(folder), day)
     assert outcome["assessment"]["breaches"] == [], outcome["assessment"]
     shutil.rmtree(folder)
 
 
-def test_a_persisting_shift_requests_one_retrain_then_waits_for_it(served, built):
+def test_a_persisting_shift_requests_one_retrain_then_waits_for_it(served, built, detectors):
     settings, _ = served
     first, second = built.days[-3], built.days[-2]
     decisions = []
     for day in (first, second):
         folder = monitoring.prepare_window(settings, day)
         feature = shift_most_used_feature(folder)
-        report = monitoring.run_detectors(settings, folder)
+        report = detectors.run(folder)
         assert report["numeric"][feature]["significant"] and report["numeric"][feature]["excess"] > 0.3
         decisions.append(monitoring.assess_and_decide(settings, folder, day))
     assert any(b.startswith("feature drift") and feature in b for b in decisions[0]["assessment"]["breaches"])
@@ -98,7 +105,7 @@ def test_a_persisting_shift_requests_one_retrain_then_waits_for_it(served, built
     third = built.days[-1]  # still breaching, but the request is in flight: no second one
     folder = monitoring.prepare_window(settings, third)
     shift_most_used_feature(folder)
-    monitoring.run_detectors(settings, folder)
+    detectors.run(folder)
     outcome = monitoring.assess_and_decide(settings, folder, third)
     assert not outcome["decision"]["retrain"] and "still in flight" in outcome["decision"]["reason"]
 

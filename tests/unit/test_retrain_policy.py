@@ -1,5 +1,5 @@
-"""The retraining policy on assessments: each kind of evidence, too few flights, consecutive days,
-cooldown and a request in flight."""
+"""The retraining policy on assessments: each kind of evidence, performance pooled over a model's
+last days, too few flights, consecutive days, cooldown and a request in flight."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 from pipelines.monitoring.policy import Assessment, RetrainPolicy, assess, decide
 
-POLICY = RetrainPolicy(min_rows=300, max_feature_drift=0.05, max_prediction_drift=0.10, max_log_loss_ratio=1.10,
-                       max_calibration_gap=0.05, consecutive=2, cooldown_days=7)  # fmt: skip
+POLICY = RetrainPolicy(min_rows=300, max_feature_drift=0.05, max_prediction_drift=0.10, max_log_loss_ratio=1.20,
+                       max_calibration_gap=0.08, consecutive=2, cooldown_days=7, performance_days=7)  # fmt: skip
 CONFIG = {"reference_log_loss": 0.45}
 
 
@@ -38,12 +38,35 @@ def test_each_kind_of_evidence_breaches_alone():
     assert moved.breaches[0].startswith("feature drift 0.080 > 0.05 (most: dep_hour)")
     shifted = assess(day(0), report(prediction_excess=0.2), CONFIG, None, POLICY)
     assert shifted.breaches == ["prediction drift 0.200 beyond natural > 0.1"]
-    worse = assess(day(0), report(), CONFIG, {"rows": 900, "log_loss": 0.54, "mean_probability": 0.2,
-                                              "late_rate": 0.21}, POLICY)  # fmt: skip
-    assert worse.breaches == ["log loss 1.20x the reference's > 1.1x"]
-    miscalibrated = assess(day(0), report(), CONFIG, {"rows": 900, "log_loss": 0.45, "mean_probability": 0.2,
-                                                      "late_rate": 0.3}, POLICY)  # fmt: skip
-    assert miscalibrated.breaches == ["calibration gap 0.100 > 0.05"]
+
+
+def labelled(log_loss=0.45, mean_probability=0.2, late_rate=0.2, rows=900) -> dict:
+    return {"rows": rows, "log_loss": log_loss, "mean_probability": mean_probability, "late_rate": late_rate}
+
+
+def week(version: int = 1, **performance) -> list[dict]:
+    """Six earlier assessed days of `version`, each with these labelled flights."""
+    return [assess(day(n), report(), CONFIG, labelled(**performance), POLICY, [], version).as_dict() for n in range(6)]
+
+
+def test_performance_is_judged_on_the_models_last_seven_days():
+    worse = assess(day(6), report(), CONFIG, labelled(log_loss=0.56), POLICY, week(log_loss=0.56), 1)
+    assert worse.pooled_days == 7 and worse.log_loss_ratio == pytest.approx(0.56 / 0.45)
+    assert worse.breaches == ["log loss 1.24x the reference's over 7 days > 1.2x"]
+    miscalibrated = assess(day(6), report(), CONFIG, labelled(late_rate=0.3), POLICY, week(late_rate=0.3), 1)
+    assert miscalibrated.breaches == ["calibration gap 0.100 over 7 days > 0.08"]
+
+
+def test_one_stormy_day_in_a_normal_week_is_no_breach():
+    storm = assess(day(6), report(), CONFIG, labelled(log_loss=0.9, late_rate=0.45), POLICY, week(), 1)
+    assert storm.log_loss_ratio == pytest.approx((6 * 0.45 + 0.9) / 7 / 0.45) and storm.breaches == []
+
+
+def test_a_models_first_days_and_another_versions_days_give_no_performance_evidence():
+    young = assess(day(3), report(), CONFIG, labelled(log_loss=0.9), POLICY, week(log_loss=0.9)[:3], 1)
+    assert young.pooled_days == 4 and young.log_loss_ratio is None and young.breaches == []
+    successor = assess(day(6), report(), CONFIG, labelled(log_loss=0.9), POLICY, week(log_loss=0.9), 2)
+    assert successor.pooled_days == 1 and successor.breaches == []
 
 
 def test_too_few_flights_say_nothing():
