@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     retrain_max_calibration_gap: float = Field(0.08, gt=0, description="Pooled |mean prediction - late rate|.")
     retrain_consecutive_days: int = Field(3, ge=1, description="Breaching days in a row before a retrain.")
     retrain_cooldown_days: int = Field(7, ge=0, description="Days after a retrain request before another.")
-    retrain_performance_days: int = Field(7, ge=1, description="Assessed days pooled for log loss and calibration.")
+    retrain_performance_days: int = Field(5, ge=1, description="Assessed days pooled for log loss and calibration.")
     model_service_conn_id: str = Field(
         "model_service", description="Airflow connection (in Vault) of the model service: URL and deployer key."
     )

@@ -6,10 +6,9 @@ what is normal for this model:
   the reference period, if positive) x the model's reliance on the feature (permutation importance);
 - prediction drift: the KS statistic of the model's probabilities beyond their natural drift;
 - with labels, pooled over the model's last `performance_days` assessed days, once it has served
-  that many (one day's late rate
-  swings with the weather: its calibration gap has a standard deviation of 0.12 in March 2013,
-  while its 7-day pool stays within 0.08): live log loss against the reference log loss, and the
-  calibration gap (mean predicted probability against the observed late rate).
+  that many: live log loss against the reference log loss, and the calibration gap (mean predicted
+  probability against the observed late rate). One day's late rate swings with the weather: judged
+  day by day, these two alarm on every null pair of the backtest (bench/retrain_policy.py).
 A day with fewer than `min_rows` scored flights says nothing. A retrain is requested (`decide`)
 when the evidence breaches on `consecutive` assessed days in a row, no retrain was requested in
 the last `cooldown_days` days, and none is still in flight (requested, no model registered since).
@@ -34,7 +33,7 @@ class RetrainPolicy:
     max_calibration_gap: float = 0.08
     consecutive: int = 3
     cooldown_days: int = 7
-    performance_days: int = 7
+    performance_days: int = 5
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetrainPolicy:

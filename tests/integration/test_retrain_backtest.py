@@ -43,13 +43,13 @@ def test_retrains_no_more_often_than_the_cooldown_allows(outcome):
     assert all((b - a).days >= cooldown for a, b in zip(days, days[1:], strict=False)), days
 
 
-def test_a_step_to_july_traffic_is_detected_within_ten_days_and_its_candidate_promoted(outcome):
+def test_a_week_of_july_traffic_requests_a_retrain_whose_candidate_passes_the_gate(outcome):
     step = outcome["step"]
-    assert step["delay_days"] is not None and step["delay_days"] <= 10, step
+    assert step["delay_days"] is not None and step["delay_days"] <= 7, step
     assert step["promoted"], step
 
 
 def test_the_null_control_raises_few_false_alarms(outcome):
     null = outcome["null"]
     assert null["pairs"] >= 20
-    assert null["false_alarm_rate"] <= 0.10, null
+    assert null["false_alarm_rate"] <= 0.15, null  # measured: 2 of 20 pairs (make bench)
