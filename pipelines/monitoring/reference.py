@@ -49,7 +49,8 @@ def natural_drift(frame: pd.DataFrame, columns: list[str], day: pd.Series) -> di
             inside, outside = values[(day == d).to_numpy()], values[(day != d).to_numpy()]
             inside, outside = inside[np.isfinite(inside)], outside[np.isfinite(outside)]
             if len(inside) >= 20 and len(outside) >= 20:
-                statistics.append(float(ks_2samp(inside, outside).statistic))
+                # the statistic alone is needed: the asymptotic p-value is the cheap one (exact is 1.4 s a model)
+                statistics.append(float(ks_2samp(inside, outside, method="asymp").statistic))
         out[column] = max(statistics)
     return out
 
