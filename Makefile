@@ -46,6 +46,7 @@ test: lint security browser ## lint, security scans, then the whole suite (CI=tr
 bench: setup ## benchmarks beside their baselines; writes bench/results/*.json and *.md
 	$(BIN)/python -m bench.serving --out bench/results/serving.json
 	$(BIN)/python -m bench.retrain_policy --out bench/results/retrain_policy.json
+	$(BIN)/python -m bench.training_devices --out bench/results/training_devices.json
 
 browser: ## Debian's Chromium, for the Models page browser test (apt-get, as root; nothing if it is there)
 	@test -x $(CHROMIUM) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \

@@ -3,14 +3,11 @@ skipped where no CUDA device is visible; run on a CUDA machine with `pytest -m g
 
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
-import pandas as pd
 import pytest
 
+from bench.training_devices import synthetic
 from pipelines.export.onnx import OnnxScorer
-from pipelines.training.dataset import LABEL, TrainingData, TrainingWindow
 from pipelines.training.trainers import resolve_device, train_mlp, train_xgboost
 
 torch = pytest.importorskip("torch")
@@ -18,23 +15,6 @@ pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible (run on a GPU machine)"),
 ]
-
-
-def synthetic(rows: int = 60_000, n_features: int = 23, seed: int = 0) -> TrainingData:
-    """A learnable problem of the model's shape: lateness depends on a few inputs, with missing values."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(rows, n_features)).astype("float32")
-    logit = 1.2 * x[:, 0] - 0.8 * x[:, 1] + 0.5 * x[:, 2] * x[:, 3] - 1.3
-    y = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype("int64")
-    x[rng.random(x.shape) < 0.02] = np.nan
-    features = [f"f{i}" for i in range(n_features)]
-    frame = pd.DataFrame(x, columns=features)
-    frame[LABEL] = y
-    frame["split"] = np.where(
-        np.arange(rows) < rows * 0.7, "train", np.where(np.arange(rows) < rows * 0.85, "validation", "holdout")
-    )
-    window = TrainingWindow(dt.date(2013, 1, 1), dt.date(2013, 1, 3), dt.date(2013, 1, 4), dt.date(2013, 1, 5))
-    return TrainingData(frame, features, window)
 
 
 def test_auto_picks_cuda():
@@ -45,7 +25,7 @@ def test_auto_picks_cuda():
 def test_cuda_training_matches_cpu_quality_and_exports(trainer):
     from sklearn.metrics import roc_auc_score
 
-    data = synthetic()
+    data = synthetic(60_000)
     x, y = (a.to_numpy() for a in data.xy("holdout"))
     results = {}
     for device in ("cpu", "cuda"):
