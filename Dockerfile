@@ -1,0 +1,63 @@
+# One image for every role of the platform: Airflow (api-server, scheduler, Celery workers, the GPU
+# pool's workers) and the BentoML model service; the Kubernetes manifests in deploy/k8s pick the
+# command. Nothing secret is baked in: Vault (AppRole ids), PostgreSQL and Redis come from the
+# environment at run time. No Docker engine runs in CI: tests/unit/test_container.py checks this
+# file's rules with a parser, and the manifests against the Kubernetes schemas.
+#
+#   docker build -t flightops-platform:dev .
+ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
+
+# --- build: both virtualenvs from the lock files ------------------------------------------------
+FROM ${PYTHON_IMAGE} AS build
+ARG UV_VERSION=0.13.9
+# torch is pinned to its CPU build (2.13.0+cpu); the GPU pool's image swaps this index for a CUDA one.
+ARG TORCH_FIND_LINKS=https://download.pytorch.org/whl/cpu/torch/
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential \
+ && rm -rf /var/lib/apt/lists/* \
+ && pip install --no-cache-dir uv==${UV_VERSION}
+WORKDIR /opt/platform
+COPY requirements.txt requirements-drift.txt pyproject.toml ./
+RUN python -m venv .venv \
+ && uv pip install --no-cache --compile-bytecode --python .venv/bin/python --find-links ${TORCH_FIND_LINKS} -r requirements.txt
+# alibi-detect needs numpy < 2: drift detection has its own virtualenv (DESIGN.md)
+RUN python -m venv .venv-drift \
+ && uv pip install --no-cache --python .venv-drift/bin/python --find-links ${TORCH_FIND_LINKS} -r requirements-drift.txt
+COPY pipelines ./pipelines
+COPY serving ./serving
+# editable: the `platform` command, with the code at /opt/platform (where the runtime stage puts it)
+RUN uv pip install --no-cache --no-deps --python .venv/bin/python -e .
+
+# --- runtime: the virtualenvs and the code, as a non-root user -----------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgomp1 \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --create-home --uid 10001 --shell /usr/sbin/nologin platform \
+ && mkdir -p /var/lib/platform \
+ && chown platform /var/lib/platform
+WORKDIR /opt/platform
+COPY --from=build /opt/platform/.venv /opt/platform/.venv
+COPY --from=build /opt/platform/.venv-drift /opt/platform/.venv-drift
+COPY pipelines ./pipelines
+COPY serving ./serving
+COPY dags ./dags
+COPY plugins ./plugins
+COPY dbt ./dbt
+COPY expectations ./expectations
+COPY feature_repo ./feature_repo
+COPY bentofile.yaml pyproject.toml ./
+ENV PATH=/opt/platform/.venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PLATFORM_DATA_ROOT=/var/lib/platform \
+    PLATFORM_DRIFT_PYTHON=/opt/platform/.venv-drift/bin/python \
+    AIRFLOW_HOME=/var/lib/platform/airflow \
+    PLATFORM_HEALTH_URL=http://127.0.0.1:3000/readyz
+USER 10001
+EXPOSE 3000 8080
+# The model service's readiness by default; an Airflow api-server sets PLATFORM_HEALTH_URL to
+# http://127.0.0.1:8080/api/v2/monitor/health. Celery workers are probed by Kubernetes instead.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['PLATFORM_HEALTH_URL'], timeout=4)"]
+ENTRYPOINT ["platform"]
+CMD ["--help"]
