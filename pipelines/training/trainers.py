@@ -65,31 +65,65 @@ def _best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
     return float(p[order][int(np.argmax(f1))])
 
 
+XGBOOST_PARAMS = {
+    "n_estimators": 600,
+    "learning_rate": 0.05,
+    "max_depth": 6,
+    "min_child_weight": 5,
+    "subsample": 0.8,
+    "colsample_bytree": 0.8,
+    "reg_lambda": 1.0,
+    "tree_method": "hist",
+    "early_stopping_rounds": 40,
+    "eval_metric": "logloss",
+}
+
+
 def train_xgboost(data: TrainingData, *, seed: int, device: str) -> TrainedModel:
     import xgboost as xgb
-    from onnxmltools import convert_xgboost
-    from onnxmltools.convert.common.data_types import FloatTensorType
 
     x_train, y_train = data.xy("train")
     x_val, y_val = data.xy("validation")
-    params = {
-        "n_estimators": 600,
-        "learning_rate": 0.05,
-        "max_depth": 6,
-        "min_child_weight": 5,
-        "subsample": 0.8,
-        "colsample_bytree": 0.8,
-        "reg_lambda": 1.0,
-        "tree_method": "hist",
-        "early_stopping_rounds": 40,
-        "eval_metric": "logloss",
-    }
     started = time.monotonic()
-    model = xgb.XGBClassifier(**params, device=device, random_state=seed, n_jobs=2)
+    model = xgb.XGBClassifier(**XGBOOST_PARAMS, device=device, random_state=seed, n_jobs=2)
     # numpy inputs: the booster's features are f0..fN, the names onnxmltools expects
     model.fit(x_train.to_numpy(), y_train.to_numpy(), eval_set=[(x_val.to_numpy(), y_val.to_numpy())], verbose=False)
     seconds = time.monotonic() - started
     model.set_params(device="cpu")  # predictions and export on the host
+    return _xgboost_trained(model, data, XGBOOST_PARAMS, seed, device, seconds)
+
+
+def train_xgboost_dask(data: TrainingData, *, seed: int, client) -> TrainedModel:
+    """The same model through `xgboost.dask` on a Dask cluster (`client`): the training rows are
+    partitioned across the workers, which build the histograms together (scale-out past one
+    machine's memory). Exported and stored exactly as `train_xgboost`'s."""
+    import dask.array as da
+    import xgboost as xgb
+    import xgboost.dask  # noqa: F401 - the xgb.dask namespace
+
+    x_train, y_train = (a.to_numpy() for a in data.xy("train"))
+    x_val, y_val = (a.to_numpy() for a in data.xy("validation"))
+    workers = max(len(client.scheduler_info()["workers"]), 1)
+    chunk = -(-len(x_train) // workers)  # one partition per worker
+    started = time.monotonic()
+    model = xgb.dask.DaskXGBClassifier(**XGBOOST_PARAMS, random_state=seed)
+    model.client = client
+    model.fit(
+        da.from_array(x_train, chunks=(chunk, -1)),
+        da.from_array(y_train, chunks=chunk),
+        eval_set=[(da.from_array(x_val, chunks=(len(x_val), -1)), da.from_array(y_val, chunks=len(y_val)))],
+        verbose=False,
+    )
+    seconds = time.monotonic() - started
+    local = xgb.XGBClassifier(**XGBOOST_PARAMS)  # the booster, out of the cluster, as a plain classifier
+    local.load_model(bytearray(model.get_booster().save_raw(raw_format="ubj")))
+    return _xgboost_trained(local, data, {**XGBOOST_PARAMS, "dask_workers": workers}, seed, "cpu", seconds)
+
+
+def _xgboost_trained(model, data: TrainingData, params: dict, seed: int, device: str, seconds: float) -> TrainedModel:
+    from onnxmltools import convert_xgboost
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
     onnx_model = convert_xgboost(
         model, initial_types=[("features", FloatTensorType([None, len(data.features)]))], target_opset=15
     )
@@ -108,6 +142,7 @@ def train_xgboost(data: TrainingData, *, seed: int, device: str) -> TrainedModel
         seconds,
         model=model,
     )
+    x_val, y_val = data.xy("validation")
     trained.threshold = _best_f1_threshold(y_val.to_numpy(), trained.predict_native(x_val.to_numpy()))
     return trained
 
