@@ -125,9 +125,6 @@ class ReplayResult:
         stale = sum(d["stale_loss_sum"] for d in after) / rows
         return {"day": request["day"], "days": len(after), "rows": rows, "served": served, "stale": stale}
 
-    def as_dict(self) -> dict:
-        return {"days": self.days, "retrains": self.retrains}
-
 
 def replay(
     frame: pd.DataFrame,
