@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     validation_days: int = Field(1, ge=1, description="Days after those, for early stopping and the threshold.")
     holdout_days: int = Field(2, ge=1, description="Days after those, on which candidate and champion are judged.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present.")
+    dask_scheduler: str = Field(
+        "", description="Dask scheduler (tcp://host:8786) for XGBoost through xgboost.dask; empty: in the task."
+    )
     # Evaluation gate
     gate_min_roc_auc: float = Field(0.60, ge=0, le=1)
     gate_max_log_loss: float = Field(0.60, gt=0)

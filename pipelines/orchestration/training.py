@@ -25,7 +25,7 @@ from pipelines.security.store import artifact_store
 from pipelines.security.vault import Vault, evaluation_vault
 from pipelines.settings import Settings
 from pipelines.training.dataset import LABEL, TrainingData, TrainingWindow, build_dataset
-from pipelines.training.trainers import FAMILIES, TRAINERS, TrainedModel, resolve_device
+from pipelines.training.trainers import FAMILIES, TRAINERS, TrainedModel, resolve_device, train_xgboost_dask
 
 MODEL_NAME = "flight_delay"
 NATIVE_FILE = {"xgboost": "model.ubj", "mlp": "model.pt"}
@@ -97,14 +97,31 @@ def evaluate_trained(trained: TrainedModel, data: TrainingData) -> tuple[dict, d
     return evaluation, plots, scorer
 
 
+def _train(settings: Settings, family: str, data: TrainingData) -> TrainedModel:
+    """In the task's process, or XGBoost on the Dask cluster at PLATFORM_DASK_SCHEDULER."""
+    if family != "xgboost" or not settings.dask_scheduler:
+        return TRAINERS[family](data, seed=settings.seed, device=resolve_device(settings.device))
+    from distributed import Client
+
+    try:
+        client = Client(settings.dask_scheduler, timeout="10s")
+    except (OSError, TimeoutError) as error:
+        raise PlatformError(
+            f"no Dask scheduler answers at {settings.dask_scheduler} ({error}); start the cluster or unset "
+            "PLATFORM_DASK_SCHEDULER to train in the task"
+        ) from error
+    with client:
+        return train_xgboost_dask(data, seed=settings.seed, client=client)
+
+
 def train_candidate(settings: Settings, folder: str, family: str) -> dict:
     """Train one family, export to ONNX, evaluate on the holdout, seal both files; write candidate.json."""
     if family not in TRAINERS:
         raise PlatformError(f"unknown model family {family!r}; families are {', '.join(FAMILIES)}")
     data = TrainingData.load(Path(folder))
-    device = resolve_device(settings.device)
     started = time.monotonic()
-    trained = TRAINERS[family](data, seed=settings.seed, device=device)
+    trained = _train(settings, family, data)
+    device = trained.device
     evaluation, plots, scorer = evaluate_trained(trained, data)
     out = Path(folder) / family
     _, html_path = write_report(out, evaluation, plots)

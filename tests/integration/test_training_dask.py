@@ -39,3 +39,30 @@ def test_two_workers_match_one_process(client):
     assert abs(scores["dask"][0] - scores["single"][0]) < 0.005, scores
     assert abs(scores["dask"][1] - scores["single"][1]) < 0.005, scores
     assert abs(spread.threshold - single.threshold) < 0.05 and spread.native[:1] == b"{"  # UBJ, as stored
+
+
+def test_the_training_dag_step_trains_on_the_dask_cluster_when_configured(client, built, tmp_path):
+    """`train_candidate` with PLATFORM_DASK_SCHEDULER set: the real days' candidate is fitted by the
+    cluster's two workers and sealed and reported like any other; an unreachable scheduler is a
+    clear error and leaves no candidate."""
+    import json
+    from pathlib import Path
+
+    from pipelines.errors import PlatformError
+    from pipelines.orchestration import training
+    from pipelines.settings import load_settings
+
+    settings = load_settings(data_root=built.settings.data_root, artifact_store_uri=(tmp_path / "store").as_uri(),
+                             train_days=3, validation_days=1, holdout_days=1,
+                             dask_scheduler=client.scheduler.address)  # fmt: skip
+    folder = training.prepare_dataset(settings, training.resolve_window(settings, built.days[-1]), "dask-run")
+    training.train_candidate(settings, folder, "xgboost")
+    candidate = json.loads((Path(folder) / "xgboost" / "candidate.json").read_text())
+    assert candidate["params"]["dask_workers"] == 2 and candidate["device"] == "cpu"
+    assert candidate["evaluation"]["onnx"]["parity"] < 1e-4 and candidate["evaluation"]["holdout"]["roc_auc"] > 0.55
+
+    unreachable = settings.model_copy(update={"dask_scheduler": "tcp://127.0.0.1:9"})
+    other = training.prepare_dataset(unreachable, training.resolve_window(settings, built.days[-1]), "dask-down")
+    with pytest.raises(PlatformError, match="no Dask scheduler answers at tcp://127.0.0.1:9"):
+        training.train_candidate(unreachable, other, "xgboost")
+    assert not (Path(other) / "xgboost" / "candidate.json").exists()
