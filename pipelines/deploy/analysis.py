@@ -13,9 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
-from pipelines.evaluation.metrics import scores
+from pipelines.evaluation.metrics import flight_log_losses, scores
 
 EPS = 1e-15
 
@@ -32,11 +30,6 @@ class Comparison:
     verdict: str
 
 
-def _log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, EPS, 1 - EPS)
-    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
-
-
 def _comparison(variant: str, against: str, paired: bool, flights: int, diff: float, half: float) -> Comparison:
     low, high = diff - half, diff + half
     verdict = "better" if high < 0 else "worse" if low > 0 else "no significant difference"
@@ -51,7 +44,7 @@ def ab_report(log, labels, confidence: float = 0.95) -> dict:
     answered = log[log["error"].fillna("") == ""] if len(log) else log
     first = answered.sort_values("logged_at").drop_duplicates(["flight_id", "variant"])
     joined = first.merge(labels, on="flight_id", how="inner", validate="many_to_one")
-    joined["loss"] = _log_loss(joined["is_late_arrival"].to_numpy(), joined["probability"].to_numpy())
+    joined["loss"] = flight_log_losses(joined["is_late_arrival"].to_numpy(), joined["probability"].to_numpy(), EPS)
     variants = {
         name: {k: v for k, v in scores(part["is_late_arrival"], part["probability"]).items() if k != "calibration"}
         for name, part in joined.groupby("variant")

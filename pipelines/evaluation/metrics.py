@@ -13,6 +13,12 @@ from pipelines.training.dataset import LABEL, SLICE_COLUMNS
 CALIBRATION_BINS = 10
 
 
+def flight_log_losses(y: np.ndarray, p: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """Each flight's log loss, probabilities clipped to [eps, 1 - eps]: sum or average them as needed."""
+    p = np.clip(np.asarray(p, dtype=float), eps, 1 - eps)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
 def scores(y: np.ndarray, p: np.ndarray) -> dict:
     """ROC AUC, PR AUC, log loss, Brier, expected calibration error; NaN where undefined (one class)."""
     from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score

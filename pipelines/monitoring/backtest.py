@@ -29,6 +29,7 @@ import pandas as pd
 
 from pipelines.evaluation.gate import GatePolicy
 from pipelines.evaluation.gate import decide as gate
+from pipelines.evaluation.metrics import flight_log_losses
 from pipelines.monitoring.policy import Assessment, RetrainPolicy, assess, decide
 from pipelines.monitoring.reference import CATEGORICAL, build_reference
 from pipelines.orchestration.training import evaluate_predictions, evaluate_trained
@@ -77,11 +78,6 @@ def fit(data: TrainingData, version: int, seed: int) -> tuple[Champion, dict]:
     evaluation, _, scorer = evaluate_trained(trained, data)
     reference, config = build_reference(data, scorer.predict, seed)
     return Champion(version, data.window, scorer.predict, reference, config), evaluation
-
-
-def _log_losses(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-7, 1 - 1e-7)
-    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
 
 
 class _Monitor:
@@ -158,8 +154,8 @@ def replay(
             history.append(assessment.as_dict())
             result.days.append({
                 "day": day.isoformat(), "version": champion.version, "rows": len(current),
-                "served_loss_sum": float(_log_losses(y, served).sum()),
-                "stale_loss_sum": float(_log_losses(y, stale_p).sum()),
+                "served_loss_sum": float(flight_log_losses(y, served).sum()),
+                "stale_loss_sum": float(flight_log_losses(y, stale_p).sum()),
                 "breaches": assessment.breaches, "retrain": decision.retrain, "reason": decision.reason,
             })  # fmt: skip
             if decision.retrain:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipelines.evaluation.metrics import flight_log_losses
 from pipelines.training.dataset import LABEL, TrainingData
 
 CATEGORICAL = ("carrier", "origin")
@@ -70,14 +71,13 @@ def build_reference(data: TrainingData, predict, seed: int) -> tuple[pd.DataFram
     sample["day"] = pd.to_datetime(frame["scheduled_departure_local"]).dt.date.astype(str)
     weights = permutation_importance(predict, x, y, seed)
     natural = natural_drift(sample, [*data.features, "probability"], sample["day"])
-    clipped = np.clip(probability, 1e-7, 1 - 1e-7)
     config = {
         "features": data.features,
         "categorical": list(CATEGORICAL),
         "categories": {c: sorted(sample[c].astype(str).unique()) for c in CATEGORICAL},
         "weights": dict(zip(data.features, map(float, weights), strict=True)),
         "natural_drift": natural,
-        "reference_log_loss": float(-np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))),
+        "reference_log_loss": float(flight_log_losses(y, probability).mean()),
         "reference_late_rate": float(y.mean()),
         "reference_days": sorted(sample["day"].unique()),
         "rows": len(sample),
