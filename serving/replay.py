@@ -1,7 +1,9 @@
 """Traffic replay: a day's scheduled flights sent to the endpoint as consumers would send them.
 
-The requests carry only what is known before departure; the same day's actual arrivals, landed
-by the ingest DAG, later become the labels of the logged predictions.
+The requests come from the day's published schedule (the flights source, not the platform's raw
+zone: consumers ask about a day before the ingest DAG has landed it) and carry only what is known
+before departure; the day's actual arrivals, landed by the ingest DAG once the day is over, later
+become the labels of the logged predictions.
 """
 
 from __future__ import annotations
@@ -14,15 +16,19 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 
-from pipelines.ingest.landing import landed_partition
+from pipelines.ingest.source import default_source_dir, read_source, rows_of_day
 from pipelines.settings import Settings
 
 
 def day_requests(settings: Settings, day: dt.date) -> list[dict]:
-    """The day's flights as request bodies (from the landed, validated partition)."""
-    import pyarrow.parquet as pq
+    """The day's scheduled flights as request bodies; MissingPartitionError if the source has none."""
+    from pipelines.errors import MissingPartitionError
 
-    rows = pq.read_table(landed_partition(settings, "flights", day)).to_pylist()
+    source_dir = settings.source_dir or default_source_dir()
+    columns = ["sched_dep_time", "carrier", "flight", "origin", "dest", "tailnum"]
+    rows = rows_of_day(read_source(source_dir, "flights"), day).select(columns).to_pylist()
+    if not rows:
+        raise MissingPartitionError(f"the flights source in {source_dir} schedules no flights on {day}")
     requests = []
     for r in rows:
         hhmm = int(r["sched_dep_time"])

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from pipelines.features.request_time import schedule_features
+from pipelines.features.request_time import prediction_time, schedule_features
 from pipelines.features.transform import FEATURE_MARTS, MARTS_SCHEMA
 from pipelines.security.secrets import postgres_connection
 from pipelines.settings import REPO_ROOT, Settings
@@ -185,21 +185,23 @@ def _query_warehouse(settings: Settings, query: str):
 
 
 def training_entities(settings: Settings, start: dt.date, end: dt.date, known_at: dt.datetime):
-    """Flights scheduled in [start, end] whose outcome was known by `known_at`, as a Feast entity frame."""
+    """Flights scheduled in [start, end] whose outcome was known by `known_at`, as a Feast entity frame
+    whose event_timestamp is each flight's prediction time (the start of its operations day)."""
     import pandas as pd
 
     # nosec B608 below: the dates are formatted from date objects and the identifiers are module constants.
     query = f"""
-        SELECT {", ".join(ENTITY_COLUMNS)}, scheduled_departure_at AS event_timestamp,
+        SELECT {", ".join(ENTITY_COLUMNS)}, flight_date, scheduled_departure_at,
                scheduled_departure_local, is_late_arrival, label_available_at
         FROM {MARTS_SCHEMA}.flights
         WHERE flight_date BETWEEN '{start.isoformat()}' AND '{end.isoformat()}'
           AND is_late_arrival IS NOT NULL
           AND label_available_at <= '{known_at.isoformat()}'
-        ORDER BY event_timestamp, flight_id
+        ORDER BY scheduled_departure_at, flight_id
     """  # nosec B608
     frame = _query_warehouse(settings, query)
-    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
+    frame.insert(len(ENTITY_COLUMNS), "event_timestamp", prediction_time(frame.pop("flight_date")))
+    frame = frame.drop(columns="scheduled_departure_at")
     frame["scheduled_departure_local"] = pd.to_datetime(frame["scheduled_departure_local"])
     frame["is_late_arrival"] = frame["is_late_arrival"].astype("int64")
     return frame
@@ -212,7 +214,7 @@ def build_training_set(settings: Settings, entities, feature_service: str = FEAT
     store = feature_store(settings)
     service = store.get_feature_service(feature_service)
     job = store.get_historical_features(entity_df=entities, features=service)
-    frame = job.to_df().sort_values(["event_timestamp", "flight_id"]).reset_index(drop=True)
+    frame = job.to_df().sort_values(["scheduled_departure_local", "flight_id"]).reset_index(drop=True)
     # Feast returns every datetime column as UTC-aware; this one is a local wall clock.
     frame["scheduled_departure_local"] = frame["scheduled_departure_local"].dt.tz_localize(None)
     return pd.concat([frame, schedule_features(frame["scheduled_departure_local"])], axis=1)

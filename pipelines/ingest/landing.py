@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.errors import EmptyPartitionError, MissingPartitionError
-from pipelines.ingest.source import default_source_dir, read_source, source_path
+from pipelines.ingest.source import default_source_dir, read_source, rows_of_day, source_path
 from pipelines.settings import Settings
 
 PARTITIONED_TABLES = ("flights", "weather")
@@ -86,11 +86,7 @@ def _land_partition(settings: Settings, table: str, day: dt.date) -> LandedParti
             f"no {table} source data for {day}: {source_path(source_dir, table)} covers "
             f"{first}..{last}; choose a logical date in that range"
         )
-    mask = pc.and_(
-        pc.and_(pc.equal(data["year"], day.year), pc.equal(data["month"], day.month)),
-        pc.equal(data["day"], day.day),
-    )
-    partition = data.filter(mask)
+    partition = rows_of_day(data, day)
     if partition.num_rows == 0:
         raise EmptyPartitionError(
             f"{table} source {source_path(source_dir, table)} has no rows for {day}, although it "

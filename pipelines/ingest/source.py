@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import importlib.util
 import io
@@ -9,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from pipelines.errors import SourceFormatError
@@ -142,6 +144,15 @@ def _read_cached(path: str, _mtime_ns: int, _size: int, table: str) -> pa.Table:
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise SourceFormatError(f"source file {path} is malformed: {exc}") from exc
+
+
+def rows_of_day(data: pa.Table, day: dt.date) -> pa.Table:
+    """The rows of a partitioned source table (flights, weather) dated `day` (local New York date)."""
+    mask = pc.and_(
+        pc.and_(pc.equal(data["year"], day.year), pc.equal(data["month"], day.month)),
+        pc.equal(data["day"], day.day),
+    )
+    return data.filter(mask)
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -3,17 +3,22 @@ and the online store holding the latest values after materialization."""
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.features.request_time import REQUEST_FEATURES
+from pipelines.features.pii import hash_pii
+from pipelines.features.request_time import REQUEST_FEATURES, prediction_time
 from pipelines.features.store import (
     build_training_set,
     feature_store,
     training_entities,
 )
+from pipelines.security.secrets import pii_salt
+from pipelines.settings import OPERATIONS_TZ
+from pipelines.training.dataset import feature_columns
 
 VIEWS = {
     # view: (join key, ttl, features)
@@ -76,7 +81,7 @@ def test_request_time_features_are_part_of_the_training_set(training):
 
 
 def test_a_future_feature_row_never_reaches_an_earlier_event(built, training):
-    """Plant a carrier snapshot one second after a flight's event time with an impossible value."""
+    """Plant a carrier snapshot one second after a flight's prediction time with an impossible value."""
     entities, _ = training
     target = entities.iloc[len(entities) // 2]
     path = built.settings.feature_export_dir / "carrier_delay_rates.parquet"
@@ -88,16 +93,52 @@ def test_a_future_feature_row_never_reaches_an_earlier_event(built, training):
     pq.write_table(pa.concat_tables([original, pa.Table.from_pandas(planted, schema=original.schema,
                                                                      preserve_index=False)]), path)  # fmt: skip
     try:
-        frame = build_training_set(built.settings, entities[entities.flight_id == target.flight_id])
+        flight = entities[entities.flight_id == target.flight_id]
+        frame = build_training_set(built.settings, flight)
         assert frame.loc[0, "carrier_late_rate_7d"] != 0.987654
-        same_day = entities.scheduled_departure_local.dt.date == target.scheduled_departure_local.date()
-        later = entities[same_day & (entities.carrier == target.carrier)
-                         & (entities.event_timestamp > planted.loc[0, "feature_timestamp"])]  # fmt: skip
-        assert len(later), "the positive control needs a later flight of the same carrier that day"
-        frame = build_training_set(built.settings, later.head(1))
-        assert frame.loc[0, "carrier_late_rate_7d"] == 0.987654  # the planted row is used once it is past
+        # positive control: the same flight predicted two seconds later sees the planted row
+        later = flight.assign(event_timestamp=flight.event_timestamp + pd.Timedelta(seconds=2))
+        assert build_training_set(built.settings, later).loc[0, "carrier_late_rate_7d"] == 0.987654
     finally:
         pq.write_table(original, path)
+
+
+def test_every_flight_of_a_day_is_predicted_at_the_start_of_its_operations_day(training):
+    entities, _ = training
+    local = entities.event_timestamp.dt.tz_convert(OPERATIONS_TZ)
+    assert (local.dt.hour == 0).all() and (local.dt.minute == 0).all()
+    assert (local.dt.date == entities.scheduled_departure_local.dt.date).all()
+
+
+def test_serving_reads_for_the_next_day_exactly_what_training_joins_for_it(built):
+    """After the ingest of day D-1 (the online store materialized to its end), a request for a flight
+    of day D gets the stored features that the point-in-time join gives that flight in training."""
+    from serving.model import OnlineFeatures
+    from serving.replay import day_requests
+    from serving.schema import FlightRequest
+
+    day = built.days[-1] + dt.timedelta(days=1)  # not ingested: served from what D-1 left
+    flights = [FlightRequest(**r) for r in day_requests(built.settings, day)]
+    salt = pii_salt(built.settings)
+    features = [f for f in feature_columns(built.settings) if f not in REQUEST_FEATURES]
+    online = pd.DataFrame(OnlineFeatures(built.settings, salt).matrix(flights, features), columns=features)
+    entities = pd.DataFrame(
+        {
+            "flight_id": [f.flight_id for f in flights],
+            "carrier": [f.carrier for f in flights],
+            "route": [f"{f.origin}-{f.destination}" for f in flights],
+            "tailnum_hash": [hash_pii(f.tailnum, salt) if f.tailnum else "" for f in flights],
+            "origin": [f.origin for f in flights],
+            "event_timestamp": prediction_time(pd.Series([day] * len(flights))),
+            "scheduled_departure_local": pd.to_datetime([f.scheduled_departure for f in flights]),
+        }
+    )
+    offline = build_training_set(built.settings, entities).set_index("flight_id").loc[entities.flight_id]
+    assert len(flights) > 500
+    weather = ["temperature_f", "humidity_pct", "pressure_mb"]
+    assert offline[weather].notna().all().all(), "the weather of D-1's last hour reaches D's flights"
+    for feature in features:
+        np.testing.assert_allclose(online[feature], offline[feature].astype("float64"), rtol=1e-6, err_msg=feature)
 
 
 def test_online_store_serves_the_latest_snapshot(built):

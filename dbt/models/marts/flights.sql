@@ -1,6 +1,6 @@
 {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='flight_id') }}
--- The entity and label table: what was known at prediction time (the scheduled
--- departure) and the outcome with the instant it became known.
+-- The entity and label table: the scheduled flight (scored at the start of its operations day,
+-- pipelines.features.request_time.prediction_time) and the outcome with the instant it became known.
 select
     flight_id,
     flight_date,

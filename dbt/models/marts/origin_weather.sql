@@ -1,9 +1,12 @@
 {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key=['origin', 'feature_timestamp']) }}
--- Hourly weather at the departure airport; joined to a flight as the latest
--- observation at or before its scheduled departure.
+-- Hourly weather at the departure airport. An hour's observation is taken during that hour
+-- (routine reports at about :51), so it is known at the end of the hour: feature_timestamp is
+-- that instant, and a flight's prediction sees the latest observation known by its prediction
+-- time (pipelines.features.request_time.prediction_time).
 select
     origin,
-    observed_at as feature_timestamp,
+    observed_at + interval '1 hour' as feature_timestamp,
+    observed_at,
     observation_date,
     temperature_f,
     dewpoint_f,
