@@ -13,6 +13,8 @@ UV_FIND_LINKS ?= /opt/wheels
 UV_INSTALL = $(UV) pip install --compile-bytecode --find-links $(UV_FIND_LINKS)
 DAYS ?= 7
 START ?= 2013-01-01
+OPERATE_FROM ?= 2013-07-01
+OPERATE_DAYS ?= 7
 
 export DBT_SEND_ANONYMOUS_USAGE_STATS=false FEAST_USAGE=False BENTOML_DO_NOT_TRACK=True
 export GX_ANALYTICS_ENABLED=false SCARF_ANALYTICS=false DO_NOT_TRACK=1
@@ -34,8 +36,8 @@ $(DRIFT_VENV)/.installed: requirements-drift.txt $(VENV)/.installed
 	$(UV) pip install -q --find-links $(UV_FIND_LINKS) --python $(DRIFT_VENV)/bin/python -r requirements-drift.txt
 	@touch $@
 
-run: setup ## land, validate, transform and materialize $(DAYS) days through Airflow
-	$(BIN)/platform run --start $(START) --days $(DAYS)
+run: setup ## $(DAYS) days through Airflow: ingest, train, release, serve; then operate $(OPERATE_DAYS) days from $(OPERATE_FROM)
+	$(BIN)/platform run --start $(START) --days $(DAYS) --operate-from $(OPERATE_FROM) --operate-days $(OPERATE_DAYS)
 
 up: setup ## Airflow UI on http://127.0.0.1:8080 with scheduler, DAG processor, triggerer
 	$(BIN)/platform up

@@ -14,11 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipelines.errors import PlatformError
+from pipelines.orchestration.operations import DEPLOY_DAG, INGEST_DAG, TRAINING_DAG
 from pipelines.settings import get_settings, settings_environment
-
-INGEST_DAG = "flights_ingest"
-TRAINING_DAG = "flight_delay_training"
-DEPLOY_DAG = "flight_delay_deploy"
 
 
 def _date(text: str) -> dt.date:
@@ -58,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(f"Trained, gated and registered in {time.monotonic() - started:.0f} s.\n")
     outcome = latest_outcome(settings, last)
     print(render(outcome))
-    serving = _serve_release_and_replay(settings, last, outcome)
+    serving = _serve_and_operate(settings, last, outcome, args)
     warehouse = settings.warehouse_path if settings.warehouse_target == "duckdb" else "PostgreSQL, schema marts"
     online = settings.feast_dir / "online_store.db" if settings.feast_env == "local" else settings.redis_url
     ledger = audit_ledger(settings)
@@ -101,14 +98,15 @@ def _serving_identity(settings):
     return issue_credentials(root, "serving")
 
 
-def _serve_release_and_replay(settings, day: dt.date, outcome: dict) -> str | None:
-    """Start the model service, release what training moved through the deploy DAG (under replayed
-    traffic, which the canary judges), replay `day` as consumer traffic, and return a curl example."""
-    from pipelines.orchestration import local_airflow
+def _serve_and_operate(settings, last: dt.date, outcome: dict, args: argparse.Namespace) -> str | None:
+    """Start the model service; release what training moved through the deploy DAG (under replayed
+    traffic, which the canary judges); serve the next day's flights; then, with --operate-days,
+    operate a later period day by day (pipelines.orchestration.operations). Returns a curl example."""
+    from pipelines.orchestration.operations import operate, release
     from pipelines.security.vault import local_openbao
     from serving.auth import create_key
     from serving.local import running_service, wait_ready
-    from serving.replay import ReplayLoop, day_requests, replay
+    from serving.replay import day_requests, replay
 
     identity = _serving_identity(settings)
     if identity is None:
@@ -116,41 +114,78 @@ def _serve_release_and_replay(settings, day: dt.date, outcome: dict) -> str | No
         return None
     demo_key = create_key(local_openbao(settings).root(), "demo", ["predict"])
     log = settings.data_root / "serving" / "service.log"
+    next_day = last + dt.timedelta(days=1)
     print(f"\nServing on http://127.0.0.1:{settings.serving_port} ...", flush=True)
     with running_service(settings, *identity, settings.serving_port, log=log) as base:
         moved = next(((alias, outcome[alias]) for alias in ("champion", "challenger") if outcome.get(alias)), None)
         if moved:
-            alias, version = moved
             wait_ready(base)
-            print(f"Running {DEPLOY_DAG} for {alias} v{version} under replayed traffic ...", flush=True)
-            started = time.monotonic()
-            with ReplayLoop(base, demo_key, day_requests(settings, day)) as traffic:
-                try:
-                    local_airflow.test_run(settings, DEPLOY_DAG, {"version": version, "alias": alias})
-                    result = "released"
-                except local_airflow.AirflowRunFailed as exc:
-                    why = [line for line in str(exc).splitlines() if "Error" in line or "Exception" in line]
-                    result = f"NOT released: {(why or [str(exc)])[-1].strip()[:400]}"
-            print(
-                f"v{version} {result} in {time.monotonic() - started:.0f} s; consumers got "
-                f"{traffic.statuses.count(200)}/{len(traffic.statuses)} requests answered meanwhile."
-            )
-            deployment = settings.data_root / "deployments" / f"flight_delay-v{version}.json"
-            if alias == "challenger" and deployment.exists():
-                from pipelines.deploy.canary import CanaryOutcome
-
-                print(CanaryOutcome.from_dict(json.loads(deployment.read_text())).render())
-                print(f"  canary report: {deployment}")
+            print(f"Running {DEPLOY_DAG} for {moved[0]} v{moved[1]} under replayed traffic ...", flush=True)
+            released = release(settings, base, demo_key, moved[1], moved[0], next_day)
+            print(released.render() + ".")
+            _print_canary(settings, released.version, released.alias)
         status = wait_ready(base)
-        print(f"Replaying {day} ...", flush=True)
-        report = replay(settings, day, base, demo_key)
-    served = ", ".join(f"{v['name']} v{v['version']} {v['weight']:g}%" for v in status["variants"])
-    print(f"Served flight_delay ({served}): {report.render()}")
-    example = json.dumps({"flights": day_requests(settings, day)[:1]})
+        served = ", ".join(f"{v['name']} v{v['version']} {v['weight']:g}%" for v in status["variants"])
+        print(f"Serving {next_day}, the day after the last ingested one (the store holds what was known at its start)")
+        print(f"Served flight_delay ({served}): {replay(settings, next_day, base, demo_key).render()}", flush=True)
+        if args.operate_days:
+            _operate_later(settings, args, base, demo_key, operate)
+    example = json.dumps({"flights": day_requests(settings, next_day)[:1]})
     return (
         f"  curl -s http://127.0.0.1:{settings.serving_port}/predict -H 'Authorization: Bearer {demo_key}' \\\n"
         f"       -H 'Content-Type: application/json' -d '{example}'"
     )
+
+
+def _print_canary(settings, version: int, alias: str) -> None:
+    deployment = settings.data_root / "deployments" / f"flight_delay-v{version}.json"
+    if alias == "challenger" and deployment.exists():
+        from pipelines.deploy.canary import CanaryOutcome
+
+        print(CanaryOutcome.from_dict(json.loads(deployment.read_text())).render())
+        print(f"  canary report: {deployment}")
+
+
+def _operate_later(settings, args: argparse.Namespace, base: str, key: str, operate) -> None:
+    """Build the history up to --operate-from, then operate --operate-days days from it."""
+    from pipelines.features.store import materialize
+    from pipelines.orchestration import monitoring
+    from pipelines.orchestration.bulk import build_days
+    from pipelines.settings import OPERATIONS_TZ
+
+    first = args.operate_from
+    last = first + dt.timedelta(days=args.operate_days - 1)
+    if monitoring.day_folder(settings, first).exists():
+        print(
+            f"\n{first} .. {last} were operated by an earlier `make run` (the online store has moved past them): "
+            f"see {monitoring.day_folder(settings, first).parent}; `make clean` to operate them again."
+        )
+        return
+    history_end = first - dt.timedelta(days=1)
+    history_start = args.start + dt.timedelta(days=args.days)
+    if history_start <= history_end:
+        print(
+            f"\nBuilding the history {history_start} .. {history_end} in bulk (land, load, dbt, Feast export; "
+            "without the GX checkpoints the ingest DAG runs on every operated day) ...",
+            flush=True,
+        )
+        seconds = build_days(settings, history_start, history_end, validate=False)
+        materialize(settings, dt.datetime.combine(first, dt.time(), OPERATIONS_TZ))
+        print(f"Built in {seconds:.0f} s; the online store holds what was known at {first} 00:00.")
+    # With months of history, retrain on weeks (the first champion had only the first days).
+    later = settings.model_copy(update={"train_days": 21, "validation_days": 7, "holdout_days": 7})
+    print(
+        f"\nOperating {first} .. {last}: each day served through the model service, then the ingest DAG, "
+        f"then the monitoring DAG; a retrain request runs the training DAG (21/7/7-day window) and releases "
+        f"what passes the gate through the deploy DAG ...",
+        flush=True,
+    )
+    operated = operate(later, first, last, base, key)
+    requests = [d for d in operated if d.decision["retrain"]]
+    if not requests:
+        print(f"No retrain requested in {len(operated)} days: the policy saw no persisting breach.")
+    reports = monitoring.day_folder(settings, first).parent
+    print(f"Drift and performance reports: {reports}/<day>/report.html; training: {settings.data_root / 'training'}")
 
 
 def cmd_up(args: argparse.Namespace) -> None:
@@ -215,6 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--start", type=_date, default=dt.date(2013, 1, 1))
         command.add_argument("--days", type=_days, default=7)
         command.set_defaults(handler=handler)
+        if name == "run":
+            command.add_argument(
+                "--operate-from",
+                type=_date,
+                default=dt.date(2013, 7, 1),
+                help="after the first window, operate days from this one (history built up to it)",
+            )
+            command.add_argument(
+                "--operate-days",
+                type=int,
+                default=0,
+                help="days to operate from --operate-from (0: none); stops after a release",
+            )
     commands.add_parser("up", help="serve Airflow (UI on 127.0.0.1:8080) until Ctrl-C").set_defaults(handler=cmd_up)
     for name in ("land", "validate", "transform", "materialize"):
         command = commands.add_parser(name, help=f"the {name} stage of the ingest DAG for one date")

@@ -29,8 +29,8 @@ class RetrainPolicy:
     min_rows: int = 300
     max_feature_drift: float = 0.05
     max_prediction_drift: float = 0.10
-    max_log_loss_ratio: float = 1.20
-    max_calibration_gap: float = 0.08
+    max_log_loss_ratio: float = 1.25
+    max_calibration_gap: float = 0.10
     consecutive: int = 3
     cooldown_days: int = 7
     performance_days: int = 5

@@ -43,15 +43,16 @@ def serve(settings, openbao, tmp_path, ssl=None):
 
 @pytest.fixture(scope="session")
 def trained_models(built, tmp_path_factory):  # noqa: F811
-    """An artifact store holding champion v1 (XGBoost fitted on 2 days, admitted under a laxer minimum
-    ROC AUC) and challenger v2 (fitted on 3 days, judged by the gate against v1 on the same holdout day
-    and passed): a better model than the one it would replace."""
+    """An artifact store holding champion v1 (XGBoost fitted on 2 days) and challenger v2 (fitted on 3 days,
+    judged by the gate against v1 on the same holdout day and passed): a better model than the one it
+    would replace. Both are admitted under a minimum ROC AUC of 0.55: with the features known at the start
+    of each day, a few days of January reach about 0.57 (make run's seven days reach 0.65)."""
     store = tmp_path_factory.mktemp("models") / "store"
     common = {"data_root": built.settings.data_root, "artifact_store_uri": store.as_uri(),
-              "validation_days": 1, "holdout_days": 1}  # fmt: skip
+              "validation_days": 1, "holdout_days": 1, "gate_min_roc_auc": 0.55}  # fmt: skip
     versions = {}
-    for alias, train_days, min_roc_auc in (("champion", 2, 0.55), ("challenger", 3, 0.60)):
-        settings = load_settings(train_days=train_days, gate_min_roc_auc=min_roc_auc, **common)
+    for alias, train_days in (("champion", 2), ("challenger", 3)):
+        settings = load_settings(train_days=train_days, **common)
         window = training.resolve_window(settings, built.days[-1])
         folder = training.prepare_dataset(settings, window, f"e2e-{alias}")
         training.train_candidate(settings, folder, "xgboost")

@@ -1,0 +1,141 @@
+"""Days of operations in the order they happen, driven through Airflow and the model service.
+
+For each day D: consumers ask about D's flights while the online store holds what was known at
+D 00:00 (the model's prediction time); after midnight the ingest DAG lands, validates, transforms
+and materializes D, whose arrivals become the labels of the logged answers; the next morning the
+monitoring DAG judges the champion on D. When the retraining policy asks, the training DAG fits a
+candidate on the window the request names (the run's `last_day`, as the retrain asset's
+`window_end` would set it), and a candidate that passes the gate is released by the deploy DAG
+under the next day's consumer traffic: through the canary if a champion is live.
+
+`make run` operates a later month this way (`platform operate` alone); the July-week e2e test
+operates one week against a January-March champion.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pipelines.settings import Settings
+
+INGEST_DAG = "flights_ingest"
+MONITORING_DAG = "flight_delay_monitoring"
+TRAINING_DAG = "flight_delay_training"
+DEPLOY_DAG = "flight_delay_deploy"
+
+
+@dataclass
+class Release:
+    version: int
+    alias: str
+    released: bool
+    detail: str  # why not, when not released
+    seconds: float
+    answered: int  # consumer requests answered while it ran
+    sent: int
+
+    def render(self) -> str:
+        verdict = "released" if self.released else f"NOT released: {self.detail}"
+        return (
+            f"{self.alias} v{self.version} {verdict} in {self.seconds:.0f} s; consumers got "
+            f"{self.answered}/{self.sent} requests answered meanwhile"
+        )
+
+
+@dataclass
+class OperatedDay:
+    day: dt.date
+    served: str  # the replay report
+    monitoring: dict  # the monitoring DAG's assessment.json
+    training: dict | None = None  # the training run's outcome, when a retrain was requested
+    release: Release | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def decision(self) -> dict:
+        return self.monitoring["decision"]
+
+    def render(self) -> str:
+        from pipelines.orchestration.monitoring import render as render_monitoring
+
+        lines = [f"{self.day}: served {self.served}", *("  " + line for line in
+                 render_monitoring(self.monitoring).splitlines())]  # fmt: skip
+        if self.training is not None:
+            from pipelines.orchestration.training import render as render_training
+
+            lines += ["  " + line for line in render_training(self.training).splitlines()]
+        if self.release is not None:
+            lines.append("  " + self.release.render())
+        timings = ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items())
+        lines.append(f"  ({timings})")
+        return "\n".join(lines)
+
+
+def release(settings: Settings, base: str, key: str, version: int, alias: str, traffic_day: dt.date) -> Release:
+    """Run the deploy DAG for `version` while `traffic_day`'s flights are replayed as consumer traffic
+    (a challenger's canary is judged on that traffic)."""
+    from pipelines.orchestration import local_airflow
+    from serving.replay import ReplayLoop, day_requests
+
+    started = time.monotonic()
+    with ReplayLoop(base, key, day_requests(settings, traffic_day)) as traffic:
+        try:
+            local_airflow.test_run(settings, DEPLOY_DAG, {"version": version, "alias": alias})
+            released, detail = True, ""
+        except local_airflow.AirflowRunFailed as exc:
+            why = [line for line in str(exc).splitlines() if "Error" in line or "Exception" in line]
+            released, detail = False, (why or [str(exc)])[-1].strip()[:400]
+    return Release(version, alias, released, detail, time.monotonic() - started,
+                   traffic.statuses.count(200), len(traffic.statuses))  # fmt: skip
+
+
+def operate(
+    settings: Settings,
+    first: dt.date,
+    last: dt.date,
+    base: str,
+    key: str,
+    *,
+    stop_after_release: bool = True,
+    echo: Callable[[str], None] = print,
+) -> list[OperatedDay]:
+    """Operate [first, last] day by day (see the module docstring); stops after the first release
+    unless `stop_after_release` is False. The online store must hold what was known at `first` 00:00."""
+    from pipelines.orchestration import local_airflow, monitoring
+    from pipelines.orchestration.training import latest_outcome
+    from serving.replay import replay
+
+    operated = []
+    day = first
+    while day <= last:
+        seconds = {}
+        started = time.monotonic()
+        served = replay(settings, day, base, key)
+        seconds["serve"] = time.monotonic() - started
+        started = time.monotonic()
+        local_airflow.backfill(settings, INGEST_DAG, day, day)
+        seconds["ingest DAG"] = time.monotonic() - started
+        started = time.monotonic()
+        local_airflow.test_run(settings, MONITORING_DAG, {"day": day.isoformat()})
+        seconds["monitoring DAG"] = time.monotonic() - started
+        outcome = json.loads((monitoring.day_folder(settings, day) / "assessment.json").read_text())
+        record = OperatedDay(day, served.render(), outcome, seconds=seconds)
+        if record.decision["retrain"]:
+            window_end = dt.date.fromisoformat(record.decision["window_end"])
+            started = time.monotonic()
+            local_airflow.test_run(settings, TRAINING_DAG, {"last_day": window_end.isoformat()})
+            seconds["training DAG"] = time.monotonic() - started
+            record.training = latest_outcome(settings, window_end)
+            moved = next(((a, record.training[a]) for a in ("champion", "challenger") if record.training.get(a)), None)
+            if moved:
+                record.release = release(settings, base, key, moved[1], moved[0], day + dt.timedelta(days=1))
+        echo(record.render())
+        operated.append(record)
+        if record.release is not None and stop_after_release:
+            break
+        day += dt.timedelta(days=1)
+    return operated
