@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,6 +103,7 @@ def _serve_and_operate(settings, last: dt.date, outcome: dict, args: argparse.Na
     """Start the model service; release what training moved through the deploy DAG (under replayed
     traffic, which the canary judges); serve the next day's flights; then, with --operate-days,
     operate a later period day by day (pipelines.orchestration.operations). Returns a curl example."""
+    from pipelines.orchestration.deploy import deployment_report
     from pipelines.orchestration.operations import operate, release
     from pipelines.security.vault import local_openbao
     from serving.auth import create_key
@@ -123,7 +125,9 @@ def _serve_and_operate(settings, last: dt.date, outcome: dict, args: argparse.Na
             print(f"Running {DEPLOY_DAG} for {moved[0]} v{moved[1]} under replayed traffic ...", flush=True)
             released = release(settings, base, demo_key, moved[1], moved[0], next_day)
             print(released.render() + ".")
-            _print_canary(settings, released.version, released.alias)
+            if released.canary is not None:
+                print(released.canary.render())
+                print(f"  canary report: {deployment_report(settings, released.version)}")
         status = wait_ready(base)
         served = ", ".join(f"{v['name']} v{v['version']} {v['weight']:g}%" for v in status["variants"])
         print(f"Serving {next_day}, the day after the last ingested one (the store holds what was known at its start)")
@@ -135,15 +139,6 @@ def _serve_and_operate(settings, last: dt.date, outcome: dict, args: argparse.Na
         f"  curl -s http://127.0.0.1:{settings.serving_port}/predict -H 'Authorization: Bearer {demo_key}' \\\n"
         f"       -H 'Content-Type: application/json' -d '{example}'"
     )
-
-
-def _print_canary(settings, version: int, alias: str) -> None:
-    deployment = settings.data_root / "deployments" / f"flight_delay-v{version}.json"
-    if alias == "challenger" and deployment.exists():
-        from pipelines.deploy.canary import CanaryOutcome
-
-        print(CanaryOutcome.from_dict(json.loads(deployment.read_text())).render())
-        print(f"  canary report: {deployment}")
 
 
 def _operate_later(settings, args: argparse.Namespace, base: str, key: str, operate) -> None:
@@ -169,9 +164,13 @@ def _operate_later(settings, args: argparse.Namespace, base: str, key: str, oper
             "without the GX checkpoints the ingest DAG runs on every operated day) ...",
             flush=True,
         )
-        seconds = build_days(settings, history_start, history_end, validate=False)
-        materialize(settings, dt.datetime.combine(first, dt.time(), OPERATIONS_TZ))
-        print(f"Built in {seconds:.0f} s; the online store holds what was known at {first} 00:00.")
+        log = settings.data_root / "history.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("w") as out, contextlib.redirect_stdout(out), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # ibis, inside Feast's materialization
+            seconds = build_days(settings, history_start, history_end, validate=False)
+            materialize(settings, dt.datetime.combine(first, dt.time(), OPERATIONS_TZ))
+        print(f"Built in {seconds:.0f} s ({log}); the online store holds what was known at {first} 00:00.")
     # With months of history, retrain on weeks (the first champion had only the first days).
     later = settings.model_copy(update={"train_days": 21, "validation_days": 7, "holdout_days": 7})
     print(

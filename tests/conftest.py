@@ -127,6 +127,18 @@ def openbao(tmp_path_factory) -> Iterator[TestVault]:
         server.stop(process)
 
 
+@pytest.fixture(scope="session")
+def season(tmp_path_factory) -> Settings:
+    """January to August 2013 built through the platform's stages in bulk, once a session, without the
+    GX checkpoints (the ingest tests validate): the retraining backtest's data and the July week's
+    history. Nothing is materialized: the July week sets the online store to 1 July 00:00 itself."""
+    from pipelines.orchestration.bulk import build_days
+
+    settings = make_settings(tmp_path_factory.mktemp("season") / "var")
+    build_days(settings, dt.date(2013, 1, 1), dt.date(2013, 8, 31), validate=False)
+    return settings
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path / "var")

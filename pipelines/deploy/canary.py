@@ -97,8 +97,14 @@ def variant_stats(log, name: str) -> VariantStats:
     )
 
 
-def judge(champion: VariantStats, challenger: VariantStats, policy: CanaryPolicy) -> list[str]:
-    """The policy's breaches by the challenger (empty: healthy). Needs enough challenger predictions."""
+def judge(
+    champion: VariantStats, challenger: VariantStats, policy: CanaryPolicy, expected_shift: float = 0.0
+) -> list[str]:
+    """The policy's breaches by the challenger (empty: healthy). Needs enough challenger predictions.
+
+    `expected_shift` is the KS statistic between the two models' probabilities that the gate saw on
+    its holdout: a retrain for drift is meant to answer differently, and what the canary catches is
+    a shift beyond that (by more than `max_distribution_shift`), not the one the gate accepted."""
     from scipy.stats import ks_2samp
 
     breaches = []
@@ -116,10 +122,11 @@ def judge(champion: VariantStats, challenger: VariantStats, policy: CanaryPolicy
         )
     if len(challenger.probabilities) and len(champion.probabilities):
         shift = float(ks_2samp(challenger.probabilities, champion.probabilities).statistic)
-        if shift > policy.max_distribution_shift:
+        if shift > expected_shift + policy.max_distribution_shift:
             breaches.append(
-                f"prediction distribution shifted: KS statistic {shift:.3f} > {policy.max_distribution_shift:g} "
-                f"(mean probability {challenger.probabilities.mean():.3f} vs {champion.probabilities.mean():.3f})"
+                f"prediction distribution shifted: KS statistic {shift:.3f} > {expected_shift:.3f} on the gate's "
+                f"holdout + {policy.max_distribution_shift:g} (mean probability "
+                f"{challenger.probabilities.mean():.3f} vs {champion.probabilities.mean():.3f})"
             )
     return breaches
 
@@ -235,6 +242,7 @@ class Canary:
         first breach (or when too little traffic arrives to judge), promote after the last step."""
         champion = self.champion()
         outcome = CanaryOutcome(self.model, champion, challenger, False, [], [])
+        expected = self.expected_shift(challenger, champion)
         for weight in (w for w in self.policy.steps if w < 100):
             self.apply(
                 DeploymentPlan(
@@ -242,7 +250,7 @@ class Canary:
                     reason=f"canary {weight:g}%",
                 )
             )
-            step = self._observe(weight)
+            step = self._observe(weight, expected)
             outcome.steps.append(step)
             self.registry.ledger.append("deployment.canary_step", f"{self.model}/v{challenger}", asdict(step))
             if step.breaches:
@@ -258,7 +266,13 @@ class Canary:
         outcome.promoted, outcome.reasons = True, [reason]
         return outcome
 
-    def _observe(self, weight: float) -> StepReport:
+    def expected_shift(self, challenger: int, champion: int) -> float:
+        """The prediction shift against `champion` that the gate measured for `challenger` (0 if it was
+        gated against another champion, or not at all)."""
+        shift = self.registry.manifest(self.model, challenger).get("metrics", {}).get("prediction_shift")
+        return float(shift["ks"]) if shift and shift.get("champion") == champion else 0.0
+
+    def _observe(self, weight: float, expected_shift: float) -> StepReport:
         started = dt.datetime.now(dt.UTC)
         clock = time.monotonic()
         self.sleep(self.policy.observe_seconds)
@@ -267,7 +281,7 @@ class Canary:
             champion, challenger = variant_stats(log, "champion"), variant_stats(log, "challenger")
             waited = time.monotonic() - clock
             if challenger.predictions >= self.policy.min_predictions:
-                breaches = judge(champion, challenger, self.policy)
+                breaches = judge(champion, challenger, self.policy, expected_shift)
                 break
             if waited >= self.policy.max_wait_seconds:
                 breaches = [

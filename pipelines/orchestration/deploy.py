@@ -79,9 +79,14 @@ def release(settings: Settings, alias: str, version: int) -> dict:
     controller.smoke(version, flights)
     outcome = controller.walk(version)
     print(outcome.render())
-    folder = settings.data_root / "deployments"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{MODEL_NAME}-v{version}.json").write_text(json.dumps(outcome.as_dict(), indent=2))
+    path = deployment_report(settings, version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(outcome.as_dict(), indent=2))
     if not outcome.promoted:
         raise CanaryRolledBack(outcome.render())
     return outcome.as_dict()
+
+
+def deployment_report(settings: Settings, version: int) -> Path:
+    """Where a challenger's canary report (CanaryOutcome) is written."""
+    return settings.data_root / "deployments" / f"{MODEL_NAME}-v{version}.json"

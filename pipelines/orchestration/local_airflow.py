@@ -125,18 +125,24 @@ def services(settings: Settings, *names: str, timeout_s: float = 180) -> Iterato
                 process.kill()
 
 
-def backfill(settings: Settings, dag_id: str, first: dt.date, last: dt.date, timeout_s: float = 1800) -> list[dict]:
-    """Run `dag_id` for every day in [first, last] through the scheduler; returns the runs.
+class Scheduling:
+    """A running API server and scheduler (`scheduling()`), through which backfills are run one after
+    another without restarting them: a day's backfill then costs its tasks, not Airflow's start-up."""
 
-    The backfill is created, watched and closed through Airflow's REST API as the local admin.
-    A backfill left open by an interrupted earlier run is cancelled first (no other backfill can
-    run here: `services` refuses to start beside `make up`). Raises AirflowRunFailed naming the
-    failed runs and where their logs are.
-    """
-    airflow(settings, "dags", "unpause", dag_id)
-    expected = (last - first).days + 1
-    deadline = time.monotonic() + timeout_s
-    with services(settings, "api-server", "scheduler") as processes, _api(settings) as api:
+    def __init__(self, settings: Settings, processes: dict[str, subprocess.Popen], api: httpx.Client):
+        self.settings, self.processes, self.api = settings, processes, api
+
+    def backfill(self, dag_id: str, first: dt.date, last: dt.date, timeout_s: float = 1800) -> list[dict]:
+        """Run `dag_id` for every day in [first, last] through the scheduler; returns the runs.
+
+        A backfill left open by an interrupted earlier run is cancelled first (no other backfill can
+        run here: `services` refuses to start beside `make up`). Raises AirflowRunFailed naming the
+        failed runs and where their logs are.
+        """
+        api = self.api
+        _call(api.patch, f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+        expected = (last - first).days + 1
+        deadline = time.monotonic() + timeout_s
         for stale in _call(api.get, "/api/v2/backfills", params={"dag_id": dag_id})["backfills"]:
             if stale["completed_at"] is None:
                 _call(api.put, f"/api/v2/backfills/{stale['id']}/cancel")
@@ -153,23 +159,41 @@ def backfill(settings: Settings, dag_id: str, first: dt.date, last: dt.date, tim
                     break
                 if len(runs) >= expected and all(r["state"] in FINISHED for r in runs):
                     break
-                exited = {n: p.returncode for n, p in processes.items() if p.poll() is not None}
+                exited = {n: p.returncode for n, p in self.processes.items() if p.poll() is not None}
                 if exited:
-                    raise AirflowRunFailed(f"Airflow exited {exited}; see {settings.airflow_dir}/*.log")
+                    raise AirflowRunFailed(f"Airflow exited {exited}; see {self.settings.airflow_dir}/*.log")
                 if time.monotonic() > deadline:
                     raise AirflowRunFailed(f"{dag_id} runs did not finish within {timeout_s:.0f} s")
-                time.sleep(3)
-        finally:  # close the backfill now, so that the next `make run` can start one
-            _call(api.put, f"/api/v2/backfills/{created['id']}/cancel")
-    failed = [r for r in runs if r["state"] != "success"]
-    if failed:
-        logs = settings.airflow_dir / "logs" / f"dag_id={dag_id}"
-        raise AirflowRunFailed(
-            f"{len(failed)} of {len(runs)} {dag_id} runs failed: "
-            + ", ".join(sorted(r["dag_run_id"] for r in failed))
-            + f"; task logs under {logs}"
-        )
-    return sorted(runs, key=_local_date)
+                time.sleep(1)
+        finally:  # close the backfill now, so that the next one can start (409: it closed itself)
+            closed = api.put(f"/api/v2/backfills/{created['id']}/cancel")
+            if closed.status_code >= 400 and closed.status_code != 409:
+                raise AirflowRunFailed(f"cannot close backfill {created['id']}: {closed.status_code} {closed.text}")
+        failed = [r for r in runs if r["state"] != "success"]
+        if failed:
+            logs = self.settings.airflow_dir / "logs" / f"dag_id={dag_id}"
+            raise AirflowRunFailed(
+                f"{len(failed)} of {len(runs)} {dag_id} runs failed: "
+                + ", ".join(sorted(r["dag_run_id"] for r in failed))
+                + f"; task logs under {logs}"
+            )
+        return sorted(runs, key=_local_date)
+
+
+@contextlib.contextmanager
+def scheduling(settings: Settings) -> Iterator[Scheduling]:
+    """The API server and scheduler until the block exits, with a client logged in as the local admin.
+
+    Only DAGs that a backfill unpaused are scheduled: runs of paused DAGs made by `test_run` meanwhile
+    are left alone by the scheduler."""
+    with services(settings, "api-server", "scheduler") as processes, _api(settings) as api:
+        yield Scheduling(settings, processes, api)
+
+
+def backfill(settings: Settings, dag_id: str, first: dt.date, last: dt.date, timeout_s: float = 1800) -> list[dict]:
+    """Run `dag_id` for every day in [first, last] through the scheduler, started for this alone."""
+    with scheduling(settings) as airflow_scheduler:
+        return airflow_scheduler.backfill(dag_id, first, last, timeout_s)
 
 
 def test_run(settings: Settings, dag_id: str, conf: dict) -> None:

@@ -8,8 +8,8 @@ candidate on the window the request names (the run's `last_day`, as the retrain 
 `window_end` would set it), and a candidate that passes the gate is released by the deploy DAG
 under the next day's consumer traffic: through the canary if a champion is live.
 
-`make run` operates a later month this way (`platform operate` alone); the July-week e2e test
-operates one week against a January-March champion.
+`make run` operates July this way after its first week; the July-week e2e test operates one week
+against a January-March champion.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Release:
     seconds: float
     answered: int  # consumer requests answered while it ran
     sent: int
+    canary: object = None  # the CanaryOutcome of a challenger's release
 
     def render(self) -> str:
         verdict = "released" if self.released else f"NOT released: {self.detail}"
@@ -70,6 +71,8 @@ class OperatedDay:
             lines += ["  " + line for line in render_training(self.training).splitlines()]
         if self.release is not None:
             lines.append("  " + self.release.render())
+            if self.release.canary is not None:
+                lines += ["  " + line for line in self.release.canary.render().splitlines()]
         timings = ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items())
         lines.append(f"  ({timings})")
         return "\n".join(lines)
@@ -87,10 +90,22 @@ def release(settings: Settings, base: str, key: str, version: int, alias: str, t
             local_airflow.test_run(settings, DEPLOY_DAG, {"version": version, "alias": alias})
             released, detail = True, ""
         except local_airflow.AirflowRunFailed as exc:
+            report = canary_outcome(settings, version)
             why = [line for line in str(exc).splitlines() if "Error" in line or "Exception" in line]
-            released, detail = False, (why or [str(exc)])[-1].strip()[:400]
+            released = False
+            detail = "; ".join(report.reasons) if report else (why or [str(exc)])[-1].strip()[:400]
+    canary = canary_outcome(settings, version) if alias == "challenger" else None
     return Release(version, alias, released, detail, time.monotonic() - started,
-                   traffic.statuses.count(200), len(traffic.statuses))  # fmt: skip
+                   traffic.statuses.count(200), len(traffic.statuses), canary)  # fmt: skip
+
+
+def canary_outcome(settings: Settings, version: int):
+    """The canary report the deploy DAG wrote for `version` (var/deployments), or None."""
+    from pipelines.deploy.canary import CanaryOutcome
+    from pipelines.orchestration.deploy import deployment_report
+
+    path = deployment_report(settings, version)
+    return CanaryOutcome.from_dict(json.loads(path.read_text())) if path.exists() else None
 
 
 def operate(
@@ -105,37 +120,47 @@ def operate(
 ) -> list[OperatedDay]:
     """Operate [first, last] day by day (see the module docstring); stops after the first release
     unless `stop_after_release` is False. The online store must hold what was known at `first` 00:00."""
+    from pipelines.orchestration import local_airflow
+
+    operated = []
+    with local_airflow.scheduling(settings) as airflow_scheduler:  # the ingest DAG's scheduler, for every day
+        day = first
+        while day <= last:
+            record = _operate_day(settings, airflow_scheduler, day, base, key)
+            echo(record.render())
+            operated.append(record)
+            if record.release is not None and stop_after_release:
+                break
+            day += dt.timedelta(days=1)
+    return operated
+
+
+def _operate_day(settings: Settings, airflow_scheduler, day: dt.date, base: str, key: str) -> OperatedDay:
+    """Serve `day`, land it through the ingest DAG, judge it with the monitoring DAG; retrain and release
+    when the policy asks."""
     from pipelines.orchestration import local_airflow, monitoring
     from pipelines.orchestration.training import latest_outcome
     from serving.replay import replay
 
-    operated = []
-    day = first
-    while day <= last:
-        seconds = {}
+    seconds = {}
+    started = time.monotonic()
+    served = replay(settings, day, base, key)
+    seconds["serve"] = time.monotonic() - started
+    started = time.monotonic()
+    airflow_scheduler.backfill(INGEST_DAG, day, day)
+    seconds["ingest DAG"] = time.monotonic() - started
+    started = time.monotonic()
+    local_airflow.test_run(settings, MONITORING_DAG, {"day": day.isoformat()})
+    seconds["monitoring DAG"] = time.monotonic() - started
+    outcome = json.loads((monitoring.day_folder(settings, day) / "assessment.json").read_text())
+    record = OperatedDay(day, served.render(), outcome, seconds=seconds)
+    if record.decision["retrain"]:
+        window_end = dt.date.fromisoformat(record.decision["window_end"])
         started = time.monotonic()
-        served = replay(settings, day, base, key)
-        seconds["serve"] = time.monotonic() - started
-        started = time.monotonic()
-        local_airflow.backfill(settings, INGEST_DAG, day, day)
-        seconds["ingest DAG"] = time.monotonic() - started
-        started = time.monotonic()
-        local_airflow.test_run(settings, MONITORING_DAG, {"day": day.isoformat()})
-        seconds["monitoring DAG"] = time.monotonic() - started
-        outcome = json.loads((monitoring.day_folder(settings, day) / "assessment.json").read_text())
-        record = OperatedDay(day, served.render(), outcome, seconds=seconds)
-        if record.decision["retrain"]:
-            window_end = dt.date.fromisoformat(record.decision["window_end"])
-            started = time.monotonic()
-            local_airflow.test_run(settings, TRAINING_DAG, {"last_day": window_end.isoformat()})
-            seconds["training DAG"] = time.monotonic() - started
-            record.training = latest_outcome(settings, window_end)
-            moved = next(((a, record.training[a]) for a in ("champion", "challenger") if record.training.get(a)), None)
-            if moved:
-                record.release = release(settings, base, key, moved[1], moved[0], day + dt.timedelta(days=1))
-        echo(record.render())
-        operated.append(record)
-        if record.release is not None and stop_after_release:
-            break
-        day += dt.timedelta(days=1)
-    return operated
+        local_airflow.test_run(settings, TRAINING_DAG, {"last_day": window_end.isoformat()})
+        seconds["training DAG"] = time.monotonic() - started
+        record.training = latest_outcome(settings, window_end)
+        moved = next(((a, record.training[a]) for a in ("champion", "challenger") if record.training.get(a)), None)
+        if moved:
+            record.release = release(settings, base, key, moved[1], moved[0], day + dt.timedelta(days=1))
+    return record

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from pipelines.errors import NotEnoughData, PlatformError
 from pipelines.evaluation.gate import GatePolicy, decide
@@ -30,6 +31,7 @@ from pipelines.training.trainers import FAMILIES, TRAINERS, TrainedModel, resolv
 MODEL_NAME = "flight_delay"
 NATIVE_FILE = {"xgboost": "model.ubj", "mlp": "model.pt"}
 REFERENCE_FILE = "reference.parquet"  # the drift reference sample (pipelines/monitoring/reference.py)
+HOLDOUT_PROBABILITIES = "holdout_probabilities.parquet"  # a candidate's answers on the holdout flights
 PARITY_ROWS = 2000
 
 
@@ -151,6 +153,11 @@ def train_candidate(settings: Settings, folder: str, family: str) -> dict:
         "duration_seconds": seconds,
         "estimated_cost_usd": seconds / 3600 * rate,
     }
+    holdout = data.split("holdout")
+    probabilities = scorer.predict(holdout[data.features].to_numpy(dtype=np.float32))
+    pd.DataFrame({"flight_id": holdout["flight_id"].to_numpy(), "probability": probabilities}).to_parquet(
+        out / HOLDOUT_PROBABILITIES, index=False
+    )  # the gate compares them with the champion's on the same flights
     (out / "candidate.json").write_text(json.dumps(candidate, indent=2, default=str))
     return {"family": family, "roc_auc": evaluation["holdout"]["roc_auc"], "candidate": str(out / "candidate.json")}
 
@@ -163,7 +170,8 @@ def _parquet_bytes(frame) -> bytes:
     return buffer.getvalue()
 
 
-def _champion_evaluation(registry: Registry, data: TrainingData) -> tuple[int, dict] | None:
+def _champion_evaluation(registry: Registry, data: TrainingData) -> tuple[int, dict, pd.Series] | None:
+    """The champion's version, its evaluation on the candidates' holdout and its probabilities there."""
     champion = registry.alias(MODEL_NAME, "champion")
     if champion is None:
         return None
@@ -176,7 +184,22 @@ def _champion_evaluation(registry: Registry, data: TrainingData) -> tuple[int, d
         )
     scorer = OnnxScorer(files["model.onnx"], manifest["onnx_io"]["output"])
     evaluation, _ = evaluate_predictions(manifest["family"], scorer.predict, data)
-    return version, evaluation
+    holdout = data.split("holdout")
+    probabilities = scorer.predict(holdout[data.features].to_numpy(dtype=np.float32))
+    return version, evaluation, pd.Series(probabilities, index=holdout["flight_id"].to_numpy())
+
+
+def prediction_shift(folder: Path, champion: tuple[int, dict, pd.Series] | None) -> dict | None:
+    """How far a candidate's holdout probabilities sit from the champion's on the same flights (KS
+    statistic): the shift the gate accepted, which the canary expects to see again live."""
+    if champion is None:
+        return None
+    from scipy.stats import ks_2samp
+
+    mine = pd.read_parquet(folder / HOLDOUT_PROBABILITIES)
+    theirs = champion[2].reindex(mine["flight_id"]).to_numpy()
+    statistic = ks_2samp(mine["probability"].to_numpy(), theirs).statistic
+    return {"champion": champion[0], "ks": round(float(statistic), 6), "flights": len(mine)}
 
 
 def gate_and_register(settings: Settings, folder: str, families: list[str] | None = None) -> dict:
@@ -216,6 +239,7 @@ def gate_and_register(settings: Settings, folder: str, families: list[str] | Non
                 "behaviour": evaluation["behaviour"],
                 "onnx": evaluation["onnx"],
                 "champion_on_same_holdout": champion[1]["holdout"] if champion else None,
+                "prediction_shift": prediction_shift(Path(folder) / family, champion),
             },
             "gate": report.as_dict(),
             "report_html": candidate["report_html"],

@@ -1,6 +1,7 @@
 """Drift monitoring on served traffic: replayed days through the real service, the champion's
 registered reference, alibi-detect in the drift virtualenv, labels from the landed arrivals, the
-retraining policy (consecutive days, one request in flight), and the DAG through Airflow."""
+retraining policy (consecutive days, one request in flight). The DAG itself runs through Airflow on
+every day of tests/e2e/test_july_week.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.orchestration import local_airflow, monitoring
+from pipelines.orchestration import monitoring
 from pipelines.security.audit import audit_ledger
 from serving.auth import create_key
 from serving.local import wait_ready
@@ -108,17 +109,3 @@ def test_a_persisting_shift_requests_one_retrain_then_waits_for_it(served, built
     detectors.run(folder)
     outcome = monitoring.assess_and_decide(settings, folder, third)
     assert not outcome["decision"]["retrain"] and "still in flight" in outcome["decision"]["reason"]
-
-
-def test_the_monitoring_dag_runs_the_detectors_in_the_drift_virtualenv(served, built, tmp_path):
-    settings, _ = served
-    shutil.rmtree(settings.data_root / "monitoring", ignore_errors=True)
-    settings = settings.model_copy(update={"airflow_home": tmp_path / "airflow"})
-    local_airflow.prepare(settings)
-    day = built.days[-1]
-    local_airflow.test_run(settings, "flight_delay_monitoring", {"day": day.isoformat()})
-    folder = monitoring.day_folder(settings, day)
-    drift = json.loads((folder / "drift.json").read_text())
-    assert drift["multivariate"]["rows_per_side"] > 0 and set(drift["categorical"]) == {"carrier", "origin"}
-    outcome = json.loads((folder / "assessment.json").read_text())
-    assert not outcome["decision"]["retrain"] and (folder / "report.html").exists()  # one day is never enough

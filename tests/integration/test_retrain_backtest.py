@@ -11,17 +11,15 @@ import pytest
 
 from pipelines.monitoring.backtest import Scenario, evaluate_policy, render
 from pipelines.monitoring.policy import RetrainPolicy
-from tests.conftest import make_settings
 
 pytestmark = pytest.mark.integration
 SCENARIO = Scenario()
 
 
 @pytest.fixture(scope="module")
-def outcome(tmp_path_factory):
-    root = tmp_path_factory.mktemp("backtest")
-    settings = make_settings(root / "var")
-    result = evaluate_policy(settings, RetrainPolicy.from_settings(settings), SCENARIO, root / "backtest")
+def outcome(season, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("backtest")
+    result = evaluate_policy(season, RetrainPolicy.from_settings(season), SCENARIO, folder)
     print(render("shipped", result))
     return result
 

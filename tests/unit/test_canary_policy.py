@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import ks_2samp
 
 from pipelines.deploy.canary import CanaryPolicy, judge, variant_stats
 from pipelines.errors import SettingsError
@@ -62,7 +63,20 @@ def test_latency_breaches_only_beyond_ratio_plus_slack():
 def test_a_shifted_distribution_breaches():
     frame = pd.concat([window("champion", 2000), window("challenger", 300, p=np.full(300, 0.99))])
     [breach] = judge(*stats(frame), POLICY)
-    assert "KS statistic 1.000 > 0.2" in breach and "mean probability 0.990" in breach
+    assert "KS statistic 1.000 > 0.000 on the gate's holdout + 0.2" in breach and "mean probability 0.990" in breach
+
+
+def test_the_shift_the_gate_accepted_is_expected_live_and_only_more_breaches():
+    """A retrain for drift answers higher than the stale champion; the gate measured by how much (KS on
+    its holdout). Live, that much is expected; that much plus the policy's margin is not."""
+    recalibrated = RNG.beta(3, 5, 300)  # mean 0.375 against the champion's 0.25
+    frame = pd.concat([window("champion", 2000), window("challenger", 300, p=recalibrated)])
+    champion, challenger = stats(frame)
+    live = ks_2samp(challenger.probabilities, champion.probabilities).statistic
+    assert live > POLICY.max_distribution_shift and judge(champion, challenger, POLICY)  # a breach, unexpected
+    assert judge(champion, challenger, POLICY, expected_shift=live - 0.1) == []  # the gate saw nearly as much
+    [breach] = judge(champion, challenger, POLICY, expected_shift=live - POLICY.max_distribution_shift - 0.01)
+    assert "on the gate's holdout" in breach
 
 
 def test_no_traffic_means_no_statistics():
