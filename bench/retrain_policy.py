@@ -6,6 +6,7 @@ pipelines/monitoring/backtest.py. Usage (about 5 minutes on 2 cores, the first t
 build January to August):
 
     .venv/bin/python -m bench.retrain_policy [--data-root var/bench/retrain] [--out bench/results/retrain_policy.json]
+        [--set FIELD=VALUE ...]  (a third policy: the shipped one with these fields changed)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+INTEGER_FIELDS = {"min_rows", "consecutive", "cooldown_days", "performance_days"}
 NAIVE = {"max_log_loss_ratio": 1.10, "max_calibration_gap": 0.05, "consecutive": 2, "performance_days": 1}
 
 
@@ -23,7 +25,14 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path, default=Path("var/bench/retrain"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/retrain_policy.json"))
     parser.add_argument("--pairs", type=int, default=20)
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="also run the shipped policy with this field changed (repeatable), e.g. "
+                        "--set max_calibration_gap=0.08 --set max_log_loss_ratio=1.2")  # fmt: skip
     args = parser.parse_args()
+    variant = {}
+    for item in args.set:
+        field, _, value = item.partition("=")
+        variant[field] = int(value) if field in INTEGER_FIELDS else float(value)
 
     from pipelines.monitoring.backtest import Scenario, evaluate_policy, render
     from pipelines.monitoring.policy import RetrainPolicy
@@ -39,6 +48,10 @@ def main() -> None:
                 settings, dataclasses.replace(shipped, **NAIVE), scenario, args.data_root / "backtest" / "naive"
             ),  # fmt: skip
         }
+        if variant:
+            results["variant " + json.dumps(variant)] = evaluate_policy(
+                settings, dataclasses.replace(shipped, **variant), scenario, args.data_root / "backtest" / "variant"
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     text = "\n\n".join(["## Retraining policy backtest", *(render(name, r) for name, r in results.items())])
