@@ -45,10 +45,14 @@ up: setup ## Airflow UI on http://127.0.0.1:8080 with scheduler, DAG processor, 
 test: lint security browser ## lint, security scans, then the whole suite (CI=true: a skip for a missing service fails)
 	$(BIN)/python -m pytest
 
-bench: setup ## benchmarks beside their baselines; writes bench/results/*.json and *.md
+bench: setup ## benchmarks beside their baselines; writes bench/results/*.json, *.md, *.png and README.md
 	$(BIN)/python -m bench.serving --out bench/results/serving.json
 	$(BIN)/python -m bench.retrain_policy --out bench/results/retrain_policy.json
 	$(BIN)/python -m bench.training_devices --out bench/results/training_devices.json
+	$(BIN)/python -m bench.online_features --out bench/results/online_features.json
+	$(DRIFT_VENV)/bin/python -m bench.drift --out bench/results/drift.json
+	$(BIN)/python -m bench.orchestration --out bench/results/orchestration.json
+	$(BIN)/python -m bench.report --results bench/results
 
 browser: ## Debian's Chromium, for the Models page browser test (apt-get, as root; nothing if it is there)
 	@test -x $(CHROMIUM) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \

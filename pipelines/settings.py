@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     allowed_regions: list[str] = Field(["me-central-1"], min_length=1)
     airflow_home: Path | None = None
     dags_folder: Path = Field(REPO_ROOT / "dags", description="Where Airflow finds DAG files.")
+    airflow_executor: Literal["LocalExecutor", "CeleryExecutor"] = Field(
+        "LocalExecutor", description="CeleryExecutor: tasks go through the Celery broker to `airflow celery worker`s."
+    )
+    airflow_metadata_url: SecretStr | None = Field(
+        None, description="Airflow's metadata DB (SQLAlchemy URL); default SQLite under the Airflow home. "
+        "CeleryExecutor needs PostgreSQL: its task results are kept there too."
+    )  # fmt: skip
+    celery_broker_url: str = Field("redis://127.0.0.1:6379/1", description="CeleryExecutor's broker (Redis).")
     # Vault / OpenBao. Without an address the platform runs its own OpenBao server under the data root.
     vault_addr: str = Field("", validation_alias=AliasChoices("PLATFORM_VAULT_ADDR", "VAULT_ADDR"))
     vault_token: SecretStr | None = Field(None, validation_alias=AliasChoices("PLATFORM_VAULT_TOKEN", "VAULT_TOKEN"))

@@ -118,18 +118,24 @@ def _repo_contents():
 
 
 def materialize(settings: Settings, end: dt.datetime) -> MaterializeResult:
-    """Apply the definitions and materialize-incremental up to `end`; returns online keys per view.
+    """Apply the definitions and bring the online store up to `end`; returns online keys per view.
 
-    The local offline store reads the Parquet exports that `export_marts` wrote after dbt build.
+    Each view is loaded from where its last run ended, but never from before `end - ttl`: the online
+    store keeps one value per key, and a value older than the view's ttl would be overwritten by a
+    newer one or is expired anyway. (Feast's own first incremental run starts at *now* - ttl, which
+    misses replayed history; this starts from the data's time instead, so a first run, or one after
+    months built in bulk, reads only the rows that can still be served.) The local offline store
+    reads the Parquet exports that `export_marts` wrote after dbt build.
     """
     apply_definitions(settings)
     store = feature_store(settings)
-    # Feast starts a view's first incremental run at now - ttl; replayed history lies before
-    # that, so a view's first run starts at the beginning of time instead.
-    fresh = [view.name for view in store.list_feature_views() if not view.materialization_intervals]
-    if fresh:
-        store.materialize(start_date=dt.datetime(1970, 1, 1, tzinfo=dt.UTC), end_date=end, feature_views=fresh)
-    store.materialize_incremental(end_date=end)
+    for view in store.list_feature_views():
+        start = end - view.ttl if view.ttl else dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+        done = [interval[1] for interval in view.materialization_intervals]
+        if done and max(done) > start:
+            start = max(done)
+        if start < end:
+            store.materialize(start_date=start, end_date=end, feature_views=[view.name])
     return MaterializeResult(end=end.isoformat(), online_keys=online_key_counts(settings))
 
 

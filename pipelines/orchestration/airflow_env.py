@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+from pipelines.errors import PlatformError
 from pipelines.security.secrets import CONNECTIONS_PATH, VARIABLES_PATH
 from pipelines.security.vault import KV_MOUNT, vault_environment
 from pipelines.settings import REPO_ROOT, Settings, settings_environment
@@ -20,9 +21,10 @@ TELEMETRY_OFF = {
 }
 
 
-def airflow_environment(settings: Settings, metadata_url: str | None = None) -> dict[str, str]:
+def airflow_environment(settings: Settings) -> dict[str, str]:
     """os.environ plus Airflow's configuration: home, folders, metadata DB, executor."""
     home = settings.airflow_dir
+    metadata_url = settings.airflow_metadata_url.get_secret_value() if settings.airflow_metadata_url else None
     env = {
         **os.environ,
         **TELEMETRY_OFF,
@@ -30,7 +32,7 @@ def airflow_environment(settings: Settings, metadata_url: str | None = None) -> 
         "AIRFLOW__CORE__DAGS_FOLDER": str(settings.dags_folder),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": settings.airflow_executor,
         "AIRFLOW__CORE__PARALLELISM": "2",
         "AIRFLOW__CORE__DEFAULT_TIMEZONE": "America/New_York",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
@@ -46,6 +48,20 @@ def airflow_environment(settings: Settings, metadata_url: str | None = None) -> 
         "AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES": "salt,token,credential",
         "AIRFLOW__CORE__HIDE_SENSITIVE_VAR_CONN_FIELDS": "True",
     }
+    if metadata_url and metadata_url.startswith("postgresql"):
+        # Airflow 3's API server also opens the DB asynchronously: psycopg (3) serves both ways.
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = "postgresql+psycopg://" + metadata_url.split("://", 1)[1]
+    if settings.airflow_executor == "CeleryExecutor":
+        if not metadata_url or not metadata_url.startswith("postgresql"):
+            raise PlatformError(
+                "CeleryExecutor needs Airflow's metadata DB on PostgreSQL (its task results are kept there): "
+                "set PLATFORM_AIRFLOW_METADATA_URL=postgresql+psycopg2://USER@HOST/DB"
+            )
+        env.update({
+            "AIRFLOW__CELERY__BROKER_URL": settings.celery_broker_url,
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + metadata_url.replace("+psycopg2", "").replace("+psycopg", ""),
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
+        })  # fmt: skip
     # Tasks read the same platform settings, with the same Vault identity, as this process.
     env.update(settings_environment(settings))
     env.update(vault_environment(settings))

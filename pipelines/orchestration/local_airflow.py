@@ -179,6 +179,25 @@ class Scheduling:
             )
         return sorted(runs, key=_local_date)
 
+    def trigger(self, dag_id: str, conf: dict, timeout_s: float = 1800) -> dict:
+        """Unpause `dag_id`, trigger one run with `conf` through the REST API and wait for it; the run.
+        Raises AirflowRunFailed if it does not succeed, naming where its task logs are."""
+        _call(self.api.patch, f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+        run = _call(self.api.post, f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
+        deadline = time.monotonic() + timeout_s
+        while run["state"] not in FINISHED:
+            exited = {n: p.returncode for n, p in self.processes.items() if p.poll() is not None}
+            if exited:
+                raise AirflowRunFailed(f"Airflow exited {exited}; see {self.settings.airflow_dir}/*.log")
+            if time.monotonic() > deadline:
+                raise AirflowRunFailed(f"{dag_id} {run['dag_run_id']} did not finish within {timeout_s:.0f} s")
+            time.sleep(1)
+            run = _call(self.api.get, f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}")
+        if run["state"] != "success":
+            logs = self.settings.airflow_dir / "logs" / f"dag_id={dag_id}"
+            raise AirflowRunFailed(f"{dag_id} {run['dag_run_id']} ended {run['state']}; task logs under {logs}")
+        return run
+
 
 @contextlib.contextmanager
 def scheduling(settings: Settings) -> Iterator[Scheduling]:
@@ -188,6 +207,41 @@ def scheduling(settings: Settings) -> Iterator[Scheduling]:
     are left alone by the scheduler."""
     with services(settings, "api-server", "scheduler") as processes, _api(settings) as api:
         yield Scheduling(settings, processes, api)
+
+
+@contextlib.contextmanager
+def celery_workers(settings: Settings, count: int, timeout_s: float = 120) -> Iterator[list[Path]]:
+    """`count` Celery workers (`airflow celery worker`, one task at a time each) until the block exits;
+    yields their log files. Each has its own node name; none serves logs over HTTP (they share this
+    machine's log folder, which the API server reads)."""
+    if settings.airflow_executor != "CeleryExecutor":
+        raise AirflowRunFailed("Celery workers need PLATFORM_AIRFLOW_EXECUTOR=CeleryExecutor")
+    env = airflow_environment(settings)
+    executable = str(Path(sys.executable).with_name("airflow"))
+    workers, logs = [], []
+    try:
+        for n in range(1, count + 1):
+            log = settings.airflow_dir / f"celery-worker-{n}.log"
+            with log.open("a") as out:
+                workers.append(subprocess.Popen(
+                    [executable, "celery", "worker", "--celery-hostname", f"worker{n}@%h", "--concurrency", "1",
+                     "--skip-serve-logs"], env=env, stdout=out, stderr=subprocess.STDOUT))  # fmt: skip
+            logs.append(log)
+        deadline = time.monotonic() + timeout_s
+        while not all("ready." in log.read_text() for log in logs):
+            exited = [str(log) for worker, log in zip(workers, logs, strict=True) if worker.poll() is not None]
+            if exited or time.monotonic() > deadline:
+                raise AirflowRunFailed(f"Celery workers did not start; see {', '.join(exited or map(str, logs))}")
+            time.sleep(1)
+        yield logs
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            try:
+                worker.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
 
 
 def backfill(settings: Settings, dag_id: str, first: dt.date, last: dt.date, timeout_s: float = 1800) -> list[dict]:

@@ -1,12 +1,11 @@
 """Every DAG file imports cleanly, declares what operators need to see, and keeps its top level
-light; its parse time is measured and reported (a figure, not a pass/fail threshold)."""
+light (its parse time is a benchmark: bench/orchestration.py)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -53,27 +52,3 @@ def test_top_level_imports_nothing_heavy(dag_file):
                                check=True, cwd=REPO_ROOT)  # fmt: skip
     loaded = json.loads(completed.stdout.strip().splitlines()[-1])
     assert loaded == [], f"{dag_file.name} imports {loaded} at its top level; move them into the tasks"
-
-
-def test_parse_time_is_measured_and_reported(record_property):
-    """Parse time of each DAG file in a fresh interpreter, against the same interpreter importing
-    only `airflow.sdk` (what Airflow's DAG processor has loaded before it reads any DAG file)."""
-
-    def timed(args: list[str]) -> float:
-        best = float("inf")
-        for _ in range(3):
-            started = time.perf_counter()
-            subprocess.run([sys.executable, *args], check=True, capture_output=True, cwd=REPO_ROOT)
-            best = min(best, time.perf_counter() - started)
-        return best
-
-    baseline = timed(["-c", "import airflow.sdk"])
-    report = {"baseline_import_airflow_sdk_s": round(baseline, 3)}
-    for dag_file in DAG_FILES:
-        parse = timed(["-c", "import airflow.sdk, runpy, sys; runpy.run_path(sys.argv[1])", str(dag_file)])
-        report[dag_file.name] = {"total_s": round(parse, 3), "parse_s": round(max(parse - baseline, 0), 3)}
-    out = REPO_ROOT / "var" / "reports" / "dag_parse_times.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    record_property("dag_parse_times", report)
-    print(f"\nDAG parse times (best of 3, fresh interpreter): {json.dumps(report)}")

@@ -1,7 +1,7 @@
-"""Drift monitoring on served traffic: replayed days through the real service, the champion's
-registered reference, alibi-detect in the drift virtualenv, labels from the landed arrivals, the
-retraining policy (consecutive days, one request in flight). The DAG itself runs through Airflow on
-every day of tests/e2e/test_july_week.py."""
+"""A persisting shift on served traffic: replayed days through the real service, the champion's
+registered reference, alibi-detect in the drift virtualenv, the retraining policy (consecutive days,
+one request in flight, read from the registry). Real drift, the labels, the reports and the DAG
+through Airflow: tests/e2e/test_july_week.py; the null control: tests/integration/test_retrain_backtest.py."""
 
 from __future__ import annotations
 
@@ -52,39 +52,6 @@ def shift_most_used_feature(folder: str) -> str:
     current[feature] = current[feature] + 3 * reference[feature].std()
     current.to_parquet(Path(folder) / "current.parquet", index=False)
     return feature
-
-
-def test_a_served_day_is_assessed_on_its_labels_and_reported(served, built, detectors):
-    settings, version = served
-    day = built.days[-1]
-    folder = monitoring.prepare_window(settings, day)
-    report = detectors.run(folder)
-    current = pd.read_parquet(Path(folder) / "current.parquet")
-    assert report["rows"]["current"] == len(current) == current.flight_id.nunique() > 500
-    outcome = monitoring.assess_and_decide(settings, folder, day)
-    assert outcome["version"] == version and not outcome["decision"]["retrain"]  # one day is never enough
-    assert outcome["performance"]["rows"] > 400 and 0.5 < outcome["performance"]["roc_auc"] <= 1
-    assert outcome["variants"]["variants"]["champion"]["rows"] == outcome["performance"]["rows"]
-    assert set(outcome["performance"]["slices"]) >= {"origin=EWR", "origin=JFK", "origin=LGA"}
-    page = Path(outcome["report_html"]).read_text()
-    assert "No retrain" in page and "<svg" in page and day.isoformat() in page and "Every variant" in page
-    assert any(r.action == "monitoring.assessed" for r in audit_ledger(settings).records())
-
-
-def test_null_control_a_random_half_of_the_reference_raises_no_alarm(served, built, detectors):
-    """Reference and current drawn from the same period: nothing beyond natural drift, no breach."""
-    settings, _ = served
-    day = built.days[-2]
-    folder = Path(monitoring.prepare_window(settings, day))
-    reference = pd.read_parquet(folder / "reference.parquet")
-    half = reference.sample(frac=0.5, random_state=3)
-    reference.drop(half.index).to_parquet(folder / "reference.parquet", index=False)
-    half.assign(flight_id=[f"null-{i}" for i in range(len(half))]).to_parquet(folder / "current.parquet", index=False)
-    report = detectors.run(str(folder))
-    assert not any(f["significant"] for f in report["numeric"].values())
-    outcome = monitoring.assess_and_decide(settings, str(folder), day)
-    assert outcome["assessment"]["breaches"] == [], outcome["assessment"]
-    shutil.rmtree(folder)
 
 
 def test_a_persisting_shift_requests_one_retrain_then_waits_for_it(served, built, detectors):

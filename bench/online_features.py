@@ -1,0 +1,144 @@
+"""Online feature reads (DESIGN.md §6): Feast `get_online_features` of the model's FeatureService
+against raw reads of the same keys from the same store, in the same run.
+
+SQLite (the embedded default): Feast vs `sqlite3` selecting each view's rows of the serialized entity
+keys and decoding the values (protobuf), as Feast's own online store does. (Redis, the production
+store, is not compared yet: it needs the production warehouse and registry built first.)
+
+The store holds a week of flights, built through the platform's stages and materialized; each
+request asks for the flights' four entities (carrier, route, plane, origin), one flight or 100.
+Usage (about a minute on 2 cores, the first time 30 s more to build the week):
+
+    .venv/bin/python -m bench.online_features [--data-root var/bench/online] [--out bench/results/online_features.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+FIRST, LAST = dt.date(2013, 1, 1), dt.date(2013, 1, 7)
+VIEW_KEYS = {"carrier_delay_rates": "carrier", "route_delay_rates": "route", "plane_features": "tailnum_hash",
+             "origin_weather": "origin"}  # fmt: skip
+
+
+def timed(call, repeats: int) -> dict[str, float]:
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": float(np.percentile(samples, 50)), "p99_ms": float(np.percentile(samples, 99))}
+
+
+def entity_rows(settings, count: int) -> list[dict]:
+    """`count` flights of the last built day as the service builds its entity rows."""
+    from pipelines.features.store import training_entities
+
+    known = dt.datetime.combine(LAST + dt.timedelta(days=2), dt.time(), dt.UTC)
+    flights = training_entities(settings, LAST, LAST, known).head(count)
+    return flights[list(VIEW_KEYS.values())].to_dict("records")
+
+
+def _entity_key(name: str, value: str):
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    return EntityKey(join_keys=[name], entity_values=[Value(string_val=value)])
+
+
+def sqlite_reader(settings, store, rows: list[dict]):
+    """Raw sqlite3 reads of the rows' keys in every view, values decoded (what Feast's store does)."""
+    import sqlite3
+
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    version = store.config.entity_key_serialization_version
+    con = sqlite3.connect(settings.feast_dir / "online_store.db", check_same_thread=False)
+    keys = {view: [serialize_entity_key(_entity_key(key, str(r[key])), version) for r in rows]
+            for view, key in VIEW_KEYS.items()}  # fmt: skip
+
+    def read() -> dict:
+        out = {}
+        for view, serialized in keys.items():
+            marks = ",".join("?" * len(serialized))
+            cursor = con.execute(
+                f'SELECT entity_key, feature_name, value FROM "flight_delay_{view}" WHERE entity_key IN ({marks})',  # noqa: S608 # the view names are module constants
+                serialized,
+            )
+            for entity_key, feature, blob in cursor:
+                value = Value()
+                value.ParseFromString(blob)
+                out[(view, entity_key, feature)] = value
+        return out
+
+    return read
+
+
+def measure(settings, label: str, raw_reader, repeats: int) -> dict:
+    from pipelines.features.store import FEATURE_SERVICE, feature_store
+
+    store = feature_store(settings)
+    service = store.get_feature_service(FEATURE_SERVICE)
+    out = {}
+    for count in (1, 100):
+        rows = entity_rows(settings, count)
+        feast_read = lambda rows=rows: store.get_online_features(features=service, entity_rows=rows).to_dict()  # noqa: E731
+        raw = raw_reader(settings, store, rows)
+        feast_read(), raw()  # warm both
+        feast, baseline = timed(feast_read, repeats), timed(raw, repeats)
+        out[f"{count} rows"] = {
+            "feast": feast, "raw": baseline,
+            "ratio_p50": feast["p50_ms"] / baseline["p50_ms"], "ratio_p99": feast["p99_ms"] / baseline["p99_ms"],
+        }  # fmt: skip
+        print(f"{label} {count:>3} rows: Feast p50 {feast['p50_ms']:.2f} p99 {feast['p99_ms']:.2f} ms | raw p50 "
+              f"{baseline['p50_ms']:.3f} p99 {baseline['p99_ms']:.3f} ms", flush=True)  # fmt: skip
+    return out
+
+
+def build(settings) -> None:
+    from pipelines.features.store import materialize
+    from pipelines.orchestration.bulk import build_days
+    from pipelines.settings import OPERATIONS_TZ
+
+    build_days(settings, FIRST, LAST, validate=False)
+    materialize(settings, dt.datetime.combine(LAST + dt.timedelta(days=1), dt.time(), OPERATIONS_TZ))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", type=Path, default=Path("var/bench/online"))
+    parser.add_argument("--out", type=Path, default=Path("bench/results/online_features.json"))
+    parser.add_argument("--repeats", type=int, default=300)
+    args = parser.parse_args()
+
+    from pipelines.security.vault import platform_vault
+    from pipelines.settings import load_settings
+
+    results = {}
+    with platform_vault(load_settings(data_root=args.data_root)) as settings:
+        build(settings)
+        results["sqlite"] = measure(settings, "sqlite", sqlite_reader, args.repeats)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    lines = ["## Online features: Feast beside raw reads of the same keys", "",
+             "| store | rows | Feast p50 / p99 ms | raw p50 / p99 ms | ratio p50 / p99 |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for backend, sizes in results.items():
+        for size, r in sizes.items():
+            lines.append(
+                f"| {backend} | {size.split()[0]} | {r['feast']['p50_ms']:.2f} / {r['feast']['p99_ms']:.2f} | "
+                f"{r['raw']['p50_ms']:.3f} / {r['raw']['p99_ms']:.3f} | {r['ratio_p50']:.1f}x / {r['ratio_p99']:.1f}x |"
+            )
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

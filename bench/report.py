@@ -1,0 +1,153 @@
+"""The benchmark report: one table of every ratio `make bench` measured (ours beside the baseline of
+the same run, with DESIGN.md §6's target) and a PNG plot per benchmark, from bench/results/*.json.
+A benchmark whose results are missing is listed as not run. Usage (after the benchmarks):
+
+    .venv/bin/python -m bench.report [--results bench/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+
+
+def _load(folder: Path, name: str) -> dict | None:
+    path = folder / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def rows(folder: Path) -> list[tuple[str, str, str, str, str]]:
+    """(benchmark, ours, baseline, ratio, target) for each measured comparison."""
+    out = []
+    serving = _load(folder, "serving")
+    if serving:
+        o, b = serving["overhead"], serving["batching"]
+        out.append(("serving overhead, 1 row p50", f"BentoML {o['bentoml']['p50_ms']:.2f} ms",
+                    f"Starlette {o['starlette_uvicorn']['p50_ms']:.2f} ms",
+                    f"+{o['ratios']['bentoml_added_p50_ms_vs_starlette']:.2f} ms", "<= +1 ms"))  # fmt: skip
+        out.append(("serving throughput, 8 clients", f"{o['bentoml']['throughput_requests_per_s']:.0f} req/s",
+                    f"{o['starlette_uvicorn']['throughput_requests_per_s']:.0f} req/s",
+                    f"{o['ratios']['bentoml_throughput_share_of_starlette']:.0%}", ">= 50%"))  # fmt: skip
+        out.append(("adaptive batching, 32 clients", f"{b['batched']['requests_per_s']:.0f} req/s",
+                    f"{b['unbatched']['requests_per_s']:.0f} req/s unbatched",
+                    f"{b['ratios']['throughput_batched_vs_unbatched']:.2f}x", ">= 2x at p99 <= 25 ms"))  # fmt: skip
+        k = serving["kernel"]["batch_1"]
+        out.append(("inference kernel, batch 1 p50", f"ORT {k['onnxruntime']['p50_ms'] * 1000:.0f} us",
+                    f"inplace_predict {k['xgboost_inplace_predict']['p50_ms'] * 1000:.0f} us",
+                    f"{k['ratio_ort_vs_inplace_p50']:.2f}x", "ORT <= 20 us"))  # fmt: skip
+    online = _load(folder, "online_features")
+    if online:
+        for size, r in online["sqlite"].items():
+            out.append((f"online features (SQLite), {size} p99", f"Feast {r['feast']['p99_ms']:.2f} ms",
+                        f"sqlite3 {r['raw']['p99_ms']:.3f} ms", f"{r['ratio_p99']:.1f}x",
+                        "p99 <= 5 ms" if size == "1 rows" else "reported"))  # fmt: skip
+    drift = _load(folder, "drift")
+    if drift:
+        ks = drift["ks"]
+        out.append(("drift KS, 20 features", f"alibi-detect {ks['alibi_ms']:.1f} ms", f"scipy {ks['scipy_ms']:.1f} ms",
+                    f"{ks['ratio']:.2f}x", "<= 1.2x"))  # fmt: skip
+        for m in drift["mmd"]:
+            out.append((f"drift MMD, {m['rows_per_side']} rows a side", f"alibi-detect {m['alibi_ms']:.0f} ms",
+                        f"numpy {m['numpy_ms']:.0f} ms", f"{m['ratio']:.2f}x", "curve reported"))  # fmt: skip
+    devices = _load(folder, "training_devices")
+    if devices:
+        for family, runs in devices["families"].items():
+            cuda = runs.get("cuda")
+            out.append((f"training {family}, {devices['rows']:,} rows",
+                        f"CUDA {cuda['fit_seconds']:.2f} s" if cuda else "no GPU here",
+                        f"CPU {runs['cpu']['fit_seconds']:.2f} s",
+                        f"{runs['speedup']:.2f}x" if cuda else "-", "GPU >= 4x at 1M rows"))  # fmt: skip
+    orchestration = _load(folder, "orchestration")
+    if orchestration:
+        worst = max(orchestration["dags"].items(), key=lambda item: item[1]["parse_s"])
+        out.append(("DAG file parse time (slowest file)", f"{worst[0]} {worst[1]['parse_s']:.3f} s",
+                    f"import airflow.sdk {orchestration['baseline_import_airflow_sdk_s']:.3f} s", "-",
+                    "parse <= 0.5 s"))  # fmt: skip
+    policy = _load(folder, "retrain_policy")
+    if policy:
+        shipped, naive = policy["shipped"], policy["naive"]
+        out.append(("retraining policy, null pairs alarming", f"{shipped['null']['false_alarm_pairs']} of 20",
+                    f"naive {naive['null']['false_alarm_pairs']} of 20", "-", "reported"))  # fmt: skip
+        out.append(("retraining policy, log loss Apr-Aug",
+                    f"{shipped['replay']['served_log_loss']:.4f}", f"never retrained "
+                    f"{shipped['replay']['stale_log_loss']:.4f}", "-", "reported"))  # fmt: skip
+    return out
+
+
+def plots(folder: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+
+    def save(fig, name: str) -> None:
+        path = folder / f"{name}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+
+    serving = _load(folder, "serving")
+    if serving:
+        o = serving["overhead"]
+        names = ["in_process_session_run", "starlette_uvicorn", "bentoml"]
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        ax.bar(["session.run", "Starlette", "BentoML"], [o[n]["p50_ms"] for n in names], label="p50")
+        ax.bar(["session.run", "Starlette", "BentoML"], [o[n]["p99_ms"] - o[n]["p50_ms"] for n in names],
+               bottom=[o[n]["p50_ms"] for n in names], alpha=0.4, label="p99")  # fmt: skip
+        ax.set_ylabel("ms per one-row request")
+        ax.set_title("Serving overhead")
+        ax.legend()
+        save(fig, "serving")
+    online = _load(folder, "online_features")
+    if online:
+        sizes = list(online["sqlite"])
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        for i, (who, key) in enumerate((("Feast", "feast"), ("sqlite3", "raw"))):
+            ax.bar([j + i * 0.4 for j in range(len(sizes))], [online["sqlite"][s][key]["p99_ms"] for s in sizes],
+                   width=0.4, label=who)  # fmt: skip
+        ax.set_xticks([j + 0.2 for j in range(len(sizes))], sizes)
+        ax.set_ylabel("p99 ms")
+        ax.set_title("Online feature reads (SQLite)")
+        ax.legend()
+        save(fig, "online_features")
+    drift = _load(folder, "drift")
+    if drift:
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        rows_per_side = [m["rows_per_side"] for m in drift["mmd"]]
+        ax.plot(rows_per_side, [m["alibi_ms"] for m in drift["mmd"]], marker="o", label="alibi-detect MMDDrift")
+        ax.plot(rows_per_side, [m["numpy_ms"] for m in drift["mmd"]], marker="o", label="numpy")
+        ax.set_xlabel("rows a side")
+        ax.set_ylabel("ms (100 permutations)")
+        ax.set_title("MMD drift test: cost against window size")
+        ax.legend()
+        save(fig, "drift_mmd")
+    return written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=Path("bench/results"))
+    args = parser.parse_args()
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    lines = [f"# Benchmarks ({machine})", "", "| benchmark | ours | baseline (same run) | ratio | target |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {' | '.join(r)} |" for r in rows(args.results)]
+    missing = [n for n in ("serving", "online_features", "drift", "training_devices", "retrain_policy", "orchestration")
+               if not (args.results / f"{n}.json").exists()]  # fmt: skip
+    if missing:
+        lines += ["", f"Not run: {', '.join(missing)}."]
+    lines += ["", *(f"![{p.stem}]({p.name})" for p in plots(args.results))]
+    lines += ["", "Each benchmark's own table: " + ", ".join(sorted(p.name for p in args.results.glob("*.md")
+                                                                     if p.name != "README.md"))]  # fmt: skip
+    (args.results / "README.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
