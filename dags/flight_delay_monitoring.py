@@ -37,9 +37,8 @@ DEFAULT_ARGS = {
 
 @dag(
     dag_id="flight_delay_monitoring",
-    schedule=CronTriggerTimetable("0 7 * * *", timezone="America/New_York"),
-    start_date=pendulum.datetime(2013, 1, 1, tz="America/New_York"),
-    catchup=False,
+    schedule=CronTriggerTimetable("0 7 * * *", timezone="America/New_York", run_immediately=False),
+    catchup=False,  # and no start_date: unpausing waits for the next scheduled time, never runs a missed one
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     params={"day": None},

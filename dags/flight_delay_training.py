@@ -28,10 +28,10 @@ DEFAULT_ARGS = {
 @dag(
     dag_id="flight_delay_training",
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 3 * * 1", timezone="America/New_York"), assets=(FEATURES | RETRAIN)
+        timetable=CronTriggerTimetable("0 3 * * 1", timezone="America/New_York", run_immediately=False),
+        assets=(FEATURES | RETRAIN),
     ),
-    start_date=pendulum.datetime(2013, 1, 1, tz="America/New_York"),
-    catchup=False,
+    catchup=False,  # and no start_date: unpausing waits for the next scheduled time, never runs a missed one
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     params={"last_day": None},
