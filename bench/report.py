@@ -85,7 +85,10 @@ def plots(folder: Path) -> list[Path]:
 
     written = []
 
-    def save(fig, name: str) -> None:
+    def save(fig, ax, name: str, title: str, ylabel: str) -> None:
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend()
         path = folder / f"{name}.png"
         fig.tight_layout()
         fig.savefig(path, dpi=110)
@@ -100,10 +103,7 @@ def plots(folder: Path) -> list[Path]:
         ax.bar(["session.run", "Starlette", "BentoML"], [o[n]["p50_ms"] for n in names], label="p50")
         ax.bar(["session.run", "Starlette", "BentoML"], [o[n]["p99_ms"] - o[n]["p50_ms"] for n in names],
                bottom=[o[n]["p50_ms"] for n in names], alpha=0.4, label="p99")  # fmt: skip
-        ax.set_ylabel("ms per one-row request")
-        ax.set_title("Serving overhead")
-        ax.legend()
-        save(fig, "serving")
+        save(fig, ax, "serving", "Serving overhead", "ms per one-row request")
     online = _load(folder, "online_features")
     if online:
         sizes = list(online["sqlite"])
@@ -112,10 +112,7 @@ def plots(folder: Path) -> list[Path]:
             ax.bar([j + i * 0.4 for j in range(len(sizes))], [online["sqlite"][s][key]["p99_ms"] for s in sizes],
                    width=0.4, label=who)  # fmt: skip
         ax.set_xticks([j + 0.2 for j in range(len(sizes))], sizes)
-        ax.set_ylabel("p99 ms")
-        ax.set_title("Online feature reads (SQLite)")
-        ax.legend()
-        save(fig, "online_features")
+        save(fig, ax, "online_features", "Online feature reads (SQLite)", "p99 ms")
     drift = _load(folder, "drift")
     if drift:
         fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -123,10 +120,7 @@ def plots(folder: Path) -> list[Path]:
         ax.plot(rows_per_side, [m["alibi_ms"] for m in drift["mmd"]], marker="o", label="alibi-detect MMDDrift")
         ax.plot(rows_per_side, [m["numpy_ms"] for m in drift["mmd"]], marker="o", label="numpy")
         ax.set_xlabel("rows a side")
-        ax.set_ylabel("ms (100 permutations)")
-        ax.set_title("MMD drift test: cost against window size")
-        ax.legend()
-        save(fig, "drift_mmd")
+        save(fig, ax, "drift_mmd", "MMD drift test: cost against window size", "ms (100 permutations)")
     return written
 
 

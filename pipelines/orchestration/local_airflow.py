@@ -159,12 +159,7 @@ class Scheduling:
                     break
                 if len(runs) >= expected and all(r["state"] in FINISHED for r in runs):
                     break
-                exited = {n: p.returncode for n, p in self.processes.items() if p.poll() is not None}
-                if exited:
-                    raise AirflowRunFailed(f"Airflow exited {exited}; see {self.settings.airflow_dir}/*.log")
-                if time.monotonic() > deadline:
-                    raise AirflowRunFailed(f"{dag_id} runs did not finish within {timeout_s:.0f} s")
-                time.sleep(1)
+                self._wait(deadline, f"{dag_id} runs did not finish within {timeout_s:.0f} s")
         finally:  # close the backfill now, so that the next one can start (409: it closed itself)
             closed = api.put(f"/api/v2/backfills/{created['id']}/cancel")
             if closed.status_code >= 400 and closed.status_code != 409:
@@ -179,6 +174,15 @@ class Scheduling:
             )
         return sorted(runs, key=_local_date)
 
+    def _wait(self, deadline: float, too_late: str) -> None:
+        """A second's wait while polling, unless Airflow exited or the deadline passed."""
+        exited = {n: p.returncode for n, p in self.processes.items() if p.poll() is not None}
+        if exited:
+            raise AirflowRunFailed(f"Airflow exited {exited}; see {self.settings.airflow_dir}/*.log")
+        if time.monotonic() > deadline:
+            raise AirflowRunFailed(too_late)
+        time.sleep(1)
+
     def trigger(self, dag_id: str, conf: dict, timeout_s: float = 1800) -> dict:
         """Unpause `dag_id`, trigger one run with `conf` through the REST API and wait for it; the run.
         Raises AirflowRunFailed if it does not succeed, naming where its task logs are."""
@@ -186,12 +190,7 @@ class Scheduling:
         run = _call(self.api.post, f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
         deadline = time.monotonic() + timeout_s
         while run["state"] not in FINISHED:
-            exited = {n: p.returncode for n, p in self.processes.items() if p.poll() is not None}
-            if exited:
-                raise AirflowRunFailed(f"Airflow exited {exited}; see {self.settings.airflow_dir}/*.log")
-            if time.monotonic() > deadline:
-                raise AirflowRunFailed(f"{dag_id} {run['dag_run_id']} did not finish within {timeout_s:.0f} s")
-            time.sleep(1)
+            self._wait(deadline, f"{dag_id} {run['dag_run_id']} did not finish within {timeout_s:.0f} s")
             run = _call(self.api.get, f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}")
         if run["state"] != "success":
             logs = self.settings.airflow_dir / "logs" / f"dag_id={dag_id}"
