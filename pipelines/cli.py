@@ -26,9 +26,9 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD, e.g. 2013-01-01") from None
 
 
-def _days(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days; use a whole number of at least 1")
+def _days(text: str, least: int = 1) -> int:
+    if not text.isdigit() or int(text) < least:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days; use a whole number of at least {least}")
     return int(text)
 
 
@@ -41,8 +41,13 @@ def cmd_run(args: argparse.Namespace) -> None:
     from pipelines.security.vault import local_openbao
 
     settings = get_settings()
-    check_residency_at_startup(settings)
     last = args.start + dt.timedelta(days=args.days - 1)
+    if args.operate_days and args.operate_from <= last:
+        raise PlatformError(
+            f"--operate-from {args.operate_from} lies inside the first window ({args.start} .. {last}), whose days "
+            f"the online store has already moved past; choose a later day (OPERATE_FROM) or OPERATE_DAYS=0"
+        )
+    check_residency_at_startup(settings)
     started = time.monotonic()
     print(f"Preparing Airflow (metadata DB {settings.airflow_dir / 'airflow.db'}) ...", flush=True)
     local_airflow.prepare(settings)
@@ -104,7 +109,7 @@ def _serve_and_operate(settings, last: dt.date, outcome: dict, args: argparse.Na
     traffic, which the canary judges); serve the next day's flights; then, with --operate-days,
     operate a later period day by day (pipelines.orchestration.operations). Returns a curl example."""
     from pipelines.orchestration.deploy import deployment_report
-    from pipelines.orchestration.operations import operate, release
+    from pipelines.orchestration.operations import release
     from pipelines.security.vault import local_openbao
     from serving.auth import create_key
     from serving.local import running_service, wait_ready
@@ -133,7 +138,7 @@ def _serve_and_operate(settings, last: dt.date, outcome: dict, args: argparse.Na
         print(f"Serving {next_day}, the day after the last ingested one (the store holds what was known at its start)")
         print(f"Served flight_delay ({served}): {replay(settings, next_day, base, demo_key).render()}", flush=True)
         if args.operate_days:
-            _operate_later(settings, args, base, demo_key, operate)
+            _operate_later(settings, args, base, demo_key)
     example = json.dumps({"flights": day_requests(settings, next_day)[:1]})
     return (
         f"  curl -s http://127.0.0.1:{settings.serving_port}/predict -H 'Authorization: Bearer {demo_key}' \\\n"
@@ -141,11 +146,12 @@ def _serve_and_operate(settings, last: dt.date, outcome: dict, args: argparse.Na
     )
 
 
-def _operate_later(settings, args: argparse.Namespace, base: str, key: str, operate) -> None:
+def _operate_later(settings, args: argparse.Namespace, base: str, key: str) -> None:
     """Build the history up to --operate-from, then operate --operate-days days from it."""
     from pipelines.features.store import materialize
     from pipelines.orchestration import monitoring
     from pipelines.orchestration.bulk import build_days
+    from pipelines.orchestration.operations import operate
     from pipelines.settings import OPERATIONS_TZ
 
     first = args.operate_from
@@ -258,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
             )
             command.add_argument(
                 "--operate-days",
-                type=int,
+                type=lambda text: _days(text, least=0),
                 default=0,
                 help="days to operate from --operate-from (0: none); stops after a release",
             )
