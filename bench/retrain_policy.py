@@ -38,19 +38,20 @@ def main() -> None:
     from pipelines.monitoring.policy import RetrainPolicy
     from pipelines.security.vault import platform_vault
     from pipelines.settings import load_settings
+    from pipelines.usecases.spec import resolve_usecase
 
     scenario = Scenario(pairs=args.pairs)
     with platform_vault(load_settings(data_root=args.data_root)) as settings:
-        shipped = RetrainPolicy.from_settings(settings)
+        spec = resolve_usecase(settings, "flight_delay")
+        shipped = RetrainPolicy.of(spec.monitoring.retraining)
+        folder = args.data_root / "backtest"
         results = {
-            "shipped": evaluate_policy(settings, shipped, scenario, args.data_root / "backtest" / "shipped"),
-            "naive": evaluate_policy(
-                settings, dataclasses.replace(shipped, **NAIVE), scenario, args.data_root / "backtest" / "naive"
-            ),  # fmt: skip
+            "shipped": evaluate_policy(settings, spec, shipped, scenario, folder / "shipped"),
+            "naive": evaluate_policy(settings, spec, dataclasses.replace(shipped, **NAIVE), scenario, folder / "naive"),
         }
         if variant:
             results["variant " + json.dumps(variant)] = evaluate_policy(
-                settings, dataclasses.replace(shipped, **variant), scenario, args.data_root / "backtest" / "variant"
+                settings, spec, dataclasses.replace(shipped, **variant), scenario, folder / "variant"
             )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))

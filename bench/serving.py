@@ -42,6 +42,7 @@ def train_model(rows: int = 20_000, seed: int = 7):
 
     from pipelines.training.dataset import LABEL, TrainingData, TrainingWindow
     from pipelines.training.trainers import train_xgboost
+    from pipelines.usecases.spec import HYPERPARAMETERS
 
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(rows, FEATURES)).astype(np.float32)
@@ -50,7 +51,7 @@ def train_model(rows: int = 20_000, seed: int = 7):
     days = [window.train_start + dt.timedelta(days=int(d)) for d in rng.integers(0, 10, rows)]
     names = [f"f{i}" for i in range(FEATURES)]
     frame = pd.DataFrame(x, columns=names).assign(**{LABEL: y, "split": [window.split_of(d) for d in days]})
-    trained = train_xgboost(TrainingData(frame, names, window), seed=seed, device="cpu")
+    trained = train_xgboost(TrainingData(frame, names, window), HYPERPARAMETERS["xgboost"], seed=seed, device="cpu")
     return trained, x
 
 

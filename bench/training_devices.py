@@ -49,6 +49,7 @@ def main() -> None:
 
     from pipelines.export.onnx import OnnxScorer
     from pipelines.training.trainers import train_mlp, train_xgboost
+    from pipelines.usecases.spec import HYPERPARAMETERS
 
     data = synthetic(args.rows)
     x, y = (a.to_numpy() for a in data.xy("holdout"))
@@ -60,7 +61,7 @@ def main() -> None:
             continue
         runs = {}
         for device in devices:
-            model = trainer(data, seed=11, device=device)
+            model = trainer(data, HYPERPARAMETERS[family], seed=11, device=device)
             scored = OnnxScorer(model.onnx, model.onnx_output).predict(x)
             runs[device] = {"fit_seconds": model.seconds, "roc_auc": float(roc_auc_score(y, scored))}
         if "cuda" in runs:

@@ -31,13 +31,15 @@ def main() -> None:
     from pipelines.orchestration.bulk import build_days
     from pipelines.security.vault import platform_vault
     from pipelines.settings import load_settings
+    from pipelines.training.dataset import TrainingData
+    from pipelines.usecases.spec import windows
 
-    base = load_settings(data_root=args.data_root, train_days=args.train_days,
-                         validation_days=args.validation_days, holdout_days=args.holdout_days)  # fmt: skip
+    lengths = windows(args.train_days, args.validation_days, args.holdout_days)
+    base = load_settings(data_root=args.data_root, usecase_overrides={"flight_delay": lengths})
     with platform_vault(base) as settings:
         built = build_days(settings, args.first, args.last)
-        window = training.resolve_window(settings, args.last)
-        folder = training.prepare_dataset(settings, window, f"quality-{args.last}")
+        folder = training.prepare_run(settings, "flight_delay", args.last, f"quality-{args.last}")
+        window = TrainingData.load(Path(folder)).window
         for family in ("xgboost", "mlp"):
             training.train_candidate(settings, folder, family)
         outcome = training.gate_and_register(settings, folder)

@@ -15,8 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipelines.errors import PlatformError
-from pipelines.orchestration.operations import DEPLOY_DAG, INGEST_DAG, TRAINING_DAG
-from pipelines.settings import get_settings, settings_environment
+from pipelines.settings import Settings, get_settings, settings_environment
+from pipelines.usecases.spec import UseCase, resolve_usecase, windows, with_overrides
+
+MAIN_USECASE = "flight_delay"  # what `make run` runs end to end
 
 
 def _date(text: str) -> dt.date:
@@ -41,6 +43,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from pipelines.security.vault import local_openbao
 
     settings = get_settings()
+    usecase = resolve_usecase(settings, MAIN_USECASE)
     last = args.start + dt.timedelta(days=args.days - 1)
     if args.operate_days and args.operate_from <= last:
         raise PlatformError(
@@ -51,17 +54,22 @@ def cmd_run(args: argparse.Namespace) -> None:
     started = time.monotonic()
     print(f"Preparing Airflow (metadata DB {settings.airflow_dir / 'airflow.db'}) ...", flush=True)
     local_airflow.prepare(settings)
-    print(f"Running {INGEST_DAG} for {args.start} .. {last} through the Airflow scheduler ...", flush=True)
-    runs = local_airflow.backfill(settings, INGEST_DAG, args.start, last)
+    print(
+        f"Running {usecase.dag_id('ingest')} for {args.start} .. {last} through the Airflow scheduler ...", flush=True
+    )
+    runs = local_airflow.backfill(settings, usecase.dag_id("ingest"), args.start, last, usecase.tz)
     print(f"{len(runs)} DAG runs succeeded in {time.monotonic() - started:.0f} s.\n")
     print(ingest_summary(settings, args.start, last).render())
-    print(f"\nRunning {TRAINING_DAG} for the window ending {last} ...", flush=True)
+    first_week = _first_window(settings, usecase, args.days)
+    windows = resolve_usecase(first_week, MAIN_USECASE).training.windows
+    print(f"\nRunning {usecase.dag_id('training')} for the window ending {last} ({windows.train_days}/"
+          f"{windows.validation_days}/{windows.holdout_days} days: the first days only) ...", flush=True)  # fmt: skip
     started = time.monotonic()
-    local_airflow.test_run(settings, TRAINING_DAG, {"last_day": last.isoformat()})
+    local_airflow.test_run(first_week, usecase.dag_id("training"), {"last_day": last.isoformat()})
     print(f"Trained, gated and registered in {time.monotonic() - started:.0f} s.\n")
     outcome = latest_outcome(settings, last)
     print(render(outcome))
-    serving = _serve_and_operate(settings, last, outcome, args)
+    serving = _serve_and_operate(settings, usecase, last, outcome, args)
     warehouse = settings.warehouse_path if settings.warehouse_target == "duckdb" else "PostgreSQL, schema marts"
     online = settings.feast_dir / "online_store.db" if settings.feast_env == "local" else settings.redis_url
     ledger = audit_ledger(settings)
@@ -86,6 +94,15 @@ def cmd_run(args: argparse.Namespace) -> None:
         print(f"\nWith `make up`, the champion answers at http://127.0.0.1:{settings.serving_port}:\n{serving}")
 
 
+def _first_window(settings: Settings, usecase: UseCase, days: int) -> Settings:
+    """`settings` with the spec's training windows shrunk to the first `days` ingested days (the spec's are
+    for months of history): all but 3 to fit, 1 to early-stop, 2 to judge. Overrides already set win."""
+    if days < 4:
+        raise PlatformError(f"--days {days}: the first model needs at least 4 ingested days (fit, early-stop, judge)")
+    chosen = settings.usecase_overrides.get(usecase.name, {})
+    return with_overrides(settings, usecase.name, {k: v for k, v in windows(days - 3, 1, 2).items() if k not in chosen})
+
+
 def _serving_identity(settings):
     """Serving AppRole credentials, issued by the platform's own OpenBao (None with an external Vault).
 
@@ -104,7 +121,8 @@ def _serving_identity(settings):
     return issue_credentials(root, "serving")
 
 
-def _serve_and_operate(settings, last: dt.date, outcome: dict, args: argparse.Namespace) -> str | None:
+def _serve_and_operate(settings, usecase: UseCase, last: dt.date, outcome: dict,
+                       args: argparse.Namespace) -> str | None:  # fmt: skip
     """Start the model service; release what training moved through the deploy DAG (under replayed
     traffic, which the canary judges); serve the next day's flights; then, with --operate-days,
     operate a later period day by day (pipelines.orchestration.operations). Returns a curl example."""
@@ -127,18 +145,19 @@ def _serve_and_operate(settings, last: dt.date, outcome: dict, args: argparse.Na
         moved = next(((alias, outcome[alias]) for alias in ("champion", "challenger") if outcome.get(alias)), None)
         if moved:
             wait_ready(base)
-            print(f"Running {DEPLOY_DAG} for {moved[0]} v{moved[1]} under replayed traffic ...", flush=True)
-            released = release(settings, base, demo_key, moved[1], moved[0], next_day)
+            print(f"Running {usecase.dag_id('deploy')} for {moved[0]} v{moved[1]} under replayed traffic ...",
+                  flush=True)  # fmt: skip
+            released = release(settings, usecase, base, demo_key, moved[1], moved[0], next_day)
             print(released.render() + ".")
             if released.canary is not None:
                 print(released.canary.render())
-                print(f"  canary report: {deployment_report(settings, released.version)}")
+                print(f"  canary report: {deployment_report(settings, usecase.name, released.version)}")
         status = wait_ready(base)
         served = ", ".join(f"{v['name']} v{v['version']} {v['weight']:g}%" for v in status["variants"])
         print(f"Serving {next_day}, the day after the last ingested one (the store holds what was known at its start)")
         print(f"Served flight_delay ({served}): {replay(settings, next_day, base, demo_key).render()}", flush=True)
         if args.operate_days:
-            _operate_later(settings, args, base, demo_key)
+            _operate_later(settings, usecase, args, base, demo_key)
     example = json.dumps({"flights": day_requests(settings, next_day)[:1]})
     return (
         f"  curl -s http://127.0.0.1:{settings.serving_port}/predict -H 'Authorization: Bearer {demo_key}' \\\n"
@@ -146,7 +165,7 @@ def _serve_and_operate(settings, last: dt.date, outcome: dict, args: argparse.Na
     )
 
 
-def _operate_later(settings, args: argparse.Namespace, base: str, key: str) -> None:
+def _operate_later(settings, usecase: UseCase, args: argparse.Namespace, base: str, key: str) -> None:
     """Build the history up to --operate-from, then operate --operate-days days from it."""
     from pipelines.features.store import materialize
     from pipelines.orchestration import monitoring
@@ -156,10 +175,10 @@ def _operate_later(settings, args: argparse.Namespace, base: str, key: str) -> N
 
     first = args.operate_from
     last = first + dt.timedelta(days=args.operate_days - 1)
-    if monitoring.day_folder(settings, first).exists():
+    if monitoring.day_folder(settings, usecase.name, first).exists():
         print(
             f"\n{first} .. {last} were operated by an earlier `make run` (the online store has moved past them): "
-            f"see {monitoring.day_folder(settings, first).parent}; `make clean` to operate them again."
+            f"see {monitoring.day_folder(settings, usecase.name, first).parent}; `make clean` to operate them again."
         )
         return
     history_end = first - dt.timedelta(days=1)
@@ -177,19 +196,19 @@ def _operate_later(settings, args: argparse.Namespace, base: str, key: str) -> N
             seconds = build_days(settings, history_start, history_end, validate=False)
             materialize(settings, dt.datetime.combine(first, dt.time(), OPERATIONS_TZ))
         print(f"Built in {seconds:.0f} s ({log}); the online store holds what was known at {first} 00:00.")
-    # With months of history, retrain on weeks (the first champion had only the first days).
-    later = settings.model_copy(update={"train_days": 21, "validation_days": 7, "holdout_days": 7})
+    windows = usecase.training.windows  # months of history now: the spec's windows
     print(
         f"\nOperating {first} .. {last}: each day served through the model service, then the ingest DAG, "
-        f"then the monitoring DAG; a retrain request runs the training DAG (21/7/7-day window) and releases "
-        f"what passes the gate through the deploy DAG ...",
+        f"then the monitoring DAG; a retrain request runs the training DAG ({windows.train_days}/"
+        f"{windows.validation_days}/{windows.holdout_days}-day window) and releases what passes the gate "
+        "through the deploy DAG ...",
         flush=True,
     )
-    operated = operate(later, first, last, base, key)
+    operated = operate(settings, usecase, first, last, base, key)
     requests = [d for d in operated if d.decision["retrain"]]
     if not requests:
         print(f"No retrain requested in {len(operated)} days: the policy saw no persisting breach.")
-    reports = monitoring.day_folder(settings, first).parent
+    reports = monitoring.day_folder(settings, usecase.name, first).parent
     print(f"Drift and performance reports: {reports}/<day>/report.html; training: {settings.data_root / 'training'}")
 
 
@@ -200,7 +219,7 @@ def cmd_up(args: argparse.Namespace) -> None:
     settings = get_settings()
     check_residency_at_startup(settings)
     local_airflow.prepare(settings)
-    local_airflow.airflow(settings, "dags", "unpause", INGEST_DAG)
+    local_airflow.airflow(settings, "dags", "unpause", resolve_usecase(settings, MAIN_USECASE).dag_id("ingest"))
     stopping = []
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or a service manager stopping us
         signal.signal(stop_signal, lambda *_: stopping.append(True))

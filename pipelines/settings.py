@@ -11,7 +11,7 @@ import functools
 import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -78,21 +78,16 @@ class Settings(BaseSettings):
         "parquet", description="Where the model service logs every prediction (postgres: production)."
     )
     serving_port: int = Field(3000, ge=1, le=65535, description="Port of the model service (make run, make up).")
-    # Training (windows in whole operations days, ending at the newest ingested day)
-    train_days: int = Field(4, ge=1, description="Days the model is fitted on.")
-    validation_days: int = Field(1, ge=1, description="Days after those, for early stopping and the threshold.")
-    holdout_days: int = Field(2, ge=1, description="Days after those, on which candidate and champion are judged.")
+    # Use cases: one spec per model (pipelines/usecases/spec.py).
+    usecases_dir: Path = Field(REPO_ROOT / "usecases", description="Where the use-case specs live.")
+    usecase_overrides: dict[str, dict[str, Any]] = Field(
+        {}, description='Per use case, dotted spec fields to override: {"flight_delay": {"gate.min_roc_auc": 0.55}}.'
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present.")
     dask_scheduler: str = Field(
         "", description="Dask scheduler (tcp://host:8786) for XGBoost through xgboost.dask; empty: in the task."
     )
-    # Evaluation gate
-    gate_min_roc_auc: float = Field(0.60, ge=0, le=1)
-    gate_max_log_loss: float = Field(0.60, gt=0)
-    gate_tolerance_abs: float = Field(0.005, ge=0, description="A candidate may trail the champion by this much...")
-    gate_tolerance_rel: float = Field(0.01, ge=0, description="...or by this fraction of the champion's metric.")
-    gate_slice_margin: float = Field(0.05, ge=0, description="Largest drop of a slice's ROC AUC against the champion.")
-    gate_slice_min_rows: int = Field(300, ge=1, description="Slices smaller than this are reported, not gated.")
+    # Every model's serving constraints (the gate checks them; its thresholds are in the use-case spec).
     onnx_parity_tolerance: float = Field(1e-4, gt=0, description="Largest |ONNX - native| probability allowed.")
     onnx_latency_budget_ms: float = Field(5.0, gt=0, description="ONNX Runtime p99 for one row.")
     cost_per_hour_cpu: float = Field(0.10, ge=0, description="USD per hour of a CPU training task (estimate).")
@@ -106,21 +101,13 @@ class Settings(BaseSettings):
     canary_max_latency_ratio: float = Field(2.0, ge=1, description="Challenger scoring p95 / champion's ...")
     canary_latency_slack_ms: float = Field(5.0, ge=0, description="... plus this many milliseconds.")
     canary_max_distribution_shift: float = Field(0.2, gt=0, le=1, description="KS statistic of the probabilities.")
-    # Drift monitoring and the retraining policy (pipelines/monitoring/policy.py).
+    # Drift monitoring (its retraining policy is in the use-case spec).
     drift_python: Path = Field(REPO_ROOT / ".venv-drift" / "bin" / "python", description="alibi-detect's interpreter.")
-    retrain_min_rows: int = Field(300, ge=1, description="Scored flights a day needs to count.")
-    retrain_max_feature_drift: float = Field(0.05, gt=0, description="Importance-weighted KS beyond natural drift.")
-    retrain_max_prediction_drift: float = Field(0.10, gt=0, description="Prediction KS beyond natural drift.")
-    retrain_max_log_loss_ratio: float = Field(1.25, gt=1, description="Pooled live log loss / reference log loss.")
-    retrain_max_calibration_gap: float = Field(0.10, gt=0, description="Pooled |mean prediction - late rate|.")
-    retrain_consecutive_days: int = Field(3, ge=1, description="Breaching days in a row before a retrain.")
-    retrain_cooldown_days: int = Field(7, ge=0, description="Days after a retrain request before another.")
-    retrain_performance_days: int = Field(5, ge=1, description="Assessed days pooled for log loss and calibration.")
     model_service_conn_id: str = Field(
         "model_service", description="Airflow connection (in Vault) of the model service: URL and deployer key."
     )
 
-    @field_validator("data_root", "airflow_home", "dags_folder", "source_dir", "vault_cacert")
+    @field_validator("data_root", "airflow_home", "dags_folder", "source_dir", "vault_cacert", "usecases_dir")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
@@ -190,7 +177,7 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump(exclude_none=True).items():
         if isinstance(value, SecretStr):
             continue
-        env[f"{ENV_PREFIX}{name.upper()}"] = json.dumps(value) if isinstance(value, list) else str(value)
+        env[f"{ENV_PREFIX}{name.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
     return env
 
 

@@ -13,7 +13,6 @@ from pipelines.export.onnx import OnnxScorer
 from pipelines.features.pii import hash_pii
 from pipelines.features.request_time import schedule_features
 from pipelines.features.store import FEATURE_SERVICE, feature_store
-from pipelines.orchestration.training import MODEL_NAME
 from pipelines.registry.registry import Registry
 from pipelines.security.audit import AuditLedger
 from pipelines.security.store import ArtifactStore
@@ -21,6 +20,9 @@ from pipelines.security.vault import Vault
 from pipelines.settings import Settings
 from pipelines.training.dataset import feature_definitions_hash
 from serving.schema import FlightRequest
+
+# The use case this service serves (usecases/flight_delay/usecase.yaml); one service per use case.
+MODEL_NAME = "flight_delay"
 
 
 class ModelUnavailable(PlatformError):

@@ -10,6 +10,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from pipelines.settings import Settings
+from pipelines.usecases.spec import Gate
 
 
 @dataclass(frozen=True)
@@ -24,14 +25,15 @@ class GatePolicy:
     latency_budget_ms: float
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> GatePolicy:
+    def of(cls, gate: Gate, settings: Settings) -> GatePolicy:
+        """A use case's gate (its spec) with the platform's serving constraints (its settings)."""
         return cls(
-            settings.gate_min_roc_auc,
-            settings.gate_max_log_loss,
-            settings.gate_tolerance_abs,
-            settings.gate_tolerance_rel,
-            settings.gate_slice_margin,
-            settings.gate_slice_min_rows,
+            gate.min_roc_auc,
+            gate.max_log_loss,
+            gate.tolerance_abs,
+            gate.tolerance_rel,
+            gate.slice_margin,
+            gate.slice_min_rows,
             settings.onnx_parity_tolerance,
             settings.onnx_latency_budget_ms,
         )

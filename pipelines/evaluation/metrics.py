@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from pipelines.training.dataset import LABEL, SLICE_COLUMNS
+from pipelines.training.dataset import LABEL
 
 CALIBRATION_BINS = 10
 
@@ -55,8 +55,8 @@ def scores(y: np.ndarray, p: np.ndarray) -> dict:
     return out
 
 
-def slice_scores(frame: pd.DataFrame, p: np.ndarray, columns=SLICE_COLUMNS) -> dict[str, dict[str, dict]]:
-    """Metrics per value of each slice column (carrier, origin, month)."""
+def slice_scores(frame: pd.DataFrame, p: np.ndarray, columns: list[str]) -> dict[str, dict[str, dict]]:
+    """Metrics per value of each slice column (the spec's `gate.slices`: carrier, origin, month for flights)."""
     out: dict[str, dict[str, dict]] = {}
     for column in columns:
         out[column] = {}

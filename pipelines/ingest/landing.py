@@ -72,7 +72,7 @@ def landed_partition(settings: Settings, table: str, day: dt.date) -> Path:
     if not path.is_file():
         raise MissingPartitionError(
             f"raw {table} partition for {day} was not landed (looked for {path}); "
-            f"run `platform land {day}` or the flights_ingest DAG for that date first"
+            f"run `platform land {day}` or the flight_delay_ingest DAG for that date first"
         )
     return path
 

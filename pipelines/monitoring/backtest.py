@@ -31,14 +31,15 @@ from pipelines.evaluation.gate import GatePolicy
 from pipelines.evaluation.gate import decide as gate
 from pipelines.evaluation.metrics import flight_log_losses
 from pipelines.monitoring.policy import Assessment, RetrainPolicy, assess, decide
-from pipelines.monitoring.reference import CATEGORICAL, build_reference
+from pipelines.monitoring.reference import build_reference
 from pipelines.orchestration.training import evaluate_predictions, evaluate_trained
 from pipelines.training.dataset import LABEL, TrainingData, TrainingWindow
+from pipelines.usecases.spec import UseCase
 
 
 @dataclass(frozen=True)
 class WindowLengths:
-    """Training window lengths in days (the training DAG's PLATFORM_TRAIN_DAYS and friends)."""
+    """Training window lengths in days (the spec's training.windows)."""
 
     train: int
     validation: int
@@ -70,13 +71,14 @@ def window_data(frame: pd.DataFrame, features: list[str], window: TrainingWindow
     return TrainingData(part.reset_index(drop=True), features, window)
 
 
-def fit(data: TrainingData, version: int, seed: int) -> tuple[Champion, dict]:
-    """Train XGBoost as the training DAG does; the model, its reference and its gate evaluation."""
+def fit(usecase: UseCase, data: TrainingData, version: int, seed: int) -> tuple[Champion, dict]:
+    """Train XGBoost as the training DAG does with the use case's spec; the model, its reference and its
+    gate evaluation."""
     from pipelines.training.trainers import train_xgboost
 
-    trained = train_xgboost(data, seed=seed, device="cpu")
-    evaluation, _, scorer = evaluate_trained(trained, data)
-    reference, config = build_reference(data, scorer.predict, seed)
+    trained = train_xgboost(data, usecase.training.hyperparameters("xgboost"), seed=seed, device="cpu")
+    evaluation, _, scorer = evaluate_trained(trained, data, usecase.gate.slices)
+    reference, config = build_reference(data, scorer.predict, seed, usecase.monitoring.categorical)
     return Champion(version, data.window, scorer.predict, reference, config), evaluation
 
 
@@ -93,7 +95,7 @@ class _Monitor:
 
         features = champion.config["features"]
         probability = champion.predict(current[features].to_numpy(dtype=np.float32))
-        served = current[["flight_id", *CATEGORICAL, *features]].assign(probability=probability)
+        served = current[["flight_id", *champion.config["categorical"], *features]].assign(probability=probability)
         folder = self.folder / day.isoformat()
         folder.mkdir(parents=True, exist_ok=True)
         champion.reference.to_parquet(folder / "reference.parquet", index=False)
@@ -128,6 +130,7 @@ def replay(
     *,
     first_day: dt.date,
     last_day: dt.date,
+    usecase: UseCase,
     lengths: WindowLengths,
     policy: RetrainPolicy,
     gate_policy: GatePolicy,
@@ -161,8 +164,9 @@ def replay(
             if decision.retrain:
                 last_request = day
                 data = window_data(frame, features, lengths.ending(day))
-                candidate, evaluation = fit(data, champion.version + 1, seed)
-                theirs, _ = evaluate_predictions("xgboost", champion.predict, data)  # the gate's comparison
+                candidate, evaluation = fit(usecase, data, champion.version + 1, seed)
+                # the gate's comparison
+                theirs, _ = evaluate_predictions("xgboost", champion.predict, data, usecase.gate.slices)
                 report = gate(evaluation, gate_policy, theirs, champion.version)
                 result.retrains.append({
                     "day": day.isoformat(), "reason": decision.reason, "promoted": report.passed,
@@ -234,8 +238,9 @@ class Scenario:
     payoff_days: int = 28
 
 
-def evaluate_policy(settings, policy: RetrainPolicy, scenario: Scenario, folder: Path) -> dict:
-    """Build the scenario's days (if not built yet), then replay, step and null control."""
+def evaluate_policy(settings, usecase: UseCase, policy: RetrainPolicy, scenario: Scenario, folder: Path) -> dict:
+    """Build the scenario's days (if not built yet), then replay, step and null control, with the use case's
+    model and gate (its spec) and `policy`."""
     import time
 
     from pipelines.orchestration.bulk import build_days
@@ -245,10 +250,13 @@ def evaluate_policy(settings, policy: RetrainPolicy, scenario: Scenario, folder:
     started = time.monotonic()
     build_days(settings, scenario.first, scenario.last, validate=False)
     week_after = scenario.champion_end + dt.timedelta(days=7)  # the splits are set per fit (window_data)
-    data = build_dataset(settings, TrainingWindow(scenario.first, scenario.champion_end, week_after, scenario.last))
+    window = TrainingWindow(scenario.first, scenario.champion_end, week_after, scenario.last)
+    data = build_dataset(settings, window, usecase.features.feature_service)
     built = time.monotonic() - started
-    champion, _ = fit(window_data(data.frame, data.features, scenario.lengths.ending(scenario.champion_end)), 1, 0)
-    common = dict(lengths=scenario.lengths, policy=policy, gate_policy=GatePolicy.from_settings(settings))
+    first = window_data(data.frame, data.features, scenario.lengths.ending(scenario.champion_end))
+    champion, _ = fit(usecase, first, 1, 0)
+    gate_policy = GatePolicy.of(usecase.gate, settings)
+    common = dict(usecase=usecase, lengths=scenario.lengths, policy=policy, gate_policy=gate_policy)
     with DriftDetectors(settings) as detectors:
         replayed = replay(data.frame, champion, first_day=scenario.champion_end + dt.timedelta(days=1),
                           last_day=scenario.last, detectors=detectors, folder=folder / "replay", **common)  # fmt: skip

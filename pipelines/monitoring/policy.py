@@ -12,8 +12,9 @@ what is normal for this model:
 A day with fewer than `min_rows` scored flights says nothing. A retrain is requested (`decide`)
 when the evidence breaches on `consecutive` assessed days in a row, no retrain was requested in
 the last `cooldown_days` days, and none is still in flight (requested, no model registered since).
-The defaults are calibrated on real data by `pipelines/monitoring/backtest.py` (README, Drift
-monitoring): the false-alarm rate on null pairs and the payoff of each retrain.
+A use case's limits (its spec's `monitoring.retraining`) are calibrated on real data by
+`pipelines/monitoring/backtest.py` (README, Drift monitoring): the false-alarm rate on null pairs
+and the payoff of each retrain.
 """
 
 from __future__ import annotations
@@ -21,31 +22,32 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import asdict, dataclass, field
 
-from pipelines.settings import Settings
+from pipelines.usecases.spec import Retraining
 
 
 @dataclass(frozen=True)
 class RetrainPolicy:
-    min_rows: int = 300
-    max_feature_drift: float = 0.05
-    max_prediction_drift: float = 0.10
-    max_log_loss_ratio: float = 1.25
-    max_calibration_gap: float = 0.10
-    consecutive: int = 3
-    cooldown_days: int = 7
-    performance_days: int = 5
+    min_rows: int
+    max_feature_drift: float
+    max_prediction_drift: float
+    max_log_loss_ratio: float
+    max_calibration_gap: float
+    consecutive: int
+    cooldown_days: int
+    performance_days: int
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RetrainPolicy:
+    def of(cls, retraining: Retraining) -> RetrainPolicy:
+        """The policy a use-case spec's `monitoring.retraining` section describes."""
         return cls(
-            min_rows=settings.retrain_min_rows,
-            max_feature_drift=settings.retrain_max_feature_drift,
-            max_prediction_drift=settings.retrain_max_prediction_drift,
-            max_log_loss_ratio=settings.retrain_max_log_loss_ratio,
-            max_calibration_gap=settings.retrain_max_calibration_gap,
-            consecutive=settings.retrain_consecutive_days,
-            cooldown_days=settings.retrain_cooldown_days,
-            performance_days=settings.retrain_performance_days,
+            min_rows=retraining.min_rows,
+            max_feature_drift=retraining.max_feature_drift,
+            max_prediction_drift=retraining.max_prediction_drift,
+            max_log_loss_ratio=retraining.max_log_loss_ratio,
+            max_calibration_gap=retraining.max_calibration_gap,
+            consecutive=retraining.consecutive_days,
+            cooldown_days=retraining.cooldown_days,
+            performance_days=retraining.performance_days,
         )
 
 

@@ -17,7 +17,6 @@ import pandas as pd
 from pipelines.evaluation.metrics import flight_log_losses
 from pipelines.training.dataset import LABEL, TrainingData
 
-CATEGORICAL = ("carrier", "origin")
 REFERENCE_ROWS = 5000
 
 
@@ -56,15 +55,16 @@ def natural_drift(frame: pd.DataFrame, columns: list[str], day: pd.Series) -> di
     return out
 
 
-def build_reference(data: TrainingData, predict, seed: int) -> tuple[pd.DataFrame, dict]:
-    """The sample of the validation and holdout days (what the model was judged on) and its config."""
+def build_reference(data: TrainingData, predict, seed: int, categorical: list[str]) -> tuple[pd.DataFrame, dict]:
+    """The sample of the validation and holdout days (what the model was judged on) and its config;
+    `categorical` columns (the spec's `monitoring.categorical`) are compared by their categories."""
     frame = data.frame[data.frame["split"].isin(["validation", "holdout"])].reset_index(drop=True)
     if len(frame) > REFERENCE_ROWS:
         frame = frame.sample(REFERENCE_ROWS, random_state=seed).reset_index(drop=True)
     x = frame[data.features].to_numpy(dtype=np.float32)
     y = frame[LABEL].to_numpy(dtype=int)
     probability = predict(x)
-    sample = frame[list(CATEGORICAL)].copy()
+    sample = frame[list(categorical)].copy()
     sample[data.features] = x
     sample["probability"] = probability
     sample[LABEL] = y
@@ -73,8 +73,8 @@ def build_reference(data: TrainingData, predict, seed: int) -> tuple[pd.DataFram
     natural = natural_drift(sample, [*data.features, "probability"], sample["day"])
     config = {
         "features": data.features,
-        "categorical": list(CATEGORICAL),
-        "categories": {c: sorted(sample[c].astype(str).unique()) for c in CATEGORICAL},
+        "categorical": list(categorical),
+        "categories": {c: sorted(sample[c].astype(str).unique()) for c in categorical},
         "weights": dict(zip(data.features, map(float, weights), strict=True)),
         "natural_drift": natural,
         "reference_log_loss": float(flight_log_losses(y, probability).mean()),

@@ -11,7 +11,6 @@ import functools
 from collections.abc import Callable
 from typing import TypeVar
 
-from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowFailException
 
 from pipelines.errors import (
@@ -32,11 +31,6 @@ NOT_RETRYABLE = (
     ValidationFailed, SourceFormatError, EmptyPartitionError, SettingsError,
     NotEnoughData, AccessDenied, ArtifactTampered, SignatureInvalid, RegistryError, DeployFailed, CanaryRolledBack,
 )  # fmt: skip
-
-# The assets that chain the DAGs: ingest → features → training → model → deploy; drift → retrain → training.
-FEATURES = Asset("flight_delay_features", uri="feast://flight_delay/flight_delay_v1")
-RETRAIN = Asset("flight_delay_retrain", uri="platform://flight_delay/retrain")
-MODEL = Asset("flight_delay_model", uri="registry://flight_delay")
 T = TypeVar("T")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pipelines.deploy.canary import Canary, CanaryPolicy
 from pipelines.errors import CanaryRolledBack, DeployFailed
-from pipelines.orchestration.training import MODEL_NAME, newest_landed_day
+from pipelines.orchestration.training import newest_landed_day
 from pipelines.registry.registry import Registry
 from pipelines.security.audit import audit_ledger
 from pipelines.security.store import artifact_store
@@ -52,7 +52,7 @@ def release_target(conf: dict | None, events: list[dict]) -> tuple[str, int] | N
     return None
 
 
-def canary(settings: Settings) -> Canary:
+def canary(settings: Settings, model: str) -> Canary:
     from serving import predictions
     from serving.client import ServiceClient
 
@@ -60,26 +60,26 @@ def canary(settings: Settings) -> Canary:
     registry = Registry(artifact_store(settings, ledger), evaluation_vault(settings), ledger)
     service = ServiceClient.from_connection(settings, Vault.from_settings(settings))
     policy = CanaryPolicy.from_settings(settings)
-    return Canary(registry, MODEL_NAME, service, lambda since: predictions.read(settings, since), policy)
+    return Canary(registry, model, service, lambda since: predictions.read(settings, since), policy)
 
 
-def release(settings: Settings, alias: str, version: int) -> dict:
+def release(settings: Settings, model: str, alias: str, version: int) -> dict:
     """Put `version` live. Raises DeployFailed (smoke test) or CanaryRolledBack (canary) after the
     champion-only plan is back in place, so the run shows red and consumers never noticed."""
     from serving.replay import day_requests
 
-    controller = canary(settings)
+    controller = canary(settings, model)
     flights = day_requests(settings, newest_landed_day(settings))[:SMOKE_FLIGHTS]
     if alias == "champion":  # the first model: nothing to compare against
         controller.serve_champion_only(version, "first champion")
         answer = controller.service.predict(flights)
         if {p["model_version"] for p in answer["predictions"]} != {version}:
             raise DeployFailed(f"the service answered with {answer['predictions'][:1]}, not v{version}")
-        return {"model": MODEL_NAME, "champion": version, "promoted": True, "steps": []}
+        return {"model": model, "champion": version, "promoted": True, "steps": []}
     controller.smoke(version, flights)
     outcome = controller.walk(version)
     print(outcome.render())
-    path = deployment_report(settings, version)
+    path = deployment_report(settings, model, version)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(outcome.as_dict(), indent=2))
     if not outcome.promoted:
@@ -87,6 +87,6 @@ def release(settings: Settings, alias: str, version: int) -> dict:
     return outcome.as_dict()
 
 
-def deployment_report(settings: Settings, version: int) -> Path:
+def deployment_report(settings: Settings, model: str, version: int) -> Path:
     """Where a challenger's canary report (CanaryOutcome) is written."""
-    return settings.data_root / "deployments" / f"{MODEL_NAME}-v{version}.json"
+    return settings.data_root / "deployments" / f"{model}-v{version}.json"

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict
+from zoneinfo import ZoneInfo
 
-from pipelines.settings import OPERATIONS_TZ, get_settings
-
-
-def logical_day(logical_date: dt.datetime) -> dt.date:
-    """The local (New York) operations date a run's logical date falls on."""
-    return logical_date.astimezone(OPERATIONS_TZ).date()
+from pipelines.settings import get_settings
 
 
 def land(day: dt.date) -> dict:
@@ -55,9 +51,9 @@ def transform(day: dt.date) -> dict:
     }
 
 
-def materialize(day: dt.date) -> dict:
-    """Apply the Feast definitions and materialize features up to the end of the day (local)."""
+def materialize(day: dt.date, tz: ZoneInfo) -> dict:
+    """Apply the Feast definitions and materialize features up to the end of the day (local to `tz`)."""
     from pipelines.features.store import materialize as materialize_features
 
-    end_of_day = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), OPERATIONS_TZ)
+    end_of_day = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tz)
     return asdict(materialize_features(get_settings(), end_of_day))

@@ -14,13 +14,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 
 from pipelines.errors import PlatformError
 from pipelines.orchestration.airflow_env import airflow_environment
 from pipelines.processes import port_open
-from pipelines.settings import OPERATIONS_TZ, Settings
+from pipelines.settings import Settings
 
 POOLS = {
     "warehouse": (1, "The embedded DuckDB warehouse takes one writer at a time."),
@@ -132,8 +133,9 @@ class Scheduling:
     def __init__(self, settings: Settings, processes: dict[str, subprocess.Popen], api: httpx.Client):
         self.settings, self.processes, self.api = settings, processes, api
 
-    def backfill(self, dag_id: str, first: dt.date, last: dt.date, timeout_s: float = 1800) -> list[dict]:
-        """Run `dag_id` for every day in [first, last] through the scheduler; returns the runs.
+    def backfill(self, dag_id: str, first: dt.date, last: dt.date, tz: ZoneInfo, timeout_s: float = 1800) -> list[dict]:
+        """Run `dag_id` for every day in [first, last] (local days of `tz`, its timetable's zone) through the
+        scheduler; returns the runs.
 
         A backfill left open by an interrupted earlier run is cancelled first (no other backfill can
         run here: `services` refuses to start beside `make up`). Raises AirflowRunFailed naming the
@@ -146,14 +148,14 @@ class Scheduling:
         for stale in _call(api.get, "/api/v2/backfills", params={"dag_id": dag_id})["backfills"]:
             if stale["completed_at"] is None:
                 _call(api.put, f"/api/v2/backfills/{stale['id']}/cancel")
-        window = {"from_date": dt.datetime.combine(first, dt.time(), OPERATIONS_TZ).isoformat(),
-                  "to_date": dt.datetime.combine(last, dt.time(), OPERATIONS_TZ).isoformat()}  # fmt: skip
+        window = {"from_date": dt.datetime.combine(first, dt.time(), tz).isoformat(),
+                  "to_date": dt.datetime.combine(last, dt.time(), tz).isoformat()}  # fmt: skip
         created = _call(api.post, "/api/v2/backfills", json={
             "dag_id": dag_id, **window, "max_active_runs": 2, "reprocess_behavior": "completed"})  # fmt: skip
         try:
             while True:
                 listed = _call(api.get, f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 1000})["dag_runs"]
-                runs = [r for r in listed if r["logical_date"] and first <= _local_date(r) <= last]
+                runs = [r for r in listed if r["logical_date"] and first <= _local_date(r, tz) <= last]
                 # A failed day stops the window: later days wait on it (depends_on_past).
                 if any(r["state"] == "failed" for r in runs):
                     break
@@ -172,7 +174,7 @@ class Scheduling:
                 + ", ".join(sorted(r["dag_run_id"] for r in failed))
                 + f"; task logs under {logs}"
             )
-        return sorted(runs, key=_local_date)
+        return sorted(runs, key=lambda r: _local_date(r, tz))
 
     def _wait(self, deadline: float, too_late: str) -> None:
         """A second's wait while polling, unless Airflow exited or the deadline passed."""
@@ -243,10 +245,11 @@ def celery_workers(settings: Settings, count: int, timeout_s: float = 120) -> It
                 worker.kill()
 
 
-def backfill(settings: Settings, dag_id: str, first: dt.date, last: dt.date, timeout_s: float = 1800) -> list[dict]:
+def backfill(settings: Settings, dag_id: str, first: dt.date, last: dt.date, tz: ZoneInfo,
+             timeout_s: float = 1800) -> list[dict]:  # fmt: skip
     """Run `dag_id` for every day in [first, last] through the scheduler, started for this alone."""
     with scheduling(settings) as airflow_scheduler:
-        return airflow_scheduler.backfill(dag_id, first, last, timeout_s)
+        return airflow_scheduler.backfill(dag_id, first, last, tz, timeout_s)
 
 
 def test_run(settings: Settings, dag_id: str, conf: dict) -> None:
@@ -285,7 +288,5 @@ def _call(method, path: str, **kwargs) -> dict:
     return response.json()
 
 
-def _local_date(run: dict) -> dt.date:
-    from pipelines.orchestration.ingest import logical_day
-
-    return logical_day(dt.datetime.fromisoformat(run["logical_date"]))
+def _local_date(run: dict, tz: ZoneInfo) -> dt.date:
+    return dt.datetime.fromisoformat(run["logical_date"]).astimezone(tz).date()

@@ -16,16 +16,17 @@ import numpy as np
 from pipelines.errors import NotEnoughData, PlatformError
 from pipelines.evaluation.metrics import scores
 from pipelines.monitoring.policy import Assessment, Decision, RetrainPolicy, assess, decide
-from pipelines.orchestration.training import MODEL_NAME, REFERENCE_FILE
+from pipelines.orchestration.training import REFERENCE_FILE
 from pipelines.registry.registry import Registry
 from pipelines.security.audit import audit_ledger
 from pipelines.security.store import artifact_store
 from pipelines.security.vault import evaluation_vault
 from pipelines.settings import REPO_ROOT, Settings
+from pipelines.usecases.spec import UseCase, read_snapshot, write_snapshot
 
 
-def day_folder(settings: Settings, day: dt.date) -> Path:
-    return settings.data_root / "monitoring" / MODEL_NAME / day.isoformat()
+def day_folder(settings: Settings, model: str, day: dt.date) -> Path:
+    return settings.data_root / "monitoring" / model / day.isoformat()
 
 
 def _registry(settings: Settings) -> Registry:
@@ -52,27 +53,29 @@ def served_day(settings: Settings, day: dt.date, version: int):
     return mine.sort_values("logged_at").drop_duplicates("flight_id").reset_index(drop=True)
 
 
-def prepare_window(settings: Settings, day: dt.date) -> str:
-    """Write the champion's reference, its detector config and the day's served window to the day's folder."""
+def prepare_window(settings: Settings, usecase: UseCase, day: dt.date) -> str:
+    """Write the champion's reference, its detector config, the day's served window and the spec to the day's folder."""
+    model = usecase.name
     registry = _registry(settings)
-    pointer = registry.alias(MODEL_NAME, "champion")
+    pointer = registry.alias(model, "champion")
     if pointer is None:
-        raise NotEnoughData(f"{MODEL_NAME} has no champion to monitor yet")
+        raise NotEnoughData(f"{model} has no champion to monitor yet")
     version = pointer["version"]
-    manifest = registry.manifest(MODEL_NAME, version)
+    manifest = registry.manifest(model, version)
     if "monitoring" not in manifest or REFERENCE_FILE not in manifest["files"]:
-        raise NotEnoughData(f"{MODEL_NAME} v{version} was registered without a drift reference; retrain it")
-    _, files = registry.load_files(MODEL_NAME, version, [REFERENCE_FILE])
+        raise NotEnoughData(f"{model} v{version} was registered without a drift reference; retrain it")
+    _, files = registry.load_files(model, version, [REFERENCE_FILE])
     config = manifest["monitoring"]
     current = served_day(settings, day, version)
     if len(current) == 0:
-        raise NotEnoughData(f"no live answers of {MODEL_NAME} v{version} for flights of {day} in the prediction log")
-    folder = day_folder(settings, day)
+        raise NotEnoughData(f"no live answers of {model} v{version} for flights of {day} in the prediction log")
+    folder = day_folder(settings, model, day)
     folder.mkdir(parents=True, exist_ok=True)
+    write_snapshot(usecase, folder)
     (folder / "reference.parquet").write_bytes(files[REFERENCE_FILE])
     columns = ["flight_id", *config["categorical"], *config["features"], "probability"]
     current[columns].to_parquet(folder / "current.parquet", index=False)
-    (folder / "config.json").write_text(json.dumps({**config, "model": MODEL_NAME, "version": version}, indent=2))
+    (folder / "config.json").write_text(json.dumps({**config, "model": model, "version": version}, indent=2))
     return str(folder)
 
 
@@ -139,8 +142,8 @@ def live_performance(current, labels) -> dict | None:
     return {**overall, "late_rate": float(np.mean(y)), "mean_probability": float(np.mean(p)), "slices": slices}
 
 
-def _history(settings: Settings, day: dt.date) -> list[dict]:
-    root = settings.data_root / "monitoring" / MODEL_NAME
+def _history(settings: Settings, model: str, day: dt.date) -> list[dict]:
+    root = settings.data_root / "monitoring" / model
     earlier = sorted(p for p in root.glob("*/assessment.json") if p.parent.name < day.isoformat())
     return [json.loads(p.read_text()) for p in earlier]
 
@@ -154,6 +157,7 @@ def assess_and_decide(settings: Settings, folder: str, day: dt.date) -> dict:
     from pipelines.monitoring.report import write_report
 
     f = Path(folder)
+    usecase = read_snapshot(f)
     config = json.loads((f / "config.json").read_text())
     report = json.loads((f / "drift.json").read_text())
     current = pd.read_parquet(f / "current.parquet")
@@ -161,12 +165,12 @@ def assess_and_decide(settings: Settings, folder: str, day: dt.date) -> dict:
     performance = live_performance(current, labels)
     everyone = day_log(settings, day)
     variants = ab_report(everyone, labels) if len(everyone) and len(labels) else None  # every variant, shadows too
-    policy = RetrainPolicy.from_settings(settings)
-    history = _history(settings, day)
+    policy = RetrainPolicy.of(usecase.monitoring.retraining)
+    history = _history(settings, usecase.name, day)
     assessment = assess(day, report, config, performance, policy, [h["assessment"] for h in history], config["version"])
     requests = [h for h in history if h["decision"]["retrain"]]
     last = requests[-1] if requests else None
-    in_flight = last is not None and not _registered_since(settings, last["requested_at"])
+    in_flight = last is not None and not _registered_since(settings, usecase.name, last["requested_at"])
     decision = decide(
         assessment,
         [h["assessment"] for h in history],
@@ -186,7 +190,7 @@ def assess_and_decide(settings: Settings, folder: str, day: dt.date) -> dict:
     (f / "assessment.json").write_text(json.dumps(outcome, indent=2, default=str))
     html = write_report(f, outcome, report, config)
     ledger = audit_ledger(settings)
-    subject = f"{MODEL_NAME}/v{config['version']}"
+    subject = f"{usecase.name}/v{config['version']}"
     ledger.append("monitoring.assessed", subject, {"day": day.isoformat(), "breaches": assessment.breaches,
                                                    "retrain": decision.retrain, "reason": decision.reason})  # fmt: skip
     if decision.retrain:
@@ -195,13 +199,13 @@ def assess_and_decide(settings: Settings, folder: str, day: dt.date) -> dict:
     return {**outcome, "report_html": str(html)}
 
 
-def _registered_since(settings: Settings, requested_at: str) -> bool:
+def _registered_since(settings: Settings, model: str, requested_at: str) -> bool:
     """Whether a model version was registered after the retrain request (versions only grow)."""
     registry = _registry(settings)
-    versions = registry.versions(MODEL_NAME)
+    versions = registry.versions(model)
     if not versions:
         return False
-    newest = registry.manifest(MODEL_NAME, versions[-1])["registered_at"]
+    newest = registry.manifest(model, versions[-1])["registered_at"]
     return dt.datetime.fromisoformat(newest) >= dt.datetime.fromisoformat(requested_at)
 
 

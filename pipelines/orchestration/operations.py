@@ -21,11 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipelines.settings import Settings
-
-INGEST_DAG = "flights_ingest"
-MONITORING_DAG = "flight_delay_monitoring"
-TRAINING_DAG = "flight_delay_training"
-DEPLOY_DAG = "flight_delay_deploy"
+from pipelines.usecases.spec import UseCase
 
 
 @dataclass
@@ -78,7 +74,8 @@ class OperatedDay:
         return "\n".join(lines)
 
 
-def release(settings: Settings, base: str, key: str, version: int, alias: str, traffic_day: dt.date) -> Release:
+def release(settings: Settings, usecase: UseCase, base: str, key: str, version: int, alias: str,
+            traffic_day: dt.date) -> Release:  # fmt: skip
     """Run the deploy DAG for `version` while `traffic_day`'s flights are replayed as consumer traffic
     (a challenger's canary is judged on that traffic)."""
     from pipelines.orchestration import local_airflow
@@ -87,29 +84,30 @@ def release(settings: Settings, base: str, key: str, version: int, alias: str, t
     started = time.monotonic()
     with ReplayLoop(base, key, day_requests(settings, traffic_day)) as traffic:
         try:
-            local_airflow.test_run(settings, DEPLOY_DAG, {"version": version, "alias": alias})
+            local_airflow.test_run(settings, usecase.dag_id("deploy"), {"version": version, "alias": alias})
             released, detail = True, ""
         except local_airflow.AirflowRunFailed as exc:
-            report = canary_outcome(settings, version)
+            report = canary_outcome(settings, usecase.name, version)
             why = [line for line in str(exc).splitlines() if "Error" in line or "Exception" in line]
             released = False
             detail = "; ".join(report.reasons) if report else (why or [str(exc)])[-1].strip()[:400]
-    canary = canary_outcome(settings, version) if alias == "challenger" else None
+    canary = canary_outcome(settings, usecase.name, version) if alias == "challenger" else None
     return Release(version, alias, released, detail, time.monotonic() - started,
                    traffic.statuses.count(200), len(traffic.statuses), canary)  # fmt: skip
 
 
-def canary_outcome(settings: Settings, version: int):
+def canary_outcome(settings: Settings, model: str, version: int):
     """The canary report the deploy DAG wrote for `version` (var/deployments), or None."""
     from pipelines.deploy.canary import CanaryOutcome
     from pipelines.orchestration.deploy import deployment_report
 
-    path = deployment_report(settings, version)
+    path = deployment_report(settings, model, version)
     return CanaryOutcome.from_dict(json.loads(path.read_text())) if path.exists() else None
 
 
 def operate(
     settings: Settings,
+    usecase: UseCase,
     first: dt.date,
     last: dt.date,
     base: str,
@@ -126,7 +124,7 @@ def operate(
     with local_airflow.scheduling(settings) as airflow_scheduler:  # the ingest DAG's scheduler, for every day
         day = first
         while day <= last:
-            record = _operate_day(settings, airflow_scheduler, day, base, key)
+            record = _operate_day(settings, usecase, airflow_scheduler, day, base, key)
             echo(record.render())
             operated.append(record)
             if record.release is not None and stop_after_release:
@@ -135,7 +133,8 @@ def operate(
     return operated
 
 
-def _operate_day(settings: Settings, airflow_scheduler, day: dt.date, base: str, key: str) -> OperatedDay:
+def _operate_day(settings: Settings, usecase: UseCase, airflow_scheduler, day: dt.date, base: str,
+                 key: str) -> OperatedDay:  # fmt: skip
     """Serve `day`, land it through the ingest DAG, judge it with the monitoring DAG; retrain and release
     when the policy asks."""
     from pipelines.orchestration import local_airflow, monitoring
@@ -147,20 +146,20 @@ def _operate_day(settings: Settings, airflow_scheduler, day: dt.date, base: str,
     served = replay(settings, day, base, key)
     seconds["serve"] = time.monotonic() - started
     started = time.monotonic()
-    airflow_scheduler.backfill(INGEST_DAG, day, day)
+    airflow_scheduler.backfill(usecase.dag_id("ingest"), day, day, usecase.tz)
     seconds["ingest DAG"] = time.monotonic() - started
     started = time.monotonic()
-    local_airflow.test_run(settings, MONITORING_DAG, {"day": day.isoformat()})
+    local_airflow.test_run(settings, usecase.dag_id("monitoring"), {"day": day.isoformat()})
     seconds["monitoring DAG"] = time.monotonic() - started
-    outcome = json.loads((monitoring.day_folder(settings, day) / "assessment.json").read_text())
+    outcome = json.loads((monitoring.day_folder(settings, usecase.name, day) / "assessment.json").read_text())
     record = OperatedDay(day, served.render(), outcome, seconds=seconds)
     if record.decision["retrain"]:
         window_end = dt.date.fromisoformat(record.decision["window_end"])
         started = time.monotonic()
-        local_airflow.test_run(settings, TRAINING_DAG, {"last_day": window_end.isoformat()})
+        local_airflow.test_run(settings, usecase.dag_id("training"), {"last_day": window_end.isoformat()})
         seconds["training DAG"] = time.monotonic() - started
         record.training = latest_outcome(settings, window_end)
         moved = next(((a, record.training[a]) for a in ("champion", "challenger") if record.training.get(a)), None)
         if moved:
-            record.release = release(settings, base, key, moved[1], moved[0], day + dt.timedelta(days=1))
+            record.release = release(settings, usecase, base, key, moved[1], moved[0], day + dt.timedelta(days=1))
     return record

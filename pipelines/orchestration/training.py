@@ -26,9 +26,9 @@ from pipelines.security.store import artifact_store
 from pipelines.security.vault import Vault, evaluation_vault
 from pipelines.settings import Settings
 from pipelines.training.dataset import LABEL, TrainingData, TrainingWindow, build_dataset
-from pipelines.training.trainers import FAMILIES, TRAINERS, TrainedModel, resolve_device, train_xgboost_dask
+from pipelines.training.trainers import TRAINERS, TrainedModel, resolve_device, train_xgboost_dask
+from pipelines.usecases.spec import UseCase, read_snapshot, resolve_usecase, write_snapshot
 
-MODEL_NAME = "flight_delay"
 NATIVE_FILE = {"xgboost": "model.ubj", "mlp": "model.pt"}
 REFERENCE_FILE = "reference.parquet"  # the drift reference sample (pipelines/monitoring/reference.py)
 HOLDOUT_PROBABILITIES = "holdout_probabilities.parquet"  # a candidate's answers on the holdout flights
@@ -45,9 +45,12 @@ def newest_landed_day(settings: Settings) -> dt.date:
     return dt.date.fromisoformat(days[-1])
 
 
-def resolve_window(settings: Settings, last_day: dt.date | None = None) -> TrainingWindow:
-    """The window ending at `last_day` (from the triggering event or the run's conf), else the newest landed day."""
-    window = TrainingWindow.from_settings(settings, last_day or newest_landed_day(settings))
+def resolve_window(settings: Settings, usecase: UseCase, last_day: dt.date | None = None) -> TrainingWindow:
+    """The spec's window ending at `last_day` (from the triggering event or the run's conf), else the newest
+    landed day."""
+    lengths = usecase.training.windows
+    window = TrainingWindow.ending(last_day or newest_landed_day(settings), lengths.train_days,
+                                   lengths.validation_days, lengths.holdout_days)  # fmt: skip
     missing = [d for d in window.days if not manifest_path(partition_path(settings, "flights", d)).exists()]
     if missing:
         raise NotEnoughData(
@@ -61,13 +64,22 @@ def run_folder(settings: Settings, run_key: str) -> Path:
     return settings.data_root / "training" / run_key.replace(":", "-").replace("+", "_")
 
 
-def prepare_dataset(settings: Settings, window: TrainingWindow, run_key: str) -> str:
+def prepare_dataset(settings: Settings, usecase: UseCase, window: TrainingWindow, run_key: str) -> str:
+    """The run's dataset and the spec it runs under, in the run's folder (the later tasks read both there)."""
     folder = run_folder(settings, run_key)
-    build_dataset(settings, window).save(folder)
+    build_dataset(settings, window, usecase.features.feature_service).save(folder)
+    write_snapshot(usecase, folder)
     return str(folder)
 
 
-def evaluate_predictions(family: str, predict, data: TrainingData) -> tuple[dict, dict]:
+def prepare_run(settings: Settings, name: str, last_day: dt.date | None, run_key: str) -> str:
+    """A training run of use case `name` (its spec as the settings resolve it) on the window ending at
+    `last_day`: the dataset and the spec frozen in the run's folder; returns the folder."""
+    usecase = resolve_usecase(settings, name)
+    return prepare_dataset(settings, usecase, resolve_window(settings, usecase, last_day), run_key)
+
+
+def evaluate_predictions(family: str, predict, data: TrainingData, slices: list[str]) -> tuple[dict, dict]:
     """Holdout scores, the naive baseline, slices and behavioural checks of `predict`: what the gate reads."""
     frame = data.frame.reset_index(drop=True)
     holdout = frame[frame["split"] == "holdout"].reset_index(drop=True)
@@ -79,17 +91,17 @@ def evaluate_predictions(family: str, predict, data: TrainingData) -> tuple[dict
         "window": data.window.as_dict(),
         "holdout": scores(y, p),
         "baseline": {k: v for k, v in scores(y, baseline).items() if k != "calibration"},
-        "slices": slice_scores(holdout, p),
+        "slices": slice_scores(holdout, p, slices),
         "behaviour": behavioural_checks(predict, holdout, data.features),
     }
     return evaluation, {"roc": roc_points(y, p), "baseline_roc": roc_points(y, baseline)}
 
 
-def evaluate_trained(trained: TrainedModel, data: TrainingData) -> tuple[dict, dict, OnnxScorer]:
+def evaluate_trained(trained: TrainedModel, data: TrainingData, slices: list[str]) -> tuple[dict, dict, OnnxScorer]:
     """A trained model judged as serving will run it, through ONNX Runtime, plus ONNX parity and latency."""
     scorer = OnnxScorer(trained.onnx, trained.onnx_output)
     x_ref = data.split("holdout")[data.features].to_numpy(dtype=np.float32)[:PARITY_ROWS]
-    evaluation, plots = evaluate_predictions(trained.family, scorer.predict, data)
+    evaluation, plots = evaluate_predictions(trained.family, scorer.predict, data, slices)
     evaluation["onnx"] = {
         "parity": parity(scorer, trained.predict_native(x_ref), x_ref),
         "latency_ms": latency_ms(scorer, x_ref[0]),
@@ -99,10 +111,10 @@ def evaluate_trained(trained: TrainedModel, data: TrainingData) -> tuple[dict, d
     return evaluation, plots, scorer
 
 
-def _train(settings: Settings, family: str, data: TrainingData) -> TrainedModel:
+def _train(settings: Settings, family: str, params: dict, data: TrainingData) -> TrainedModel:
     """In the task's process, or XGBoost on the Dask cluster at PLATFORM_DASK_SCHEDULER."""
     if family != "xgboost" or not settings.dask_scheduler:
-        return TRAINERS[family](data, seed=settings.seed, device=resolve_device(settings.device))
+        return TRAINERS[family](data, params, seed=settings.seed, device=resolve_device(settings.device))
     from distributed import Client
 
     try:
@@ -113,21 +125,26 @@ def _train(settings: Settings, family: str, data: TrainingData) -> TrainedModel:
             "PLATFORM_DASK_SCHEDULER to train in the task"
         ) from error
     with client:
-        return train_xgboost_dask(data, seed=settings.seed, client=client)
+        return train_xgboost_dask(data, params, seed=settings.seed, client=client)
 
 
 def train_candidate(settings: Settings, folder: str, family: str) -> dict:
     """Train one family, export to ONNX, evaluate on the holdout, seal both files; write candidate.json."""
-    if family not in TRAINERS:
-        raise PlatformError(f"unknown model family {family!r}; families are {', '.join(FAMILIES)}")
+    usecase = read_snapshot(Path(folder))
+    if family not in usecase.training.families:
+        raise PlatformError(
+            f"model family {family!r} is not in {usecase.name}'s spec: {list(usecase.training.families)}"
+        )
     data = TrainingData.load(Path(folder))
     started = time.monotonic()
-    trained = _train(settings, family, data)
+    trained = _train(settings, family, usecase.training.hyperparameters(family), data)
     device = trained.device
-    evaluation, plots, scorer = evaluate_trained(trained, data)
+    evaluation, plots, scorer = evaluate_trained(trained, data, usecase.gate.slices)
     out = Path(folder) / family
     _, html_path = write_report(out, evaluation, plots)
-    reference, monitoring = build_reference(data, scorer.predict, settings.seed)  # drift monitoring's baseline
+    reference, monitoring = build_reference(
+        data, scorer.predict, settings.seed, usecase.monitoring.categorical
+    )  # drift monitoring's baseline
     ledger = audit_ledger(settings)
     sealed = SealedArtifacts(artifact_store(settings, ledger), Vault.from_settings(settings), ledger)
     files = {}
@@ -170,20 +187,22 @@ def _parquet_bytes(frame) -> bytes:
     return buffer.getvalue()
 
 
-def _champion_evaluation(registry: Registry, data: TrainingData) -> tuple[int, dict, pd.Series] | None:
+def _champion_evaluation(
+    registry: Registry, usecase: UseCase, data: TrainingData
+) -> tuple[int, dict, pd.Series] | None:
     """The champion's version, its evaluation on the candidates' holdout and its probabilities there."""
-    champion = registry.alias(MODEL_NAME, "champion")
+    champion = registry.alias(usecase.name, "champion")
     if champion is None:
         return None
     version = champion["version"]
-    manifest, files = registry.load_files(MODEL_NAME, version, ["model.onnx"])
+    manifest, files = registry.load_files(usecase.name, version, ["model.onnx"])
     if manifest["onnx_io"]["features"] != data.features:
         raise PlatformError(
             f"champion v{version} was trained on other features than this candidate; "
             "compare them on a FeatureService both understand"
         )
     scorer = OnnxScorer(files["model.onnx"], manifest["onnx_io"]["output"])
-    evaluation, _ = evaluate_predictions(manifest["family"], scorer.predict, data)
+    evaluation, _ = evaluate_predictions(manifest["family"], scorer.predict, data, usecase.gate.slices)
     holdout = data.split("holdout")
     probabilities = scorer.predict(holdout[data.features].to_numpy(dtype=np.float32))
     return version, evaluation, pd.Series(probabilities, index=holdout["flight_id"].to_numpy())
@@ -203,16 +222,19 @@ def prediction_shift(folder: Path, champion: tuple[int, dict, pd.Series] | None)
 
 
 def gate_and_register(settings: Settings, folder: str, families: list[str] | None = None) -> dict:
-    """Gate every candidate against the champion on the same holdout, register each (passed or rejected),
-    and move the aliases: the best passing candidate becomes champion if there is none, else challenger."""
+    """Gate every candidate (the spec's families, or `families`) against the champion on the same holdout,
+    register each (passed or rejected), and move the aliases: the best passing candidate becomes champion
+    if there is none, else challenger."""
+    usecase = read_snapshot(Path(folder))
+    name = usecase.name
     data = TrainingData.load(Path(folder))
     ledger = audit_ledger(settings)
     registry = Registry(artifact_store(settings, ledger), evaluation_vault(settings), ledger)
-    champion = _champion_evaluation(registry, data)
-    policy = GatePolicy.from_settings(settings)
-    data_lineage = lineage(settings, data.window, data.features)
+    champion = _champion_evaluation(registry, usecase, data)
+    policy = GatePolicy.of(usecase.gate, settings)
+    data_lineage = lineage(settings, data.window, data.features, usecase.features.feature_service)
     registered = []
-    for family in families or FAMILIES:
+    for family in families or list(usecase.training.families):
         candidate = json.loads((Path(folder) / family / "candidate.json").read_text())
         evaluation = candidate["evaluation"]
         report = decide(evaluation, policy, champion[1] if champion else None, champion[0] if champion else None)
@@ -244,8 +266,8 @@ def gate_and_register(settings: Settings, folder: str, families: list[str] | Non
             "gate": report.as_dict(),
             "report_html": candidate["report_html"],
         }
-        version = registry.register(MODEL_NAME, manifest)
-        ledger.append("gate.decision", f"{MODEL_NAME}/v{version}", {"passed": report.passed, "reasons": report.reasons})
+        version = registry.register(name, manifest)
+        ledger.append("gate.decision", f"{name}/v{version}", {"passed": report.passed, "reasons": report.reasons})
         registered.append(
             {
                 "version": version,
@@ -258,11 +280,11 @@ def gate_and_register(settings: Settings, folder: str, families: list[str] | Non
             }
         )
     passing = sorted((r for r in registered if r["passed"]), key=lambda r: -r["holdout"]["roc_auc"])
-    outcome = {"model": MODEL_NAME, "registered": registered, "champion_before": champion[0] if champion else None}
+    outcome = {"model": name, "registered": registered, "champion_before": champion[0] if champion else None}
     if passing:
         best = passing[0]["version"]
         alias = "champion" if champion is None else "challenger"
-        registry.promote(MODEL_NAME, best, alias, reason=f"best candidate of {Path(folder).name} passed the gate")
+        registry.promote(name, best, alias, reason=f"best candidate of {Path(folder).name} passed the gate")
         outcome[alias] = best
     (Path(folder) / "outcome.json").write_text(json.dumps(outcome, indent=2, default=str))
     return outcome

@@ -7,7 +7,6 @@ import json
 import subprocess
 from pathlib import Path
 
-from pipelines.features.store import FEATURE_SERVICE
 from pipelines.ingest.landing import PARTITIONED_TABLES, REFERENCE_TABLES, manifest_path, partition_path, reference_path
 from pipelines.settings import REPO_ROOT, Settings
 from pipelines.training.dataset import TrainingWindow, feature_definitions_hash
@@ -47,7 +46,7 @@ def _git() -> dict:
     return {"commit": commit or "unknown (not a git checkout)", "dirty": bool(status) if status is not None else None}
 
 
-def lineage(settings: Settings, window: TrainingWindow, features: list[str]) -> dict:
+def lineage(settings: Settings, window: TrainingWindow, features: list[str], feature_service: str) -> dict:
     days = [d.isoformat() for d in window.days]
     dbt_manifest = settings.data_root / "dbt" / "target" / "manifest.json"
     models = []
@@ -64,9 +63,9 @@ def lineage(settings: Settings, window: TrainingWindow, features: list[str]) -> 
         + [_validation(settings, t, "reference") for t in REFERENCE_TABLES],
         "dbt": {"manifest_sha256": _sha256(dbt_manifest), "models": models, "target": settings.warehouse_target},
         "feature_service": {
-            "name": FEATURE_SERVICE,
+            "name": feature_service,
             "features": features,
-            "definitions_sha256": feature_definitions_hash(settings),
+            "definitions_sha256": feature_definitions_hash(settings, feature_service),
         },
         "code": _git(),
         "requirements": {name: _sha256(REPO_ROOT / name) for name in ("requirements.txt", "requirements-drift.txt")},

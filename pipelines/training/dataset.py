@@ -28,7 +28,6 @@ from pipelines.features.store import (
 from pipelines.settings import OPERATIONS_TZ, Settings
 
 LABEL = "is_late_arrival"
-SLICE_COLUMNS = ("carrier", "origin", "dep_month")
 SPLITS = ("train", "validation", "holdout")
 
 
@@ -47,10 +46,6 @@ class TrainingWindow:
         validation_end = holdout_end - dt.timedelta(days=holdout_days)
         train_end = validation_end - dt.timedelta(days=validation_days)
         return cls(train_end - dt.timedelta(days=train_days - 1), train_end, validation_end, holdout_end)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, last_day: dt.date) -> TrainingWindow:
-        return cls.ending(last_day, settings.train_days, settings.validation_days, settings.holdout_days)
 
     def split_of(self, day: dt.date) -> str:
         if day <= self.train_end:
@@ -131,25 +126,28 @@ class TrainingData:
         return cls(frame, meta["features"], TrainingWindow.from_dict(meta["window"]))
 
 
-def build_dataset(settings: Settings, window: TrainingWindow, min_rows_per_split: int = 100) -> TrainingData:
-    """The labelled flights of the window with their point-in-time features, each tagged with its split."""
+def build_dataset(
+    settings: Settings, window: TrainingWindow, feature_service: str, min_rows_per_split: int = 100
+) -> TrainingData:
+    """The labelled flights of the window with `feature_service`'s point-in-time features, each tagged with
+    its split."""
     entities = training_entities(settings, window.train_start, window.holdout_end, window.known_at)
     if entities.empty:
         raise NotEnoughData(
             f"no labelled flights between {window.train_start} and {window.holdout_end}; ingest them first"
         )
-    frame = build_training_set(settings, entities.drop(columns=[LABEL, "label_available_at"]))
+    frame = build_training_set(settings, entities.drop(columns=[LABEL, "label_available_at"]), feature_service)
     labels = entities[["flight_id", LABEL, "label_available_at"]]
     frame = frame.merge(labels, on="flight_id", how="left", validate="one_to_one")
     frame["split"] = [window.split_of(d.date()) for d in frame["scheduled_departure_local"]]
-    features = feature_columns(settings)
+    features = feature_columns(settings, feature_service)
     for name in SPLITS:
         part = frame[frame["split"] == name]
         if len(part) < min_rows_per_split or part[LABEL].nunique() < 2:
             raise NotEnoughData(
                 f"the {name} split ({window.as_dict()}) has {len(part)} labelled flights and classes "
                 f"{sorted(part[LABEL].unique().tolist())}; it needs {min_rows_per_split} with both classes. "
-                "Ingest more days or shorten the window (PLATFORM_TRAIN_DAYS, _VALIDATION_DAYS, _HOLDOUT_DAYS)."
+                "Ingest more days or shorten the window (the spec's training.windows)."
             )
     keep = ["flight_id", "carrier", "origin", "route", "tailnum_hash", "scheduled_departure_local", "split", LABEL,
             "label_available_at"]  # fmt: skip

@@ -21,8 +21,6 @@ import numpy as np
 from pipelines.errors import SettingsError
 from pipelines.training.dataset import TrainingData
 
-FAMILIES = ("xgboost", "mlp")
-
 
 def resolve_device(setting: str) -> str:
     """`auto` → cuda when a CUDA device is usable by both libraries, else cpu; `cuda` without one is an error."""
@@ -65,35 +63,26 @@ def _best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
     return float(p[order][int(np.argmax(f1))])
 
 
-XGBOOST_PARAMS = {
-    "n_estimators": 600,
-    "learning_rate": 0.05,
-    "max_depth": 6,
-    "min_child_weight": 5,
-    "subsample": 0.8,
-    "colsample_bytree": 0.8,
-    "reg_lambda": 1.0,
-    "tree_method": "hist",
-    "early_stopping_rounds": 40,
-    "eval_metric": "logloss",
-}
+# What a binary classifier needs whatever its spec says (the spec's hyperparameters come on top).
+XGBOOST_FIXED = {"tree_method": "hist", "eval_metric": "logloss"}
 
 
-def train_xgboost(data: TrainingData, *, seed: int, device: str) -> TrainedModel:
+def train_xgboost(data: TrainingData, params: dict, *, seed: int, device: str) -> TrainedModel:
     import xgboost as xgb
 
     x_train, y_train = data.xy("train")
     x_val, y_val = data.xy("validation")
     started = time.monotonic()
-    model = xgb.XGBClassifier(**XGBOOST_PARAMS, device=device, random_state=seed, n_jobs=2)
+    params = {**params, **XGBOOST_FIXED}
+    model = xgb.XGBClassifier(**params, device=device, random_state=seed, n_jobs=2)
     # numpy inputs: the booster's features are f0..fN, the names onnxmltools expects
     model.fit(x_train.to_numpy(), y_train.to_numpy(), eval_set=[(x_val.to_numpy(), y_val.to_numpy())], verbose=False)
     seconds = time.monotonic() - started
     model.set_params(device="cpu")  # predictions and export on the host
-    return _xgboost_trained(model, data, XGBOOST_PARAMS, seed, device, seconds)
+    return _xgboost_trained(model, data, params, seed, device, seconds)
 
 
-def train_xgboost_dask(data: TrainingData, *, seed: int, client) -> TrainedModel:
+def train_xgboost_dask(data: TrainingData, params: dict, *, seed: int, client) -> TrainedModel:
     """The same model through `xgboost.dask` on a Dask cluster (`client`): the training rows are
     partitioned across the workers, which build the histograms together (scale-out past one
     machine's memory). Exported and stored exactly as `train_xgboost`'s."""
@@ -101,12 +90,13 @@ def train_xgboost_dask(data: TrainingData, *, seed: int, client) -> TrainedModel
     import xgboost as xgb
     import xgboost.dask  # noqa: F401 - the xgb.dask namespace
 
+    params = {**params, **XGBOOST_FIXED}
     x_train, y_train = (a.to_numpy() for a in data.xy("train"))
     x_val, y_val = (a.to_numpy() for a in data.xy("validation"))
     workers = max(len(client.scheduler_info()["workers"]), 1)
     chunk = -(-len(x_train) // workers)  # one partition per worker
     started = time.monotonic()
-    model = xgb.dask.DaskXGBClassifier(**XGBOOST_PARAMS, random_state=seed)
+    model = xgb.dask.DaskXGBClassifier(**params, random_state=seed)
     model.client = client
     model.fit(
         da.from_array(x_train, chunks=(chunk, -1)),
@@ -115,9 +105,9 @@ def train_xgboost_dask(data: TrainingData, *, seed: int, client) -> TrainedModel
         verbose=False,
     )
     seconds = time.monotonic() - started
-    local = xgb.XGBClassifier(**XGBOOST_PARAMS)  # the booster, out of the cluster, as a plain classifier
+    local = xgb.XGBClassifier(**params)  # the booster, out of the cluster, as a plain classifier
     local.load_model(bytearray(model.get_booster().save_raw(raw_format="ubj")))
-    return _xgboost_trained(local, data, {**XGBOOST_PARAMS, "dask_workers": workers}, seed, "cpu", seconds)
+    return _xgboost_trained(local, data, {**params, "dask_workers": workers}, seed, "cpu", seconds)
 
 
 def _xgboost_trained(model, data: TrainingData, params: dict, seed: int, device: str, seconds: float) -> TrainedModel:
@@ -172,7 +162,7 @@ def _mlp_class():
     return DelayMLP
 
 
-def train_mlp(data: TrainingData, *, seed: int, device: str) -> TrainedModel:
+def train_mlp(data: TrainingData, params: dict, *, seed: int, device: str) -> TrainedModel:
     import torch
 
     torch.manual_seed(seed)
@@ -180,7 +170,6 @@ def train_mlp(data: TrainingData, *, seed: int, device: str) -> TrainedModel:
     torch.use_deterministic_algorithms(True, warn_only=True)
     x_train, y_train = (a.to_numpy() for a in data.xy("train"))
     x_val, y_val = (a.to_numpy() for a in data.xy("validation"))
-    params = {"hidden": [64, 32], "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 128, "max_epochs": 60, "patience": 8}
     model = _mlp_class()(len(data.features), tuple(params["hidden"]))
     median = np.nanmedian(x_train, axis=0)
     median = np.where(np.isnan(median), 0.0, median)

@@ -10,8 +10,10 @@ import sys
 import pytest
 
 from pipelines.settings import REPO_ROOT
+from pipelines.usecases.spec import available, load_usecase
 
 DAGS_DIR = REPO_ROOT / "dags"
+USECASES_DIR = REPO_ROOT / "usecases"
 DAG_FILES = sorted(p for p in DAGS_DIR.glob("*.py") if not p.name.startswith("_"))
 HEAVY = ["great_expectations", "feast", "torch", "xgboost", "bentoml", "alibi_detect", "onnxruntime",
          "pandas", "dbt", "sklearn", "duckdb", "pyarrow"]  # fmt: skip
@@ -30,7 +32,20 @@ def test_dag_files_exist():
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) >= {"flights_ingest"}
+
+
+@pytest.mark.parametrize("name", available(USECASES_DIR))
+def test_every_use_case_has_its_four_dags_built_from_its_spec(dagbag, name):
+    spec = load_usecase(USECASES_DIR, name)
+    for kind in ("ingest", "training", "deploy", "monitoring"):
+        dag = dagbag.dags[spec.dag_id(kind)]
+        assert name in dag.tags and dag.owner == spec.owner
+        # the Airflow UI shows the spec the DAG was built from
+        assert "## Use-case spec" in dag.doc_md and spec.as_yaml() in dag.doc_md
+    training = dagbag.dags[spec.dag_id("training")]
+    assert training.timetable.timetable.summary == spec.training.schedule
+    assert dagbag.dags[spec.dag_id("monitoring")].timetable.summary == spec.monitoring.schedule
+    assert dagbag.dags[spec.dag_id("ingest")].max_active_runs == spec.ingest.max_active_runs
 
 
 def test_every_dag_is_documented_tagged_and_retried_with_a_timeout(dagbag):

@@ -11,6 +11,7 @@ import pytest
 from pipelines.orchestration import training
 from pipelines.security.vault import issue_credentials
 from pipelines.settings import load_settings
+from pipelines.usecases.spec import windows
 from serving.local import running_service
 from tests.conftest import free_port
 from tests.integration.conftest import built  # noqa: F401  (a session fixture, shared)
@@ -48,13 +49,12 @@ def trained_models(built, tmp_path_factory):  # noqa: F811
     would replace. Both are admitted under a minimum ROC AUC of 0.55: with the features known at the start
     of each day, a few days of January reach about 0.57 (make run's seven days reach 0.65)."""
     store = tmp_path_factory.mktemp("models") / "store"
-    common = {"data_root": built.settings.data_root, "artifact_store_uri": store.as_uri(),
-              "validation_days": 1, "holdout_days": 1, "gate_min_roc_auc": 0.55}  # fmt: skip
     versions = {}
     for alias, train_days in (("champion", 2), ("challenger", 3)):
-        settings = load_settings(train_days=train_days, **common)
-        window = training.resolve_window(settings, built.days[-1])
-        folder = training.prepare_dataset(settings, window, f"e2e-{alias}")
+        settings = load_settings(data_root=built.settings.data_root, artifact_store_uri=store.as_uri(),
+                                 usecase_overrides={"flight_delay": {**windows(train_days, 1, 1),
+                                                                     "gate.min_roc_auc": 0.55}})  # fmt: skip
+        folder = training.prepare_run(settings, "flight_delay", built.days[-1], f"e2e-{alias}")
         training.train_candidate(settings, folder, "xgboost")
         outcome = training.gate_and_register(settings, folder, ["xgboost"])
         assert outcome.get(alias), outcome
@@ -69,5 +69,5 @@ def champion(trained_models, built, tmp_path_factory):  # noqa: F811
     copy = tmp_path_factory.mktemp("store") / "store"
     shutil.copytree(store, copy)
     settings = load_settings(data_root=built.settings.data_root, artifact_store_uri=copy.as_uri(),
-                             train_days=3, validation_days=1, holdout_days=1)  # fmt: skip
+                             usecase_overrides={"flight_delay": windows(3, 1, 1)})  # fmt: skip
     return settings, versions["champion"]

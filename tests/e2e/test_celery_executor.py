@@ -20,6 +20,8 @@ from pipelines.registry.registry import Registry
 from pipelines.security.audit import audit_ledger
 from pipelines.security.store import artifact_store
 from pipelines.security.vault import Vault
+from pipelines.settings import OPERATIONS_TZ
+from pipelines.usecases.spec import windows
 from tests.conftest import FIRST_DAY, fresh_postgres_database, make_settings, require_service
 
 pytestmark = pytest.mark.e2e
@@ -39,11 +41,11 @@ def celery_runs(openbao, tmp_path_factory):
             root / "var", airflow_home=root / "airflow", airflow_executor="CeleryExecutor",
             airflow_metadata_url=url.replace("postgresql://", "postgresql+psycopg://"),
             celery_broker_url=f"redis://127.0.0.1:6379/{BROKER_DB}",
-            train_days=1, validation_days=1, holdout_days=1,
+            usecase_overrides={"flight_delay": windows(1, 1, 1)},
         )  # fmt: skip
         local_airflow.prepare(settings)
         with local_airflow.scheduling(settings) as scheduler, local_airflow.celery_workers(settings, 2) as logs:
-            ingest = scheduler.backfill("flights_ingest", DAYS[0], DAYS[-1])
+            ingest = scheduler.backfill("flight_delay_ingest", DAYS[0], DAYS[-1], OPERATIONS_TZ)
             training = scheduler.trigger("flight_delay_training", {"last_day": DAYS[-1].isoformat()})
         engine = sqlalchemy.create_engine(url)
         with engine.connect() as con:
@@ -61,7 +63,7 @@ def test_the_ingest_and_training_dags_run_on_two_celery_workers(celery_runs):
     assert [r["state"] for r in ingest] == ["success"] * len(DAYS)
     assert training["state"] == "success" and training["conf"] == {"last_day": DAYS[-1].isoformat()}
     ran = [i for i in instances if i.state == "success"]
-    assert {i.dag_id for i in ran} == {"flights_ingest", "flight_delay_training"}
+    assert {i.dag_id for i in ran} == {"flight_delay_ingest", "flight_delay_training"}
     assert len(ran) == len(instances) >= 4 * len(DAYS) + 4  # land, validate, transform, materialize; 4 training
     # every task instance went through Celery: each worker received some, together all of them
     received = [len(re.findall(r"Task [\w.]*execute_workload\[[^\]]+\] received", log)) for log in logs]

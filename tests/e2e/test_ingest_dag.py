@@ -18,7 +18,7 @@ from pipelines.settings import load_settings
 from tests.conftest import write_flights_source
 
 pytestmark = pytest.mark.e2e
-DAG_ID = "flights_ingest"
+DAG_ID = "flight_delay_ingest"
 
 
 def _dags_test(settings, day: dt.date) -> None:

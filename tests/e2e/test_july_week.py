@@ -20,6 +20,7 @@ from pipelines.security.audit import audit_ledger
 from pipelines.security.store import artifact_store
 from pipelines.security.vault import evaluation_vault
 from pipelines.settings import OPERATIONS_TZ
+from pipelines.usecases.spec import resolve_usecase, windows, with_overrides
 from serving.auth import create_key
 from serving.client import register_service
 from serving.local import wait_ready
@@ -27,7 +28,7 @@ from tests.e2e.conftest import serve
 
 pytestmark = pytest.mark.e2e
 
-CHAMPION_END, JULY = dt.date(2013, 3, 31), dt.date(2013, 7, 1)
+MODEL, CHAMPION_END, JULY = "flight_delay", dt.date(2013, 3, 31), dt.date(2013, 7, 1)
 CANARY = {"canary_steps": [10, 50, 100], "canary_observe_seconds": 2, "canary_max_wait_seconds": 60,
           "canary_min_predictions": 40}  # fmt: skip
 
@@ -40,20 +41,20 @@ def operated(season, openbao, tmp_path_factory):
     retraining on 21/7/7-day windows. Two breaching days in a row request a retrain here (the shipped
     three: make run, and the backtest's detection delay), to keep the suite's time."""
     root = tmp_path_factory.mktemp("july")
-    settings = season.model_copy(update={"airflow_home": root / "airflow", **CANARY, "retrain_consecutive_days": 2,
-                                         "train_days": 62, "validation_days": 14, "holdout_days": 14})  # fmt: skip
-    folder = training.prepare_dataset(settings, training.resolve_window(settings, CHAMPION_END), "january-march")
-    training.train_candidate(settings, folder, "xgboost")
-    champion = training.gate_and_register(settings, folder, ["xgboost"])["champion"]
-    materialize(settings, dt.datetime.combine(JULY, dt.time(), OPERATIONS_TZ))
-    settings = settings.model_copy(update={"train_days": 21, "validation_days": 7, "holdout_days": 7})
+    settings = season.model_copy(update={"airflow_home": root / "airflow", **CANARY})
+    settings = with_overrides(settings, MODEL, {"monitoring.retraining.consecutive_days": 2})
+    first = with_overrides(settings, MODEL, windows(62, 14, 14))
+    folder = training.prepare_run(first, MODEL, CHAMPION_END, "january-march")
+    training.train_candidate(first, folder, "xgboost")
+    champion = training.gate_and_register(first, folder, ["xgboost"])["champion"]
+    materialize(settings, dt.datetime.combine(JULY, dt.time(), OPERATIONS_TZ))  # retrains: the spec's 21/7/7
     local_airflow.prepare(settings)
     key = create_key(openbao.root, "july-consumers", ["predict"])
     with serve(settings, openbao, root) as base:
         register_service(openbao.root, settings, urlparse(base).port, create_key(openbao.root, "july-deployer",
                                                                                   ["admin", "predict"]))  # fmt: skip
         wait_ready(base)
-        days = operate(settings, JULY, JULY + dt.timedelta(days=6), base, key)
+        days = operate(settings, resolve_usecase(settings, MODEL), JULY, JULY + dt.timedelta(days=6), base, key)
         status = wait_ready(base)
     return settings, champion, days, status
 
@@ -72,7 +73,7 @@ def test_a_week_of_july_traffic_requests_a_retrain_through_the_monitoring_dag(op
         assert set(performance["slices"]) >= {"origin=EWR", "origin=JFK", "origin=LGA"}
         assert day.monitoring["variants"]["variants"]["champion"]["rows"] == performance["rows"]
         assert "(0 failed)" in day.served, day.served
-        folder = monitoring.day_folder(settings, day.day)  # alibi-detect ran in the drift virtualenv
+        folder = monitoring.day_folder(settings, MODEL, day.day)  # alibi-detect ran in the drift virtualenv
         drift = json.loads((folder / "drift.json").read_text())
         assert drift["multivariate"]["rows_per_side"] > 0 and set(drift["categorical"]) == {"carrier", "origin"}
         page = (folder / "report.html").read_text()

@@ -14,6 +14,7 @@ import pytest
 
 from pipelines.orchestration import monitoring
 from pipelines.security.audit import audit_ledger
+from pipelines.usecases.spec import resolve_usecase, with_overrides
 from serving.auth import create_key
 from serving.local import wait_ready
 from serving.replay import replay
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.e2e
 def served(champion, openbao, built, tmp_path_factory):
     """The champion served and three of the built days replayed through it; a clean monitoring folder."""
     settings, version = champion
-    settings = settings.model_copy(update={"retrain_consecutive_days": 2})
+    settings = with_overrides(settings, "flight_delay", {"monitoring.retraining.consecutive_days": 2})
     key = create_key(openbao.root, "monitoring-test", ["predict"])
     with serve(settings, openbao, tmp_path_factory.mktemp("monitoring")) as base:
         wait_ready(base)
@@ -56,10 +57,11 @@ def shift_most_used_feature(folder: str) -> str:
 
 def test_a_persisting_shift_requests_one_retrain_then_waits_for_it(served, built, detectors):
     settings, _ = served
+    spec = resolve_usecase(settings, "flight_delay")
     first, second = built.days[-3], built.days[-2]
     decisions = []
     for day in (first, second):
-        folder = monitoring.prepare_window(settings, day)
+        folder = monitoring.prepare_window(settings, spec, day)
         feature = shift_most_used_feature(folder)
         report = detectors.run(folder)
         assert report["numeric"][feature]["significant"] and report["numeric"][feature]["excess"] > 0.3
@@ -71,7 +73,7 @@ def test_a_persisting_shift_requests_one_retrain_then_waits_for_it(served, built
     assert requested[-1].details["window_end"] == second.isoformat()
 
     third = built.days[-1]  # still breaching, but the request is in flight: no second one
-    folder = monitoring.prepare_window(settings, third)
+    folder = monitoring.prepare_window(settings, spec, third)
     shift_most_used_feature(folder)
     detectors.run(folder)
     outcome = monitoring.assess_and_decide(settings, folder, third)

@@ -41,7 +41,7 @@ def test_up_serves_the_ui_behind_a_login_and_stops_on_ctrl_c(tmp_path):
         assert token.status_code in (200, 201), token.text
         headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
         dags = httpx.get(f"{BASE}/api/v2/dags", headers=headers, timeout=10).json()["dags"]
-        ingest = next(d for d in dags if d["dag_id"] == "flights_ingest")
+        ingest = next(d for d in dags if d["dag_id"] == "flight_delay_ingest")
         assert ingest["is_paused"] is False
         assert httpx.get(f"{BASE}/", timeout=10).status_code == 200
 

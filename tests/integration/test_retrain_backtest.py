@@ -11,6 +11,7 @@ import pytest
 
 from pipelines.monitoring.backtest import Scenario, evaluate_policy, render
 from pipelines.monitoring.policy import RetrainPolicy
+from pipelines.usecases.spec import resolve_usecase
 
 pytestmark = pytest.mark.integration
 SCENARIO = Scenario()
@@ -19,7 +20,8 @@ SCENARIO = Scenario()
 @pytest.fixture(scope="module")
 def outcome(season, tmp_path_factory):
     folder = tmp_path_factory.mktemp("backtest")
-    result = evaluate_policy(season, RetrainPolicy.from_settings(season), SCENARIO, folder)
+    spec = resolve_usecase(season, "flight_delay")
+    result = evaluate_policy(season, spec, RetrainPolicy.of(spec.monitoring.retraining), SCENARIO, folder)
     print(render("shipped", result))
     return result
 

@@ -23,8 +23,9 @@ from pipelines.security.vault import evaluation_vault
 from pipelines.settings import REPO_ROOT, load_settings
 from pipelines.training.dataset import LABEL, TrainingData, TrainingWindow, feature_definitions_hash
 from pipelines.training.trainers import load_mlp, train_xgboost
+from pipelines.usecases.spec import HYPERPARAMETERS, read_snapshot, resolve_usecase, windows, write_snapshot
 
-MODEL = training.MODEL_NAME
+MODEL = "flight_delay"
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +36,9 @@ def trained(built, tmp_path_factory):
     settings = load_settings(
         data_root=built.settings.data_root,
         artifact_store_uri=(tmp_path_factory.mktemp("artifacts") / "store").as_uri(),
-        train_days=3, validation_days=1, holdout_days=1, gate_min_roc_auc=0.55,
+        usecase_overrides={MODEL: {**windows(3, 1, 1), "gate.min_roc_auc": 0.55}},
     )  # fmt: skip
-    window = training.resolve_window(settings, built.days[-1])
-    folder = training.prepare_dataset(settings, window, "test-run-1")
+    folder = training.prepare_run(settings, MODEL, built.days[-1], "test-run-1")
     for family in ("xgboost", "mlp"):
         training.train_candidate(settings, folder, family)
     outcome = training.gate_and_register(settings, folder)
@@ -58,7 +58,7 @@ def test_the_window_splits_by_time_and_never_looks_ahead(trained, built):
     assert data.features[-3:] == ["dep_hour", "dep_weekday", "dep_month"]
     assert not {"tailnum_hash", "flight_id", LABEL} & set(data.features)
     with pytest.raises(PlatformError, match="never landed"):
-        training.resolve_window(settings, built.days[-1] + dt.timedelta(days=5))
+        training.resolve_window(settings, resolve_usecase(settings, MODEL), built.days[-1] + dt.timedelta(days=5))
 
 
 def test_a_training_run_registers_an_encrypted_signed_champion_that_traces_to_its_data(trained, built):
@@ -134,7 +134,7 @@ def test_onnx_matches_the_native_model_reloaded_from_its_safe_format(trained, fa
 def test_training_is_deterministic_for_a_seed(trained):
     _, folder, _, _ = trained
     data = TrainingData.load(Path(folder))
-    first, second = (train_xgboost(data, seed=7, device="cpu") for _ in range(2))
+    first, second = (train_xgboost(data, HYPERPARAMETERS["xgboost"], seed=7, device="cpu") for _ in range(2))
     assert first.native == second.native
 
 
@@ -148,6 +148,7 @@ def test_a_deliberately_worse_candidate_is_rejected_with_reasons_and_never_promo
     frame = data.frame.copy()
     frame.loc[train, LABEL] = rng.permutation(frame.loc[train, LABEL].to_numpy())  # labels carry no signal
     TrainingData(frame, data.features, data.window).save(worse)
+    write_snapshot(read_snapshot(Path(folder)), worse)  # the same spec
     training.train_candidate(settings, str(worse), "xgboost")
     outcome = training.gate_and_register(settings, str(worse), ["xgboost"])
     [entry] = outcome["registered"]

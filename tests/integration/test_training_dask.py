@@ -11,6 +11,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 from bench.training_devices import synthetic
 from pipelines.export.onnx import OnnxScorer
 from pipelines.training.trainers import train_xgboost, train_xgboost_dask
+from pipelines.usecases.spec import HYPERPARAMETERS, windows
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +28,9 @@ def client():
 def test_two_workers_match_one_process(client):
     data = synthetic(80_000)
     x, y = (a.to_numpy() for a in data.xy("holdout"))
-    single = train_xgboost(data, seed=7, device="cpu")
-    spread = train_xgboost_dask(data, seed=7, client=client)
+    params = HYPERPARAMETERS["xgboost"]
+    single = train_xgboost(data, params, seed=7, device="cpu")
+    spread = train_xgboost_dask(data, params, seed=7, client=client)
     assert spread.params["dask_workers"] == 2
     scores = {}
     for name, model in (("single", single), ("dask", spread)):
@@ -53,16 +55,16 @@ def test_the_training_dag_step_trains_on_the_dask_cluster_when_configured(client
     from pipelines.settings import load_settings
 
     settings = load_settings(data_root=built.settings.data_root, artifact_store_uri=(tmp_path / "store").as_uri(),
-                             train_days=3, validation_days=1, holdout_days=1,
+                             usecase_overrides={"flight_delay": windows(3, 1, 1)},
                              dask_scheduler=client.scheduler.address)  # fmt: skip
-    folder = training.prepare_dataset(settings, training.resolve_window(settings, built.days[-1]), "dask-run")
+    folder = training.prepare_run(settings, "flight_delay", built.days[-1], "dask-run")
     training.train_candidate(settings, folder, "xgboost")
     candidate = json.loads((Path(folder) / "xgboost" / "candidate.json").read_text())
     assert candidate["params"]["dask_workers"] == 2 and candidate["device"] == "cpu"
     assert candidate["evaluation"]["onnx"]["parity"] < 1e-4 and candidate["evaluation"]["holdout"]["roc_auc"] > 0.55
 
     unreachable = settings.model_copy(update={"dask_scheduler": "tcp://127.0.0.1:9"})
-    other = training.prepare_dataset(unreachable, training.resolve_window(settings, built.days[-1]), "dask-down")
+    other = training.prepare_run(unreachable, "flight_delay", built.days[-1], "dask-down")
     with pytest.raises(PlatformError, match="no Dask scheduler answers at tcp://127.0.0.1:9"):
         training.train_candidate(unreachable, other, "xgboost")
     assert not (Path(other) / "xgboost" / "candidate.json").exists()

@@ -9,6 +9,7 @@ import pytest
 from bench.training_devices import synthetic
 from pipelines.export.onnx import OnnxScorer
 from pipelines.training.trainers import resolve_device, train_mlp, train_xgboost
+from pipelines.usecases.spec import HYPERPARAMETERS
 
 torch = pytest.importorskip("torch")
 pytestmark = [
@@ -21,15 +22,15 @@ def test_auto_picks_cuda():
     assert resolve_device("auto") == "cuda"
 
 
-@pytest.mark.parametrize("trainer", [train_xgboost, train_mlp], ids=["xgboost", "mlp"])
-def test_cuda_training_matches_cpu_quality_and_exports(trainer):
+@pytest.mark.parametrize("family, trainer", [("xgboost", train_xgboost), ("mlp", train_mlp)], ids=["xgboost", "mlp"])
+def test_cuda_training_matches_cpu_quality_and_exports(family, trainer):
     from sklearn.metrics import roc_auc_score
 
     data = synthetic(60_000)
     x, y = (a.to_numpy() for a in data.xy("holdout"))
     results = {}
     for device in ("cpu", "cuda"):
-        model = trainer(data, seed=11, device=device)
+        model = trainer(data, HYPERPARAMETERS[family], seed=11, device=device)
         assert model.device == device
         scorer = OnnxScorer(model.onnx, model.onnx_output)
         assert np.max(np.abs(scorer.predict(x) - model.predict_native(x))) < 1e-4

@@ -1,0 +1,307 @@
+"""The four DAGs of a use case, built from its spec (usecases/<name>/usecase.yaml).
+
+A use case's DAG files are one call each (`ingest_dag("flight_delay")`, ...). The builders read
+the spec at parse time (a YAML file: the DAG files' top level stays light) for ids, schedules,
+time zone, owner and tags, and show the spec in each DAG's docs in the Airflow UI; the tasks
+import the heavy stages when they run. The DAGs chain through the use case's assets:
+ingest → `<name>_features` → training → `<name>_model` → deploy; monitoring → `<name>_retrain`
+→ training.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pendulum
+from airflow.sdk import DAG, Asset, dag, task
+from airflow.sdk.exceptions import AirflowSkipException
+from airflow.timetables.assets import AssetOrTimeSchedule
+from airflow.timetables.interval import CronDataIntervalTimetable
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from pipelines.orchestration.airflow_adapter import fail_fast_on_bad_data
+from pipelines.settings import REPO_ROOT, get_settings
+from pipelines.usecases.spec import UseCase, resolve_usecase, spec_path
+
+INGEST_DOC = """Daily ingest: land → validate (Great Expectations) → transform (warehouse load + dbt build) →
+materialize (Feast), for the local operations day of each data interval. A failed validation
+stops the run: nothing is loaded, built or materialized. Each run processes the day named by its
+logical date: scheduled and backfill runs and a manual run for a chosen date alike."""
+
+TRAINING_DOC = """Training: dataset → one candidate per model family of the spec → gate → registry.
+Runs when new features land, when drift monitoring asks for a retrain, and on the spec's schedule.
+The window ends at the day the triggering event names (or the run's `last_day` parameter, or the
+newest landed day): fitted on the earliest days, early-stopped on the next, judged with the
+champion on the latest (the spec's `training.windows`). Every candidate is registered, signed and
+encrypted; only one that passes the gate moves an alias (champion if there is none, else challenger)."""
+
+DEPLOY_DOC = """Deployment: Bento build → release, on every model event (or by hand with `{"version": n}`).
+A first champion goes live at once. A challenger is smoke-tested in shadow (scored on real
+requests, never returned), then walked through the canary steps (PLATFORM_CANARY_STEPS, each
+watched for PLATFORM_CANARY_OBSERVE_SECONDS): its live error rate, scoring latency and prediction
+distribution against the champion's from the prediction log. A breach puts all traffic back on
+the champion and fails the run with the reasons; passing every step promotes it. Every move is in
+the audit ledger."""
+
+MONITORING_DOC = """Daily drift and performance monitoring of the champion, for the day before the run (or the
+`day` parameter): its live answers from the prediction log against the reference sample
+registered with the model → alibi-detect in the drift virtualenv (KS per feature with Bonferroni
+correction, chi-squared for the spec's categorical features, MMD on a bounded sample, drift of the
+predictions) → performance on the landed labels → the spec's retraining policy (effect sizes
+beyond the drift normal between reference days, weighted by the model's reliance on each feature;
+log loss and calibration; consecutive days, cooldown, one request in flight) → an HTML report. A
+retrain emits the use case's retrain asset; the training DAG is scheduled on it."""
+
+
+def usecase(name: str) -> UseCase:
+    """The spec as this platform runs it (PLATFORM_USECASE_OVERRIDES applied); a bad spec fails the parse."""
+    return resolve_usecase(get_settings(), name)
+
+
+def assets(spec: UseCase) -> tuple[Asset, Asset, Asset]:
+    """The use case's features, retrain and model assets."""
+    return (
+        Asset(f"{spec.name}_features", uri=f"feast://{spec.name}/{spec.features.feature_service}"),
+        Asset(f"{spec.name}_retrain", uri=f"platform://{spec.name}/retrain"),
+        Asset(f"{spec.name}_model", uri=f"registry://{spec.name}"),
+    )
+
+
+def _doc(spec: UseCase, kind: str, what: str) -> str:
+    overrides = get_settings().usecase_overrides.get(spec.name)
+    shown = f" with PLATFORM_USECASE_OVERRIDES {overrides}" if overrides else ""
+    return (
+        f"# {spec.title}: {kind}\n\n{spec.description}\n\n## This DAG\n\n{what}\n\n"
+        f"## Use-case spec\n\n`{spec_path(get_settings().usecases_dir, spec.name).relative_to(REPO_ROOT)}`"
+        f"{shown}:\n\n```yaml\n{spec.as_yaml()}```\n"
+    )
+
+
+def _args(spec: UseCase, retries: int, retry_delay: pendulum.Duration, timeout: pendulum.Duration) -> dict:
+    return {"owner": spec.owner, "retries": retries, "retry_delay": retry_delay, "execution_timeout": timeout}
+
+
+def _events(triggering_asset_events) -> list[dict]:
+    return [dict(e.extra or {}) for batch in (triggering_asset_events or {}).values() for e in batch]
+
+
+def ingest_dag(name: str) -> DAG:
+    spec = usecase(name)
+    features, _, _ = assets(spec)
+    tz = spec.tz
+
+    @dag(
+        dag_id=spec.dag_id("ingest"),
+        # One run per local day, after it ends, covering [midnight, next midnight) in the spec's time zone.
+        schedule=CronDataIntervalTimetable(spec.ingest.schedule, timezone=spec.timezone),
+        start_date=pendulum.datetime(
+            spec.ingest.first_day.year, spec.ingest.first_day.month, spec.ingest.first_day.day, tz=spec.timezone
+        ),  # fmt: skip
+        end_date=pendulum.datetime(
+            spec.ingest.last_day.year, spec.ingest.last_day.month, spec.ingest.last_day.day, tz=spec.timezone
+        ),  # fmt: skip
+        catchup=False,
+        max_active_runs=spec.ingest.max_active_runs,
+        default_args=_args(spec, 2, pendulum.duration(seconds=30), pendulum.duration(minutes=20)),
+        tags=[spec.name, "ingest", "features"],
+        doc_md=_doc(spec, "ingest", INGEST_DOC),
+    )
+    def ingest():
+        @task
+        @fail_fast_on_bad_data
+        def land(logical_date=None) -> dict:
+            from pipelines.orchestration import ingest
+
+            return ingest.land(logical_date.astimezone(tz).date())
+
+        @task
+        @fail_fast_on_bad_data
+        def validate(landed: dict, logical_date=None) -> dict:
+            from pipelines.orchestration import ingest
+
+            return ingest.validate(logical_date.astimezone(tz).date())
+
+        # Trailing features need the previous days in the warehouse: one day at a time, in order.
+        @task(pool="warehouse", depends_on_past=True)
+        @fail_fast_on_bad_data
+        def transform(validated: dict, logical_date=None) -> dict:
+            from pipelines.orchestration import ingest
+
+            return ingest.transform(logical_date.astimezone(tz).date())
+
+        @task(pool="feature_store", depends_on_past=True, outlets=[features])
+        def materialize(transformed: dict, logical_date=None, outlet_events=None) -> dict:
+            from pipelines.orchestration import ingest
+
+            day = logical_date.astimezone(tz).date()
+            outlet_events[features].extra = {"day": day.isoformat()}  # the training DAG's window ends here
+            return ingest.materialize(day, tz)
+
+        materialize(transform(validate(land())))
+
+    return ingest()
+
+
+def training_dag(name: str) -> DAG:
+    spec = usecase(name)
+    features, retrain, model = assets(spec)
+
+    @dag(
+        dag_id=spec.dag_id("training"),
+        schedule=AssetOrTimeSchedule(
+            timetable=CronTriggerTimetable(spec.training.schedule, timezone=spec.timezone, run_immediately=False),
+            assets=(features | retrain),
+        ),
+        catchup=False,  # and no start_date: unpausing waits for the next scheduled time, never runs a missed one
+        max_active_runs=1,
+        default_args=_args(spec, 1, pendulum.duration(minutes=1), pendulum.duration(hours=2)),
+        params={"last_day": None},
+        tags=[spec.name, "training", "gate", "registry"],
+        doc_md=_doc(spec, "training", TRAINING_DOC),
+    )
+    def training():
+        @task
+        @fail_fast_on_bad_data
+        def dataset(params=None, triggering_asset_events=None, run_id=None) -> str:
+            from pipelines.orchestration import training
+
+            last_day = training.window_end(params, _events(triggering_asset_events))
+            return training.prepare_run(get_settings(), name, last_day, run_id)  # the spec as it is now, frozen
+
+        @task(pool="gpu")
+        @fail_fast_on_bad_data
+        def train(folder: str, family: str) -> dict:
+            from pipelines.orchestration import training
+
+            return training.train_candidate(get_settings(), folder, family)
+
+        @task(outlets=[model])
+        @fail_fast_on_bad_data
+        def gate_and_register(folder: str, candidates: list, outlet_events=None) -> dict:
+            from pipelines.orchestration import training
+
+            outcome = training.gate_and_register(get_settings(), folder, [c["family"] for c in candidates])
+            print(training.render(outcome))
+            # The deploy DAG reads which version moved: {"champion": n} or {"challenger": n}, or neither.
+            outlet_events[model].extra = {k: outcome[k] for k in ("model", "champion", "challenger") if k in outcome}
+            return outcome
+
+        folder = dataset()
+        candidates = train.partial(folder=folder).expand(family=list(spec.training.families))
+        gate_and_register(folder, candidates)
+
+    return training()
+
+
+def deploy_dag(name: str) -> DAG:
+    spec = usecase(name)
+    _, _, model = assets(spec)
+
+    @dag(
+        dag_id=spec.dag_id("deploy"),
+        schedule=[model],
+        start_date=pendulum.datetime(
+            spec.ingest.first_day.year, spec.ingest.first_day.month, spec.ingest.first_day.day, tz=spec.timezone
+        ),  # fmt: skip
+        catchup=False,
+        max_active_runs=1,  # one release at a time
+        # A breach, a failed smoke test or bad configuration fails at once (fail_fast_on_bad_data); a
+        # retry after anything else starts the release over from the champion-only plan.
+        default_args=_args(spec, 1, pendulum.duration(minutes=1), pendulum.duration(hours=12)),
+        params={"version": None, "alias": "challenger"},
+        tags=[spec.name, "deploy", "canary"],
+        doc_md=_doc(spec, "deploy", DEPLOY_DOC),
+    )
+    def deploy():
+        @task
+        @fail_fast_on_bad_data
+        def target(params=None, triggering_asset_events=None) -> list:
+            from pipelines.orchestration import deploy
+
+            chosen = deploy.release_target(params, _events(triggering_asset_events))
+            if chosen is None:
+                raise AirflowSkipException("no version moved: the training run registered nothing that passed the gate")
+            return list(chosen)
+
+        @task
+        @fail_fast_on_bad_data
+        def build_bento() -> str:
+            from pipelines.orchestration import deploy
+
+            return deploy.build_bento(get_settings())
+
+        @task
+        @fail_fast_on_bad_data
+        def release(chosen: list, bento: str) -> dict:
+            from pipelines.orchestration import deploy
+
+            print(f"Releasing {name} v{chosen[1]} ({chosen[0]}) with Bento {bento}")
+            return deploy.release(get_settings(), name, chosen[0], chosen[1])
+
+        release(target(), build_bento())
+
+    return deploy()
+
+
+def monitoring_dag(name: str) -> DAG:
+    spec = usecase(name)
+    _, retrain, _ = assets(spec)
+    tz = spec.tz
+
+    @dag(
+        dag_id=spec.dag_id("monitoring"),
+        schedule=CronTriggerTimetable(spec.monitoring.schedule, timezone=spec.timezone, run_immediately=False),
+        catchup=False,  # and no start_date: unpausing waits for the next scheduled time, never runs a missed one
+        max_active_runs=1,
+        default_args=_args(spec, 1, pendulum.duration(minutes=2), pendulum.duration(hours=1)),
+        params={"day": None},
+        tags=[spec.name, "monitoring", "drift"],
+        doc_md=_doc(spec, "monitoring", MONITORING_DOC),
+    )
+    def monitoring():
+        @task
+        @fail_fast_on_bad_data
+        def window(params=None, logical_date=None) -> str:
+            from pipelines.orchestration import monitoring
+
+            if params and params.get("day"):
+                day = dt.date.fromisoformat(str(params["day"]))
+            else:
+                day = pendulum.instance(logical_date).in_timezone(tz).date() - dt.timedelta(days=1)
+            settings = get_settings()
+            return monitoring.prepare_window(settings, resolve_usecase(settings, name), day)
+
+        # alibi-detect needs numpy < 2: it has its own virtualenv (make setup builds it).
+        @task.external_python(python=str(get_settings().drift_python), expect_airflow=False)
+        def detect(folder: str, repo: str) -> str:
+            import sys
+
+            sys.path.insert(0, repo)
+            from pipelines.monitoring.detect import main
+
+            main([f"{folder}/reference.parquet", f"{folder}/current.parquet", f"{folder}/config.json",
+                  f"{folder}/drift.json"])  # fmt: skip
+            return folder
+
+        @task
+        @fail_fast_on_bad_data
+        def assess(folder: str) -> dict:
+            from pathlib import Path
+
+            from pipelines.orchestration import monitoring
+
+            outcome = monitoring.assess_and_decide(get_settings(), folder, dt.date.fromisoformat(Path(folder).name))
+            print(monitoring.render(outcome))
+            return outcome["decision"]
+
+        @task(outlets=[retrain])
+        def request_retrain(decision: dict, outlet_events=None) -> dict:
+            if not decision["retrain"]:
+                raise AirflowSkipException(decision["reason"])
+            # The training DAG ends its window on window_end (pipelines.orchestration.training.window_end).
+            outlet_events[retrain].extra = {"window_end": decision["window_end"], "reason": decision["reason"]}
+            return decision
+
+        request_retrain(assess(detect(window(), str(REPO_ROOT))))
+
+    return monitoring()

@@ -1,0 +1,278 @@
+"""A use case is a spec: one validated YAML file (`usecases/<name>/usecase.yaml`) per model.
+
+It names what the shared DAG builders (pipelines/orchestration/dag_builders.py) and the
+stages need to know about one model: its schedules and operations time zone, the
+FeatureService it is trained on, its model families and their hyperparameters, the training
+windows, the evaluation gate and its slices, the drift and retraining policy, and the
+residency class of its data. The platform's settings (pipelines/settings.py) say where
+things run; the spec says what one use case is.
+
+YAML, not a Python dataclass: a spec is data an engineer edits and a reviewer reads, the
+Airflow UI shows it verbatim in each DAG's docs, and the scaffold writes it; pydantic gives it
+the checks a dataclass would, with the failing field's path in the message.
+
+Per-environment overrides (a shorter window for the tests, a quicker policy for a demo) go
+in `PLATFORM_USECASE_OVERRIDES`, a JSON object of dotted field paths per use case, e.g.
+`{"flight_delay": {"training.windows.train_days": 21}}`: they are validated like the file.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import functools
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipelines.errors import SettingsError
+
+if TYPE_CHECKING:
+    from pipelines.settings import Settings
+
+SPEC_FILE = "usecase.yaml"
+NAME = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
+# The hyperparameters each family's trainer (pipelines/training/trainers.py) takes, and their values
+# where a spec leaves one out.
+HYPERPARAMETERS: dict[str, dict[str, Any]] = {
+    "xgboost": {"n_estimators": 600, "learning_rate": 0.05, "max_depth": 6, "min_child_weight": 5, "subsample": 0.8,
+                "colsample_bytree": 0.8, "reg_lambda": 1.0, "reg_alpha": 0.0, "gamma": 0.0, "max_bin": 256,
+                "early_stopping_rounds": 40},
+    "mlp": {"hidden": [64, 32], "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 128, "max_epochs": 60, "patience": 8},
+}  # fmt: skip
+
+
+class UseCaseError(SettingsError):
+    """A use-case spec that cannot be read or does not validate."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _cron(value: str) -> str:
+    from croniter import croniter
+
+    if not croniter.is_valid(value):
+        raise ValueError(f"{value!r} is not a cron expression (five fields, e.g. '0 3 * * 1')")
+    return value
+
+
+class Residency(_Section):
+    data_class: Literal["public", "internal", "confidential", "restricted"] = Field(
+        description="How sensitive the use case's data is; confidential and restricted data never leave `regions`."
+    )
+    regions: list[str] = Field(min_length=1, description="Cloud regions its data and artifacts may be stored in.")
+
+
+class Features(_Section):
+    feature_service: str = Field(description="The Feast FeatureService the model is trained and served on.")
+
+
+class Ingest(_Section):
+    schedule: str = Field(description="Cron of the daily ingest, in the use case's time zone; one run per day.")
+    first_day: dt.date = Field(description="The first operations day the source holds.")
+    last_day: dt.date = Field(description="The last operations day the source holds.")
+    max_active_runs: int = Field(2, ge=1, le=16)
+
+    _schedule = field_validator("schedule")(_cron)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Ingest:
+        if self.last_day < self.first_day:
+            raise ValueError(f"last_day {self.last_day} is before first_day {self.first_day}")
+        return self
+
+
+class Windows(_Section):
+    train_days: int = Field(ge=1, description="Days the model is fitted on.")
+    validation_days: int = Field(ge=1, description="Days after those, for early stopping and the threshold.")
+    holdout_days: int = Field(ge=1, description="Days after those, on which candidate and champion are judged.")
+
+
+class Training(_Section):
+    schedule: str = Field(description="Cron of the scheduled retraining (it also runs on new features and on drift).")
+    windows: Windows
+    families: dict[Literal["xgboost", "mlp"], dict[str, Any]] = Field(
+        min_length=1, description="Candidate model families and their hyperparameters; each is trained and gated."
+    )
+
+    _schedule = field_validator("schedule")(_cron)
+
+    @field_validator("families")
+    @classmethod
+    def _known_hyperparameters(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for family, params in value.items():
+            unknown = sorted(set(params) - set(HYPERPARAMETERS[family]))
+            if unknown:
+                raise ValueError(
+                    f"{family}: unknown hyperparameter(s) {unknown}; known: {sorted(HYPERPARAMETERS[family])}"
+                )
+        return value
+
+    def hyperparameters(self, family: str) -> dict[str, Any]:
+        """The family's full hyperparameters: the spec's, then the trainer's defaults for the rest."""
+        return {**HYPERPARAMETERS[family], **self.families[family]}
+
+
+class Gate(_Section):
+    min_roc_auc: float = Field(ge=0, le=1, description="A candidate's holdout ROC AUC must reach this.")
+    max_log_loss: float = Field(gt=0, description="Its holdout log loss must stay under this.")
+    tolerance_abs: float = Field(ge=0, description="It may trail the champion by this much...")
+    tolerance_rel: float = Field(ge=0, description="...or by this fraction of the champion's metric.")
+    slices: list[str] = Field(min_length=1, description="Columns whose values are judged one by one.")
+    slice_margin: float = Field(ge=0, description="Largest drop of a slice's ROC AUC against the champion.")
+    slice_min_rows: int = Field(ge=1, description="Slices smaller than this are reported, not gated.")
+
+
+class Retraining(_Section):
+    min_rows: int = Field(ge=1, description="Scored rows a day needs to count.")
+    max_feature_drift: float = Field(gt=0, description="Importance-weighted KS beyond natural drift.")
+    max_prediction_drift: float = Field(gt=0, description="Prediction KS beyond natural drift.")
+    max_log_loss_ratio: float = Field(gt=1, description="Pooled live log loss / reference log loss.")
+    max_calibration_gap: float = Field(gt=0, description="Pooled |mean prediction - observed rate|.")
+    consecutive_days: int = Field(ge=1, description="Breaching days in a row before a retrain.")
+    cooldown_days: int = Field(ge=0, description="Days after a retrain request before another.")
+    performance_days: int = Field(ge=1, description="Assessed days pooled for log loss and calibration.")
+
+
+class Monitoring(_Section):
+    schedule: str = Field(description="Cron of the daily drift and performance check of the day before.")
+    categorical: list[str] = Field(description="Features compared with chi-squared instead of KS.")
+    retraining: Retraining
+
+    _schedule = field_validator("schedule")(_cron)
+
+
+class UseCase(_Section):
+    name: str = Field(description="Model name in the registry, prefix of its DAGs and assets.")
+    title: str
+    description: str
+    owner: str = Field(description="Who answers for the use case (the DAGs' owner).")
+    timezone: str = Field(description="The operations day's time zone: a logical date is a local day.")
+    residency: Residency
+    features: Features
+    ingest: Ingest
+    training: Training
+    gate: Gate
+    monitoring: Monitoring
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME.match(value):
+            raise ValueError(f"{value!r} must be 2-40 lowercase letters, digits or _, starting with a letter")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. America/New_York, Asia/Dubai)") from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def dag_id(self, kind: Literal["ingest", "training", "deploy", "monitoring"]) -> str:
+        return f"{self.name}_{kind}"
+
+    def as_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, width=100)
+
+
+def spec_path(usecases_dir: Path, name: str) -> Path:
+    return usecases_dir / name / SPEC_FILE
+
+
+def available(usecases_dir: Path) -> list[str]:
+    return sorted(p.parent.name for p in usecases_dir.glob(f"*/{SPEC_FILE}"))
+
+
+def load_usecase(usecases_dir: Path, name: str, overrides: dict[str, Any] | None = None) -> UseCase:
+    """The validated spec of use case `name`, with dotted-path `overrides` applied; UseCaseError names the field."""
+    path = spec_path(usecases_dir, name)
+    if not path.is_file():
+        raise UseCaseError(
+            f"use case {name!r} has no spec at {path}; known: {available(usecases_dir)}. "
+            f"Create one with `platform new-usecase {name}`."
+        )
+    stat = path.stat()
+    return _load(str(path), stat.st_mtime_ns, yaml.safe_dump(overrides or {}, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=32)
+def _load(path: str, _mtime_ns: int, overrides_yaml: str) -> UseCase:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        raise UseCaseError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise UseCaseError(f"{path} must hold a mapping of fields (name, title, ...), holds {type(data).__name__}")
+    for dotted, value in yaml.safe_load(overrides_yaml).items():
+        data = _with(data, dotted, value, path)
+    try:
+        spec = UseCase.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in e['loc'] if p != '[key]') or '(top level)'}: {e['msg']}"
+                    + (f" (got {e['input']!r})" if e["type"] != "missing" else "") for e in exc.errors()]  # fmt: skip
+        raise UseCaseError(f"{path} is not a valid use-case spec:\n  " + "\n  ".join(problems)) from None
+    if spec.name != Path(path).parent.name:
+        raise UseCaseError(f"{path}: name: {spec.name!r} must equal its folder's name {Path(path).parent.name!r}")
+    return spec
+
+
+def _with(data: dict, dotted: str, value: Any, path: str) -> dict:
+    """`data` with the field at `dotted` (e.g. training.windows.train_days) set to `value`."""
+    updated = copy.deepcopy(data)
+    node, parts = updated, dotted.split(".")
+    for i, part in enumerate(parts[:-1]):
+        if not isinstance(node.get(part), dict):
+            raise UseCaseError(
+                f"override {dotted!r} of {path}: {'.'.join(parts[: i + 1])} is not a section of the spec"
+            )
+        node = node[part]
+    node[parts[-1]] = value
+    return updated
+
+
+def resolve_usecase(settings: Settings, name: str) -> UseCase:
+    """Use case `name` as this platform runs it: the spec under `settings.usecases_dir` with the
+    settings' overrides, refused where the platform may store data outside the spec's regions."""
+    spec = load_usecase(settings.usecases_dir, name, settings.usecase_overrides.get(name))
+    outside = sorted(set(settings.allowed_regions) - set(spec.residency.regions))
+    if outside and spec.residency.data_class in ("confidential", "restricted"):
+        raise UseCaseError(
+            f"use case {name} holds {spec.residency.data_class} data that must stay in {spec.residency.regions}, "
+            f"but PLATFORM_ALLOWED_REGIONS also allows {outside}: narrow PLATFORM_ALLOWED_REGIONS, or widen "
+            f"residency.regions in {spec_path(settings.usecases_dir, name)} if the data owner agrees"
+        )
+    return spec
+
+
+def write_snapshot(spec: UseCase, folder: Path) -> None:
+    """Freeze the spec a run started with in its folder: its later tasks read this, not the file."""
+    (folder / SPEC_FILE).write_text(spec.as_yaml())
+
+
+def read_snapshot(folder: Path) -> UseCase:
+    return UseCase.model_validate(yaml.safe_load((folder / SPEC_FILE).read_text()))
+
+
+def with_overrides(settings: Settings, name: str, updates: dict[str, Any]) -> Settings:
+    """`settings` whose spec of use case `name` gets `updates` (dotted field paths) on top of its overrides."""
+    mine = {**settings.usecase_overrides.get(name, {}), **updates}
+    return settings.model_copy(update={"usecase_overrides": {**settings.usecase_overrides, name: mine}})
+
+
+def windows(train_days: int, validation_days: int, holdout_days: int) -> dict[str, int]:
+    """The overrides of a spec's training windows."""
+    return {"training.windows.train_days": train_days, "training.windows.validation_days": validation_days,
+            "training.windows.holdout_days": holdout_days}  # fmt: skip

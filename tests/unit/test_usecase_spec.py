@@ -1,0 +1,120 @@
+"""A use-case spec is validated when it is read: a bad field fails with its dotted path, the file and
+the fix; overrides are validated like the file; a platform that may store data outside the spec's
+regions is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.settings import REPO_ROOT, load_settings
+from pipelines.usecases.spec import HYPERPARAMETERS, UseCaseError, load_usecase, resolve_usecase, windows
+
+SHIPPED = REPO_ROOT / "usecases"
+
+
+@pytest.fixture
+def specs(tmp_path: Path) -> Path:
+    """A private copy of the shipped specs, for tests that break one."""
+    shutil.copytree(SHIPPED, tmp_path / "usecases")
+    return tmp_path / "usecases"
+
+
+def edit(specs: Path, name: str, change) -> None:
+    path = specs / name / "usecase.yaml"
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data))
+
+
+def test_the_shipped_flight_delay_spec_is_valid_and_complete():
+    spec = load_usecase(SHIPPED, "flight_delay")
+    assert spec.name == "flight_delay" and spec.timezone == "America/New_York"
+    assert set(spec.training.families) == {"xgboost", "mlp"}
+    assert spec.training.windows.model_dump() == {"train_days": 21, "validation_days": 7, "holdout_days": 7}
+    assert spec.gate.slices == ["carrier", "origin", "dep_month"] and spec.monitoring.retraining.consecutive_days == 3
+    assert spec.dag_id("training") == "flight_delay_training"
+
+
+@pytest.mark.parametrize(
+    "change, field, words",
+    [
+        (lambda d: d["gate"].update(min_roc_auc=1.5), "gate.min_roc_auc", "less than or equal to 1"),
+        (lambda d: d["training"].update(schedule="every monday"), "training.schedule", "not a cron expression"),
+        (lambda d: d["training"]["windows"].update(train_days=0), "training.windows.train_days", "greater than"),
+        (lambda d: d["training"]["families"].update(lightgbm={}), "training.families.lightgbm", "xgboost"),
+        (lambda d: d["training"]["families"]["xgboost"].update(depth=3), "training.families", "unknown hyperparameter"),
+        (lambda d: d.update(timezone="Mars/Olympus"), "timezone", "not an IANA time zone"),
+        (lambda d: d["residency"].update(data_class="secret"), "residency.data_class", "restricted"),
+        (lambda d: d["monitoring"]["retraining"].pop("cooldown_days"), "monitoring.retraining.cooldown_days",
+         "Field required"),
+        (lambda d: d["gate"].update(min_roc_aux=0.6), "gate.min_roc_aux", "Extra inputs are not permitted"),
+        (lambda d: d["ingest"].update(last_day="2012-12-31"), "ingest", "before first_day"),
+    ],
+)  # fmt: skip
+def test_an_invalid_field_fails_naming_its_path(specs, change, field, words):
+    edit(specs, "flight_delay", change)
+    with pytest.raises(UseCaseError) as failure:
+        load_usecase(specs, "flight_delay")
+    message = str(failure.value)
+    assert f"{field}:" in message and words in message and "flight_delay/usecase.yaml" in message
+
+
+def test_a_missing_spec_names_the_known_ones_and_the_scaffold(specs):
+    with pytest.raises(UseCaseError, match=r"no spec at .*known: \['flight_delay'.*platform new-usecase taxi_fares"):
+        load_usecase(specs, "taxi_fares")
+
+
+def test_a_spec_whose_name_is_not_its_folder_is_refused(specs):
+    shutil.copytree(specs / "flight_delay", specs / "flight_delay_copy")
+    with pytest.raises(UseCaseError, match="name: 'flight_delay' must equal its folder's name 'flight_delay_copy'"):
+        load_usecase(specs, "flight_delay_copy")
+
+
+def test_yaml_that_is_not_a_mapping_is_refused(specs):
+    (specs / "flight_delay" / "usecase.yaml").write_text("- just\n- a list\n")
+    with pytest.raises(UseCaseError, match="must hold a mapping"):
+        load_usecase(specs, "flight_delay")
+
+
+def test_overrides_are_applied_and_validated_like_the_file():
+    spec = load_usecase(SHIPPED, "flight_delay", {**windows(3, 1, 1), "gate.min_roc_auc": 0.55})
+    assert (spec.training.windows.train_days, spec.gate.min_roc_auc) == (3, 0.55)
+    assert load_usecase(SHIPPED, "flight_delay").training.windows.train_days == 21  # the file is unchanged
+    with pytest.raises(UseCaseError, match="gate.min_roc_auc: Input should be less than or equal to 1"):
+        load_usecase(SHIPPED, "flight_delay", {"gate.min_roc_auc": 2})
+    with pytest.raises(UseCaseError, match="override 'gates.min_roc_auc'.*gates is not a section"):
+        load_usecase(SHIPPED, "flight_delay", {"gates.min_roc_auc": 0.5})
+
+
+def test_hyperparameters_left_out_of_a_spec_take_the_trainers_defaults():
+    spec = load_usecase(SHIPPED, "flight_delay", {"training.families": {"xgboost": {"max_depth": 3}}})
+    assert spec.training.hyperparameters("xgboost") == {**HYPERPARAMETERS["xgboost"], "max_depth": 3}
+
+
+def test_a_platform_allowed_to_store_outside_the_spec_regions_is_refused(tmp_path):
+    settings = load_settings(data_root=tmp_path, allowed_regions=["me-central-1", "eu-west-1"])
+    with pytest.raises(UseCaseError, match=r"must stay in \['me-central-1'\].*also allows \['eu-west-1'\]"):
+        resolve_usecase(settings, "flight_delay")
+    assert resolve_usecase(settings.model_copy(update={"allowed_regions": ["me-central-1"]}), "flight_delay")
+
+
+def test_the_environment_overrides_a_dag_and_its_docs_say_so():
+    probe = "import runpy, sys; d = runpy.run_path(sys.argv[1])['dag']; print(d.timetable.summary); print(d.doc_md)"
+    overrides = {"flight_delay": {"monitoring.schedule": "30 6 * * *"}}
+    env = {**os.environ, "PLATFORM_USECASE_OVERRIDES": json.dumps(overrides)}
+    shown = subprocess.run([sys.executable, "-c", probe, str(REPO_ROOT / "dags" / "flight_delay_monitoring.py")],
+                           env=env, capture_output=True, text=True, check=True, cwd=REPO_ROOT).stdout  # fmt: skip
+    assert shown.startswith("30 6 * * *") and "PLATFORM_USECASE_OVERRIDES" in shown and "schedule: 30 6 * * *" in shown
+    env["PLATFORM_USECASE_OVERRIDES"] = json.dumps({"flight_delay": {"monitoring.schedule": "daily"}})
+    broken = subprocess.run([sys.executable, "-c", probe, str(REPO_ROOT / "dags" / "flight_delay_monitoring.py")],
+                            env=env, capture_output=True, text=True, check=False, cwd=REPO_ROOT)  # fmt: skip
+    assert broken.returncode != 0
+    assert "monitoring.schedule: Value error, 'daily' is not a cron expression" in broken.stderr
