@@ -50,8 +50,11 @@ bench: setup ## benchmarks beside their baselines; writes bench/results/*.json, 
 	$(BIN)/python -m bench.retrain_policy --out bench/results/retrain_policy.json
 	$(BIN)/python -m bench.training_devices --out bench/results/training_devices.json
 	$(BIN)/python -m bench.online_features --out bench/results/online_features.json
+	$(BIN)/python -m bench.transforms --out bench/results/transforms.json
+	$(BIN)/python -m bench.validation --out bench/results/validation.json
 	$(DRIFT_VENV)/bin/python -m bench.drift --out bench/results/drift.json
 	$(BIN)/python -m bench.orchestration --out bench/results/orchestration.json
+	$(BIN)/python -m bench.task_gap --out bench/results/task_gap.json
 	$(BIN)/python -m bench.report --results bench/results
 
 browser: ## Debian's Chromium, for the Models page browser test (apt-get, as root; nothing if it is there)

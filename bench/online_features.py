@@ -2,12 +2,15 @@
 against raw reads of the same keys from the same store, in the same run.
 
 SQLite (the embedded default): Feast vs `sqlite3` selecting each view's rows of the serialized entity
-keys and decoding the values (protobuf), as Feast's own online store does. (Redis, the production
-store, is not compared yet: it needs the production warehouse and registry built first.)
+keys and decoding the values (protobuf), as Feast's own online store does. Redis (production: the
+warehouse and Feast's offline store in PostgreSQL, its registry in PostgreSQL, the online store in
+Redis): Feast vs redis-py, one pipelined HMGET of each view's hashed feature names per entity key,
+values decoded, as Feast's Redis store does. The production run uses a PostgreSQL database of its own
+(platform_bench_online, recreated) and Redis database 5 (emptied).
 
 The store holds a week of flights, built through the platform's stages and materialized; each
 request asks for the flights' four entities (carrier, route, plane, origin), one flight or 100.
-Usage (about a minute on 2 cores, the first time 30 s more to build the week):
+Usage (about two minutes on 2 cores, the first time a minute more to build the week twice):
 
     .venv/bin/python -m bench.online_features [--data-root var/bench/online] [--out bench/results/online_features.json]
 """
@@ -23,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 FIRST, LAST = dt.date(2013, 1, 1), dt.date(2013, 1, 7)
+BENCH_DATABASE, BENCH_REDIS = "platform_bench_online", "redis://127.0.0.1:6379/5"
 VIEW_KEYS = {"carrier_delay_rates": "carrier", "route_delay_rates": "route", "plane_features": "tailnum_hash",
              "origin_weather": "origin"}  # fmt: skip
 
@@ -81,6 +85,59 @@ def sqlite_reader(settings, store, rows: list[dict]):
     return read
 
 
+def redis_reader(settings, store, rows: list[dict]):
+    """Raw redis-py reads of the rows' keys in every view (one pipelined HMGET each), values decoded."""
+    import redis
+    from feast.infra.online_stores.helpers import _mmh3, _redis_key
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    version = store.config.entity_key_serialization_version
+    client = redis.Redis.from_url(settings.redis_url)
+    commands = []
+    for view, key in VIEW_KEYS.items():
+        fields = [_mmh3(f"{view}:{f.name}") for f in store.get_feature_view(view).features] + [f"_ts:{view}"]
+        commands += [(_redis_key(store.project, _entity_key(key, str(r[key])), version), fields) for r in rows]
+
+    def read() -> list:
+        with client.pipeline(transaction=False) as pipe:
+            for redis_key, fields in commands:
+                pipe.hmget(redis_key, fields)
+            replies = pipe.execute()
+        out = []
+        for reply in replies:
+            values = []
+            for blob in reply[:-1]:
+                value = Value()
+                if blob is not None:
+                    value.ParseFromString(blob)
+                values.append(value)
+            out.append(values)
+        return out
+
+    return read
+
+
+def production(settings, data_root: Path):
+    """`settings` for the production stores: a fresh PostgreSQL database (its connection kept in Vault),
+    an empty Redis database."""
+    import psycopg2
+    import redis
+
+    from pipelines.security.secrets import LOCAL_POSTGRES, put_connection
+    from pipelines.security.vault import local_openbao
+
+    admin = psycopg2.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+    admin.autocommit = True
+    admin.cursor().execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
+    admin.cursor().execute(f"CREATE DATABASE {BENCH_DATABASE}")
+    admin.close()
+    put_connection(local_openbao(settings).root(), "bench_postgres", {**LOCAL_POSTGRES, "schema": BENCH_DATABASE})
+    redis.Redis.from_url(BENCH_REDIS).flushdb()
+    return settings.model_copy(update={"data_root": data_root.resolve(), "warehouse_target": "postgres",
+                                       "postgres_conn_id": "bench_postgres", "feast_env": "production",
+                                       "redis_url": BENCH_REDIS})  # fmt: skip
+
+
 def measure(settings, label: str, raw_reader, repeats: int) -> dict:
     from pipelines.features.store import FEATURE_SERVICE, feature_store
 
@@ -125,6 +182,9 @@ def main() -> None:
     with platform_vault(load_settings(data_root=args.data_root)) as settings:
         build(settings)
         results["sqlite"] = measure(settings, "sqlite", sqlite_reader, args.repeats)
+        redis_settings = production(settings, args.data_root / "production")
+        build(redis_settings)
+        results["redis"] = measure(redis_settings, "redis", redis_reader, args.repeats)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     lines = ["## Online features: Feast beside raw reads of the same keys", "",

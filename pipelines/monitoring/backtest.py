@@ -202,7 +202,9 @@ def null_control(
         reference_days = sorted(period[i] for i in shuffled[:half])
         current_days = sorted(period[i] for i in shuffled[half:])
         part = frame[day_of.isin(reference_days)].assign(split="validation").reset_index(drop=True)
-        reference, config = build_reference(TrainingData(part, features, champion.window), champion.predict, seed)
+        reference, config = build_reference(
+            TrainingData(part, features, champion.window), champion.predict, seed, champion.config["categorical"]
+        )
         pair_champion = Champion(champion.version, champion.window, champion.predict, reference, config)
         monitor = _Monitor(detectors, folder / f"pair-{pair:02d}", policy)
         history: list[dict] = []

@@ -39,6 +39,7 @@ def build_days(settings: Settings, first: dt.date, last: dt.date, *, validate: b
             load_day(settings, day)
         day += dt.timedelta(days=1)
     build_features(settings, None)
-    export_marts(settings)
+    if settings.feast_env == "local":  # the production offline store reads the marts in PostgreSQL
+        export_marts(settings)
     apply_definitions(settings)
     return time.monotonic() - started

@@ -58,7 +58,7 @@ def validate_partition(settings: Settings, table: str, day: dt.date | None) -> V
         parameters["window_end"] = pd.Timestamp(start + dt.timedelta(days=1)).tz_convert("UTC") - pd.Timedelta(
             seconds=1
         )
-    outcome = _run_checkpoint(settings, table, day.isoformat() if day else "reference", frame, parameters)
+    outcome = run_checkpoint(settings, table, day.isoformat() if day else "reference", frame, parameters)
     if not outcome.success:
         raise ValidationFailed(
             f"raw {table} partition {outcome.logical_date} failed {len(outcome.failed)} of "
@@ -83,7 +83,9 @@ def _exclusive(settings: Settings) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _run_checkpoint(settings: Settings, table: str, label: str, frame, parameters: dict) -> ValidationOutcome:
+def run_checkpoint(settings: Settings, table: str, label: str, frame, parameters: dict) -> ValidationOutcome:
+    """Validate `frame` with raw table `table`'s suite and `parameters` (its $PARAMETERs), recording the
+    result as `label` and refreshing Data Docs; never raises on failed expectations (the outcome says)."""
     import great_expectations as gx
 
     with _exclusive(settings):

@@ -13,7 +13,6 @@ from onnx import TensorProto, helper
 from pipelines.deploy.canary import Canary, CanaryPolicy
 from pipelines.deploy.plan import DeploymentPlan, Variant, read_plan, write_plan
 from pipelines.errors import DeployFailed
-from pipelines.orchestration.training import MODEL_NAME
 from pipelines.registry.registry import Registry
 from pipelines.security.artifacts import SealedArtifacts
 from pipelines.security.audit import audit_ledger
@@ -26,6 +25,7 @@ from serving.replay import ReplayLoop, day_requests
 from tests.e2e.conftest import serve
 
 pytestmark = pytest.mark.e2e
+MODEL_NAME = "flight_delay"
 # Seconds-long steps: the policy is the production one, only the clock is shorter.
 CANARY = {"canary_steps": [10, 50, 100], "canary_observe_seconds": 2, "canary_max_wait_seconds": 30,
           "canary_min_predictions": 40}  # fmt: skip
@@ -271,7 +271,7 @@ def test_a_first_champion_is_released_at_once_and_checked_on_real_flights(servic
     split = DeploymentPlan([Variant("champion", champion, 90), Variant("challenger", champion + 1, 10)], reason="t")
     write_plan(release.registry, MODEL_NAME, split, expected=raw)
     release.service.reload()
-    outcome = deploy.release(settings, "champion", champion)
+    outcome = deploy.release(settings, MODEL_NAME, "champion", champion)
     assert outcome == {"model": MODEL_NAME, "champion": champion, "promoted": True, "steps": []}
     plan, _ = read_plan(release.registry, MODEL_NAME)
     assert [(v.name, v.version, v.weight) for v in plan.variants] == [("champion", champion, 100.0)]
