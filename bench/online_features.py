@@ -114,12 +114,16 @@ def redis_reader(settings, store, rows: list[dict]):
             out.append(values)
         return out
 
+    if not any(v.WhichOneof("val") for reply in read() for v in reply):
+        raise SystemExit(f"Redis at {settings.redis_url} holds none of the keys read: the layout is not Feast's")
     return read
 
 
 def production(settings, data_root: Path):
     """`settings` for the production stores: a fresh PostgreSQL database (its connection kept in Vault),
     an empty Redis database."""
+    import shutil
+
     import psycopg2
     import redis
 
@@ -133,6 +137,7 @@ def production(settings, data_root: Path):
     admin.close()
     put_connection(local_openbao(settings).root(), "bench_postgres", {**LOCAL_POSTGRES, "schema": BENCH_DATABASE})
     redis.Redis.from_url(BENCH_REDIS).flushdb()
+    shutil.rmtree(data_root, ignore_errors=True)  # its landed days belong to the database just dropped
     return settings.model_copy(update={"data_root": data_root.resolve(), "warehouse_target": "postgres",
                                        "postgres_conn_id": "bench_postgres", "feast_env": "production",
                                        "redis_url": BENCH_REDIS})  # fmt: skip

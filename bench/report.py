@@ -56,7 +56,9 @@ def rows(folder: Path) -> list[tuple[str, str, str, str, str]]:
     if transforms:
         for scale, r in transforms["scales"].items():
             out.append((f"transforms, dbt run, {scale} ({r['flights']:,} flights)", f"dbt {r['dbt_run_s']:.2f} s",
-                        f"compiled SQL {r['compiled_sql_s']:.2f} s", f"{r['ratio']:.2f}x", "<= 1.2x"))  # fmt: skip
+                        f"compiled SQL {r['compiled_sql_s']:.2f} s", f"{r['ratio']:.2f}x", "reported"))  # fmt: skip
+        out.append(("transforms, marginal cost of 10x the data", "dbt run", "compiled SQL",
+                    f"{transforms['marginal_ratio']:.2f}x", "<= 1.2x"))  # fmt: skip
         g = transforms["growth"]
         out.append(("transforms, cost growth 1x -> 10x data", f"dbt run {g['dbt_run_s']:.2f}",
                     f"compiled SQL {g['compiled_sql_s']:.2f}", "-", "1.0 = linear"))  # fmt: skip
