@@ -17,11 +17,12 @@ and a day of 1,000 flights. Usage (about a minute on 2 cores):
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
+
+from bench import write_results
 
 FEATURES = 20
 P_VALUE = 0.05
@@ -109,16 +110,13 @@ def main() -> None:
               f"({alibi_ms / numpy_ms:.2f}x); MMD² {mmd[-1]['alibi_mmd2']:.4f} vs {statistic:.4f}")  # fmt: skip
 
     results = {"ks": ks, "mmd": mmd}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
     lines = ["## Drift detection: alibi-detect beside scipy / numpy", "",
              "| test | rows | alibi-detect ms | baseline ms | ratio |", "|---|---|---|---|---|",
              f"| KS, {FEATURES} features, Bonferroni | 5000 vs 1000 | {ks['alibi_ms']:.1f} | {ks['scipy_ms']:.1f} "
              f"(scipy loop) | {ks['ratio']:.2f}x |"]  # fmt: skip
     lines += [f"| MMD, {PERMUTATIONS} permutations | {m['rows_per_side']} a side | {m['alibi_ms']:.0f} | "
               f"{m['numpy_ms']:.0f} (numpy) | {m['ratio']:.2f}x |" for m in mmd]  # fmt: skip
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, results, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import time
 from pathlib import Path
 
 import numpy as np
+
+from bench import write_results
 
 FIRST, LAST = dt.date(2013, 1, 1), dt.date(2013, 1, 7)
 BENCH_DATABASE, BENCH_REDIS = "platform_bench_online", "redis://127.0.0.1:6379/5"
@@ -190,8 +191,6 @@ def main() -> None:
         redis_settings = production(settings, args.data_root / "production")
         build(redis_settings)
         results["redis"] = measure(redis_settings, "redis", redis_reader, args.repeats)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
     lines = ["## Online features: Feast beside raw reads of the same keys", "",
              "| store | rows | Feast p50 / p99 ms | raw p50 / p99 ms | ratio p50 / p99 |",
              "|---|---|---|---|---|"]  # fmt: skip
@@ -201,8 +200,7 @@ def main() -> None:
                 f"| {backend} | {size.split()[0]} | {r['feast']['p50_ms']:.2f} / {r['feast']['p99_ms']:.2f} | "
                 f"{r['raw']['p50_ms']:.3f} / {r['raw']['p99_ms']:.3f} | {r['ratio_p50']:.1f}x / {r['ratio_p99']:.1f}x |"
             )
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, results, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -9,12 +9,12 @@ Usage (about 40 s on 2 cores):
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from bench import write_results
 from pipelines.settings import REPO_ROOT
 
 TARGET_S = 0.5
@@ -40,15 +40,12 @@ def main() -> None:
         total = best_of(["-c", "import airflow.sdk, runpy, sys; runpy.run_path(sys.argv[1])", str(dag_file)],
                         args.repeats)  # fmt: skip
         results["dags"][dag_file.name] = {"total_s": total, "parse_s": max(total - baseline, 0.0)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
     lines = [f"## DAG file parse time (fresh interpreter, best of {args.repeats})", "",
              f"Baseline `python -c 'import airflow.sdk'`: {baseline:.3f} s", "",
              "| DAG file | total s | parse s (beyond the baseline) | target |", "|---|---|---|---|"]  # fmt: skip
     lines += [f"| {name} | {r['total_s']:.3f} | {r['parse_s']:.3f} | <= {TARGET_S} s |"
               for name, r in results["dags"].items()]  # fmt: skip
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, results, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from bench import write_results
+
 INTEGER_FIELDS = {"min_rows", "consecutive", "cooldown_days", "performance_days"}
 NAIVE = {"max_log_loss_ratio": 1.10, "max_calibration_gap": 0.05, "consecutive": 2, "performance_days": 1}
 
@@ -53,11 +55,8 @@ def main() -> None:
             results["variant " + json.dumps(variant)] = evaluate_policy(
                 settings, spec, dataclasses.replace(shipped, **variant), scenario, folder / "variant"
             )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
     text = "\n\n".join(["## Retraining policy backtest", *(render(name, r) for name, r in results.items())])
-    args.out.with_suffix(".md").write_text(text + "\n")
-    print(text)
+    write_results(args.out, results, text)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
 import os
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from bench import write_results
 from pipelines.processes import port_open, stop
 
 FEATURES = 20
@@ -178,10 +178,7 @@ def main() -> None:
         }  # fmt: skip
     results["kernel"] = kernel
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
-    args.out.with_suffix(".md").write_text(render(results))
-    print(render(results))
+    write_results(args.out, results, render(results))
     print(f"\nwritten: {args.out} and {args.out.with_suffix('.md')}")
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from bench import write_results
 
 
 def synthetic(rows: int, n_features: int = 23, seed: int = 0):
@@ -81,10 +82,7 @@ def main() -> None:
             if cuda
             else f"| {family} | {runs['cpu']['fit_seconds']:.2f} | - | - | {runs['cpu']['roc_auc']:.4f} / - |"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, results, "\n".join(lines))
 
 
 if __name__ == "__main__":

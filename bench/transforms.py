@@ -22,6 +22,7 @@ import statistics
 import time
 from pathlib import Path
 
+from bench import write_results
 from bench.scale import growth, resampled_source
 
 FIRST, LAST = dt.date(2013, 1, 1), dt.date(2013, 1, 14)
@@ -140,8 +141,6 @@ def main() -> None:
         large["compiled_sql_s"] - small["compiled_sql_s"]
     )
     results["fixed_s"] = small["dbt_run_s"] - small["compiled_sql_s"] * results["marginal_ratio"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
     lines = [f"## Transforms: dbt against its compiled SQL ({FIRST} .. {LAST}, median of {args.repeats})", "",
              "| scale | flights | dbt run s | compiled SQL in DuckDB s | ratio | target | dbt build (with tests) s |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -153,8 +152,7 @@ def main() -> None:
               f"SQL's (target <= {TARGET_RATIO}x); dbt's fixed cost per invocation about {results['fixed_s']:.1f} s. "
               f"Cost growth from 1x to 10x, per unit of data (1.0 = linear): dbt run {g['dbt_run_s']:.2f}, "
               f"compiled SQL {g['compiled_sql_s']:.2f}, dbt build {g['dbt_build_s']:.2f}."]  # fmt: skip
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, results, "\n".join(lines))
 
 
 if __name__ == "__main__":

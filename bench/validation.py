@@ -13,7 +13,6 @@ Usage (about 2 minutes on 2 cores):
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench import write_results
 from bench.scale import growth, resampled_flights
 
 SIZES = (100_000, 1_000_000)
@@ -122,8 +122,6 @@ def main() -> None:
     small, large = (results["sizes"][s] for s in SIZES)
     factor = SIZES[1] // SIZES[0]
     results["growth"] = {k: growth(small[k], large[k], factor) for k in ("gx_s", "pandas_s")}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
     lines = [f"## Validation: GX checkpoint against the same checks in pandas ({results['expectations']} "
              f"expectations of raw_flights, median of {args.repeats})", "",
              "| rows | GX checkpoint s | pandas s | ratio | target |", "|---|---|---|---|---|"]  # fmt: skip
@@ -133,8 +131,7 @@ def main() -> None:
     lines += ["", f"Cost growth from {SIZES[0]:,} to {SIZES[1]:,} rows, per unit of data (1.0 = linear): "
               f"GX {g['gx_s']:.2f}, pandas {g['pandas_s']:.2f}. Both found the same injected faults: "
               f"{', '.join(small['faults_found'])}."]  # fmt: skip
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, results, "\n".join(lines))
 
 
 if __name__ == "__main__":

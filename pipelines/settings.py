@@ -54,6 +54,10 @@ class Settings(BaseSettings):
         None, description="Airflow's metadata DB (SQLAlchemy URL); default SQLite under the Airflow home. "
         "CeleryExecutor needs PostgreSQL: its task results are kept there too."
     )  # fmt: skip
+    airflow_idle_sleep_seconds: float = Field(
+        0.1, gt=0, description="How long an idle scheduler loop sleeps (Airflow's default 1 s): the gap between "
+        "one task's end and the next one's start (python -m bench.task_gap), against the idle scheduler's CPU."
+    )  # fmt: skip
     celery_broker_url: str = Field("redis://127.0.0.1:6379/1", description="CeleryExecutor's broker (Redis).")
     # Vault / OpenBao. Without an address the platform runs its own OpenBao server under the data root.
     vault_addr: str = Field("", validation_alias=AliasChoices("PLATFORM_VAULT_ADDR", "VAULT_ADDR"))

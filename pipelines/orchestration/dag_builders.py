@@ -81,6 +81,10 @@ def _args(spec: UseCase, retries: int, retry_delay: pendulum.Duration, timeout: 
     return {"owner": spec.owner, "retries": retries, "retry_delay": retry_delay, "execution_timeout": timeout}
 
 
+def _midnight(day: dt.date, spec: UseCase) -> pendulum.DateTime:
+    return pendulum.datetime(day.year, day.month, day.day, tz=spec.timezone)
+
+
 def _events(triggering_asset_events) -> list[dict]:
     return [dict(e.extra or {}) for batch in (triggering_asset_events or {}).values() for e in batch]
 
@@ -94,12 +98,8 @@ def ingest_dag(name: str) -> DAG:
         dag_id=spec.dag_id("ingest"),
         # One run per local day, after it ends, covering [midnight, next midnight) in the spec's time zone.
         schedule=CronDataIntervalTimetable(spec.ingest.schedule, timezone=spec.timezone),
-        start_date=pendulum.datetime(
-            spec.ingest.first_day.year, spec.ingest.first_day.month, spec.ingest.first_day.day, tz=spec.timezone
-        ),  # fmt: skip
-        end_date=pendulum.datetime(
-            spec.ingest.last_day.year, spec.ingest.last_day.month, spec.ingest.last_day.day, tz=spec.timezone
-        ),  # fmt: skip
+        start_date=_midnight(spec.ingest.first_day, spec),
+        end_date=_midnight(spec.ingest.last_day, spec),
         catchup=False,
         max_active_runs=spec.ingest.max_active_runs,
         default_args=_args(spec, 2, pendulum.duration(seconds=30), pendulum.duration(minutes=20)),
@@ -200,9 +200,7 @@ def deploy_dag(name: str) -> DAG:
     @dag(
         dag_id=spec.dag_id("deploy"),
         schedule=[model],
-        start_date=pendulum.datetime(
-            spec.ingest.first_day.year, spec.ingest.first_day.month, spec.ingest.first_day.day, tz=spec.timezone
-        ),  # fmt: skip
+        start_date=_midnight(spec.ingest.first_day, spec),
         catchup=False,
         max_active_runs=1,  # one release at a time
         # A breach, a failed smoke test or bad configuration fails at once (fail_fast_on_bad_data); a

@@ -1,6 +1,8 @@
 """The ingest DAG run by Airflow itself (`airflow dags test`) on real days: a clean day lands
-everything; a day with bad rows stops at validation and leaves no trace downstream; a re-run
-of a day replaces it exactly."""
+everything; a day with bad rows stops at validation and leaves no trace downstream. Re-running a
+day replaces it exactly stage by stage (tests/unit/test_landing.py, tests/integration/test_warehouse.py,
+tests/integration/test_transform.py); the DAG through the scheduler on several days:
+tests/e2e/test_celery_executor.py."""
 
 from __future__ import annotations
 
@@ -111,13 +113,3 @@ def test_bad_rows_stop_the_run_before_anything_downstream(airflow_platform):
     assert {path: _digest(path) for path in outputs} == before
     result = (settings.validation_dir / "results" / "flights" / "2013-01-02.json").read_text()
     assert "column=carrier" in result and "column=distance" in result and "compound_columns" in result
-
-
-def test_rerunning_a_day_replaces_it_exactly(airflow_platform):
-    settings = airflow_platform
-    day = dt.date(2013, 1, 1)
-    _dags_test(settings, day)
-    assert _task_states(settings, day)["materialize"] == "success"
-    assert _count(settings, "SELECT count(*) FROM raw.flights WHERE logical_date = '2013-01-01'") == 842
-    assert _count(settings, "SELECT count(*) FROM marts.flights") == 842
-    assert _count(settings, "SELECT count(DISTINCT flight_id) FROM marts.flights") == 842
