@@ -15,9 +15,6 @@ import datetime as dt
 import pendulum
 from airflow.sdk import DAG, Asset, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
-from airflow.timetables.assets import AssetOrTimeSchedule
-from airflow.timetables.interval import CronDataIntervalTimetable
-from airflow.timetables.trigger import CronTriggerTimetable
 
 from pipelines.orchestration.airflow_adapter import fail_fast_on_bad_data
 from pipelines.settings import REPO_ROOT, get_settings
@@ -90,6 +87,8 @@ def _events(triggering_asset_events) -> list[dict]:
 
 
 def ingest_dag(name: str) -> DAG:
+    from airflow.timetables.interval import CronDataIntervalTimetable  # each builder imports its own timetable
+
     spec = usecase(name)
     features, _, _ = assets(spec)
     tz = spec.tz
@@ -143,6 +142,9 @@ def ingest_dag(name: str) -> DAG:
 
 
 def training_dag(name: str) -> DAG:
+    from airflow.timetables.assets import AssetOrTimeSchedule
+    from airflow.timetables.trigger import CronTriggerTimetable
+
     spec = usecase(name)
     features, retrain, model = assets(spec)
 
@@ -242,6 +244,8 @@ def deploy_dag(name: str) -> DAG:
 
 
 def monitoring_dag(name: str) -> DAG:
+    from airflow.timetables.trigger import CronTriggerTimetable
+
     spec = usecase(name)
     _, retrain, _ = assets(spec)
     tz = spec.tz
