@@ -5,6 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipelines.settings import REPO_ROOT
+from pipelines.usecases.spec import load_usecase
+
+FLIGHT_DELAY = load_usecase(REPO_ROOT / "usecases", "flight_delay")  # the shipped spec the benchmarks run on
+
 
 def write_results(out: Path, results: dict, table: str) -> None:
     """A benchmark's figures as `out` (JSON) and its Markdown table beside it (`.md`), and the table printed."""

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import write_results
+from bench import FLIGHT_DELAY, write_results
 
 FIRST, LAST = dt.date(2013, 1, 1), dt.date(2013, 1, 7)
 BENCH_DATABASE, BENCH_REDIS = "platform_bench_online", "redis://127.0.0.1:6379/5"
@@ -170,7 +170,7 @@ def build(settings) -> None:
     from pipelines.orchestration.bulk import build_days
     from pipelines.settings import OPERATIONS_TZ
 
-    build_days(settings, FIRST, LAST, validate=False)
+    build_days(settings, FLIGHT_DELAY, FIRST, LAST, validate=False)
     materialize(settings, dt.datetime.combine(LAST + dt.timedelta(days=1), dt.time(), OPERATIONS_TZ))
 
 

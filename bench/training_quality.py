@@ -16,6 +16,8 @@ import datetime as dt
 import json
 from pathlib import Path
 
+from bench import FLIGHT_DELAY
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,7 +39,7 @@ def main() -> None:
     lengths = windows(args.train_days, args.validation_days, args.holdout_days)
     base = load_settings(data_root=args.data_root, usecase_overrides={"flight_delay": lengths})
     with platform_vault(base) as settings:
-        built = build_days(settings, args.first, args.last)
+        built = build_days(settings, FLIGHT_DELAY, args.first, args.last)
         folder = training.prepare_run(settings, "flight_delay", args.last, f"quality-{args.last}")
         window = TrainingData.load(Path(folder)).window
         for family in ("xgboost", "mlp"):

@@ -22,7 +22,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench import write_results
+from bench import FLIGHT_DELAY, write_results
 from bench.scale import growth, resampled_source
 
 FIRST, LAST = dt.date(2013, 1, 1), dt.date(2013, 1, 14)
@@ -38,12 +38,12 @@ def load_days(settings) -> int:
     from pipelines.ingest.warehouse import load_day, load_reference
 
     if not settings.warehouse_path.exists():
-        land_reference(settings)
-        load_reference(settings)
+        land_reference(settings, FLIGHT_DELAY)
+        load_reference(settings, FLIGHT_DELAY)
         day = FIRST
         while day <= LAST:
-            land_day(settings, day)
-            load_day(settings, day)
+            land_day(settings, FLIGHT_DELAY, day)
+            load_day(settings, FLIGHT_DELAY, day)
             day += dt.timedelta(days=1)
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         return con.execute("SELECT count(*) FROM raw.flights").fetchone()[0]

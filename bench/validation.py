@@ -13,6 +13,7 @@ Usage (about 2 minutes on 2 cores):
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import statistics
 import time
@@ -94,17 +95,18 @@ def main() -> None:
     from pipelines.validation.checkpoints import run_checkpoint, suite_definition
 
     settings = load_settings(data_root=args.data_root)
-    suite = suite_definition("flights")
+    suite = suite_definition("raw_flights")
     flights = resampled_flights(-(-max(SIZES) // 336_776)).to_pandas()
     parameters = {"min_rows": 0, "max_rows": 10 * max(SIZES),
                   "window_start": pd.Timestamp("2013-01-01", tz="UTC"),
                   "window_end": pd.Timestamp("2014-01-02", tz="UTC")}  # 2013 in New York, in UTC  # fmt: skip
     results = {"suite": "raw_flights", "expectations": len(suite["expectations"]), "sizes": {}}
+    check = functools.partial(run_checkpoint, settings, "flights", "raw_flights")
     for size in SIZES:
         frame = flights.iloc[:size].reset_index(drop=True)
         broken = with_faults(frame)
         expected = pandas_checks(broken, suite, parameters)
-        found = gx_failed(run_checkpoint(settings, "flights", f"bench-faults-{size}", broken, parameters))
+        found = gx_failed(check(f"bench-faults-{size}", broken, parameters))
         clean = pandas_checks(frame, suite, parameters)
         if expected != found or clean:
             raise SystemExit(
@@ -112,8 +114,7 @@ def main() -> None:
                 f"on the clean frame pandas {clean}"
             )
         label = f"bench-{size}"
-        gx_s, outcome = timed(lambda f=frame, n=label: run_checkpoint(settings, "flights", n, f, parameters),
-                              args.repeats)  # fmt: skip
+        gx_s, outcome = timed(lambda f=frame, n=label: check(n, f, parameters), args.repeats)
         pandas_s, _ = timed(lambda f=frame: pandas_checks(f, suite, parameters), args.repeats)
         assert outcome.success
         results["sizes"][size] = {"gx_s": gx_s, "pandas_s": pandas_s, "ratio": gx_s / pandas_s,

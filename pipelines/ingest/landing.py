@@ -21,9 +21,7 @@ import pyarrow.parquet as pq
 from pipelines.errors import EmptyPartitionError, MissingPartitionError
 from pipelines.ingest.source import default_source_dir, read_source, rows_of_day, source_path
 from pipelines.settings import Settings
-
-PARTITIONED_TABLES = ("flights", "weather")
-REFERENCE_TABLES = ("planes", "airports", "airlines")
+from pipelines.usecases.spec import Sources, SourceTable, UseCase
 
 
 @dataclass(frozen=True)
@@ -49,20 +47,28 @@ def manifest_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.manifest.json")
 
 
-def land_day(settings: Settings, day: dt.date) -> list[LandedPartition]:
-    """Land the flights and weather partitions of one logical date (local New York date)."""
-    return [_land_partition(settings, table, day) for table in PARTITIONED_TABLES]
+def source_dir(settings: Settings, sources: Sources) -> Path:
+    """Where a use case's source files are read from: PLATFORM_SOURCE_DIR, else its package's data folder."""
+    return settings.source_dir or default_source_dir(sources)
 
 
-def land_reference(settings: Settings) -> list[LandedPartition]:
-    """Land the reference tables (planes, airports, airlines) as whole snapshots."""
-    source_dir = settings.source_dir or default_source_dir()
+def land_day(settings: Settings, usecase: UseCase, day: dt.date) -> list[LandedPartition]:
+    """Land the partitions of one logical date (a local date) of each day-partitioned table of the spec."""
+    sources = usecase.sources
+    return [_land_partition(settings, sources, name, day) for name in sources.partitioned]
+
+
+def land_reference(settings: Settings, usecase: UseCase) -> list[LandedPartition]:
+    """Land the spec's reference tables as whole snapshots."""
+    sources = usecase.sources
+    folder = source_dir(settings, sources)
     landed = []
-    for table in REFERENCE_TABLES:
-        data = read_source(source_dir, table)
+    for name in sources.reference:
+        table = sources.tables[name]
+        data = read_source(folder, name, table)
         if data.num_rows == 0:
-            raise EmptyPartitionError(f"reference table {table} in {source_dir} has no rows")
-        landed.append(_write(settings, table, "reference", data, reference_path(settings, table), source_dir))
+            raise EmptyPartitionError(f"reference table {name} in {folder} has no rows")
+        landed.append(_write(settings, name, table, "reference", data, reference_path(settings, name), folder))
     return landed
 
 
@@ -72,38 +78,35 @@ def landed_partition(settings: Settings, table: str, day: dt.date) -> Path:
     if not path.is_file():
         raise MissingPartitionError(
             f"raw {table} partition for {day} was not landed (looked for {path}); "
-            f"run `platform land {day}` or the flight_delay_ingest DAG for that date first"
+            "run the use case's ingest DAG for that date first"
         )
     return path
 
 
-def _land_partition(settings: Settings, table: str, day: dt.date) -> LandedPartition:
-    source_dir = settings.source_dir or default_source_dir()
-    data = read_source(source_dir, table)
-    first, last = _date_range(data)
+def _land_partition(settings: Settings, sources: Sources, name: str, day: dt.date) -> LandedPartition:
+    table = sources.tables[name]
+    folder = source_dir(settings, sources)
+    data = read_source(folder, name, table)
+    first, last = _date_range(data, table.partition)
     if first is None or not first <= day <= last:
         raise MissingPartitionError(
-            f"no {table} source data for {day}: {source_path(source_dir, table)} covers "
+            f"no {name} source data for {day}: {source_path(folder, name, table)} covers "
             f"{first}..{last}; choose a logical date in that range"
         )
-    partition = rows_of_day(data, day)
+    partition = rows_of_day(data, day, table.partition)
     if partition.num_rows == 0:
         raise EmptyPartitionError(
-            f"{table} source {source_path(source_dir, table)} has no rows for {day}, although it "
+            f"{name} source {source_path(folder, name, table)} has no rows for {day}, although it "
             f"covers {first}..{last}; the source is incomplete: re-export it, or skip this date"
         )
-    return _write(settings, table, day.isoformat(), partition, partition_path(settings, table, day), source_dir)
+    return _write(settings, name, table, day.isoformat(), partition, partition_path(settings, name, day), folder)
 
 
-def _date_range(data: pa.Table) -> tuple[dt.date | None, dt.date | None]:
+def _date_range(data: pa.Table, partition: list[str]) -> tuple[dt.date | None, dt.date | None]:
     if data.num_rows == 0:
         return None, None
-    keys = pc.add(
-        pc.add(
-            pc.multiply(pc.cast(data["year"], pa.int32()), 10000), pc.multiply(pc.cast(data["month"], pa.int32()), 100)
-        ),
-        pc.cast(data["day"], pa.int32()),
-    )
+    year, month, day = (pc.cast(data[column], pa.int32()) for column in partition)
+    keys = pc.add(pc.add(pc.multiply(year, 10000), pc.multiply(month, 100)), day)
     bounds = pc.min_max(keys)
     return _key_to_date(bounds["min"].as_py()), _key_to_date(bounds["max"].as_py())
 
@@ -113,7 +116,7 @@ def _key_to_date(key: int) -> dt.date:
 
 
 def _write(
-    settings: Settings, table: str, logical_date: str, data: pa.Table, path: Path, source_dir: Path
+    settings: Settings, name: str, table: SourceTable, logical_date: str, data: pa.Table, path: Path, folder: Path
 ) -> LandedPartition:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".landing-", suffix=".parquet")
@@ -126,12 +129,12 @@ def _write(
         Path(tmp_name).unlink(missing_ok=True)
         raise
     landed = LandedPartition(
-        table=table,
+        table=name,
         logical_date=logical_date,
         path=str(path),
         rows=data.num_rows,
         sha256=digest,
-        source_sha256=_sha256(source_path(source_dir, table)),
+        source_sha256=_sha256(source_path(folder, name, table)),
     )
     fd, tmp_manifest = tempfile.mkstemp(dir=path.parent, prefix=".manifest-", suffix=".json")
     with os.fdopen(fd, "w") as handle:

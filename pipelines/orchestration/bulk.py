@@ -9,34 +9,37 @@ import datetime as dt
 import time
 
 from pipelines.settings import Settings
+from pipelines.usecases.spec import UseCase
 
 
-def build_days(settings: Settings, first: dt.date, last: dt.date, *, validate: bool = True) -> float:
-    """Make [first, last] available to training (offline store); returns the seconds it took.
+def build_days(settings: Settings, usecase: UseCase, first: dt.date, last: dt.date, *, validate: bool = True) -> float:
+    """Make [first, last] of the use case available to training (offline store); returns the seconds it took.
 
     `validate=False` skips the Great Expectations checkpoints (about 1.5 s a day on 2 cores): only
     for replays of data already validated elsewhere (the suite's ingest tests validate these days).
     """
     from pipelines.features.store import apply_definitions, export_marts
     from pipelines.features.transform import build_features
-    from pipelines.ingest import land_day, land_reference
+    from pipelines.ingest import land_day, land_reference, partition_path
+    from pipelines.ingest.landing import manifest_path
     from pipelines.ingest.warehouse import load_day, load_reference
     from pipelines.validation import validate_partition
 
     started = time.monotonic()
-    land_reference(settings)
+    sources = usecase.sources
+    land_reference(settings, usecase)
     if validate:
-        for table in ("planes", "airports", "airlines"):
-            validate_partition(settings, table, None)
-    load_reference(settings)
+        for table in sources.reference:
+            validate_partition(settings, usecase, table, None)
+    load_reference(settings, usecase)
     day = first
     while day <= last:
-        if not (settings.raw_dir / "flights" / f"date={day}" / "part.manifest.json").exists():
-            land_day(settings, day)
+        if not manifest_path(partition_path(settings, sources.partitioned[0], day)).exists():
+            land_day(settings, usecase, day)
             if validate:
-                for table in ("flights", "weather"):
-                    validate_partition(settings, table, day)
-            load_day(settings, day)
+                for table in sources.partitioned:
+                    validate_partition(settings, usecase, table, day)
+            load_day(settings, usecase, day)
         day += dt.timedelta(days=1)
     build_features(settings, None)
     if settings.feast_env == "local":  # the production offline store reads the marts in PostgreSQL

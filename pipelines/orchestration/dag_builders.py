@@ -111,14 +111,14 @@ def ingest_dag(name: str) -> DAG:
         def land(logical_date=None) -> dict:
             from pipelines.orchestration import ingest
 
-            return ingest.land(logical_date.astimezone(tz).date())
+            return ingest.land(name, logical_date.astimezone(tz).date())
 
         @task
         @fail_fast_on_bad_data
         def validate(landed: dict, logical_date=None) -> dict:
             from pipelines.orchestration import ingest
 
-            return ingest.validate(logical_date.astimezone(tz).date())
+            return ingest.validate(name, logical_date.astimezone(tz).date())
 
         # Trailing features need the previous days in the warehouse: one day at a time, in order.
         @task(pool="warehouse", depends_on_past=True)
@@ -126,7 +126,7 @@ def ingest_dag(name: str) -> DAG:
         def transform(validated: dict, logical_date=None) -> dict:
             from pipelines.orchestration import ingest
 
-            return ingest.transform(logical_date.astimezone(tz).date())
+            return ingest.transform(name, logical_date.astimezone(tz).date())
 
         @task(pool="feature_store", depends_on_past=True, outlets=[features])
         def materialize(transformed: dict, logical_date=None, outlet_events=None) -> dict:
@@ -134,7 +134,7 @@ def ingest_dag(name: str) -> DAG:
 
             day = logical_date.astimezone(tz).date()
             outlet_events[features].extra = {"day": day.isoformat()}  # the training DAG's window ends here
-            return ingest.materialize(day, tz)
+            return ingest.materialize(name, day)
 
         materialize(transform(validate(land())))
 

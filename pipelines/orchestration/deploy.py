@@ -18,6 +18,7 @@ from pipelines.security.audit import audit_ledger
 from pipelines.security.store import artifact_store
 from pipelines.security.vault import Vault, evaluation_vault
 from pipelines.settings import REPO_ROOT, Settings
+from pipelines.usecases.spec import resolve_usecase
 
 SMOKE_FLIGHTS = 50
 
@@ -69,7 +70,7 @@ def release(settings: Settings, model: str, alias: str, version: int) -> dict:
     from serving.replay import day_requests
 
     controller = canary(settings, model)
-    flights = day_requests(settings, newest_landed_day(settings))[:SMOKE_FLIGHTS]
+    flights = day_requests(settings, newest_landed_day(settings, resolve_usecase(settings, model)))[:SMOKE_FLIGHTS]
     if alias == "champion":  # the first model: nothing to compare against
         controller.serve_champion_only(version, "first champion")
         answer = controller.service.predict(flights)

@@ -8,31 +8,33 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict
-from zoneinfo import ZoneInfo
 
 from pipelines.settings import get_settings
+from pipelines.usecases.spec import resolve_usecase
 
 
-def land(day: dt.date) -> dict:
-    """Land the day's flights and weather partitions and the reference snapshots."""
+def land(name: str, day: dt.date) -> dict:
+    """Land use case `name`'s partitions of the day and its reference snapshots."""
     from pipelines.ingest import land_day, land_reference
 
     settings = get_settings()
-    landed = land_day(settings, day) + land_reference(settings)
+    usecase = resolve_usecase(settings, name)
+    landed = land_day(settings, usecase, day) + land_reference(settings, usecase)
     return {p.table: {"rows": p.rows, "sha256": p.sha256} for p in landed}
 
 
-def validate(day: dt.date) -> dict:
-    """Validate the day's partitions and the reference snapshots; raises ValidationFailed."""
+def validate(name: str, day: dt.date) -> dict:
+    """Validate the day's partitions and the reference snapshots with their suites; raises ValidationFailed."""
     from pipelines.validation import validate_partition
 
     settings = get_settings()
-    outcomes = [validate_partition(settings, table, day) for table in ("flights", "weather")]
-    outcomes += [validate_partition(settings, table, None) for table in ("planes", "airports", "airlines")]
+    usecase = resolve_usecase(settings, name)
+    outcomes = [validate_partition(settings, usecase, table, day) for table in usecase.sources.partitioned]
+    outcomes += [validate_partition(settings, usecase, table, None) for table in usecase.sources.reference]
     return {o.table: {"success": o.success, "evaluated": o.evaluated, "result": o.result_path} for o in outcomes}
 
 
-def transform(day: dt.date) -> dict:
+def transform(name: str, day: dt.date) -> dict:
     """Load the validated day into the warehouse, run `dbt build` for it and, with the embedded
     warehouse, export the marts for Feast's offline store (all while holding the one writer slot)."""
     from pipelines.features.store import export_marts
@@ -40,7 +42,8 @@ def transform(day: dt.date) -> dict:
     from pipelines.ingest.warehouse import load_day, load_reference
 
     settings = get_settings()
-    loaded = {**load_reference(settings), **load_day(settings, day)}
+    usecase = resolve_usecase(settings, name)
+    loaded = {**load_reference(settings, usecase), **load_day(settings, usecase, day)}
     result = build_features(settings, day)
     exported = export_marts(settings) if settings.feast_env == "local" else {}
     return {
@@ -51,9 +54,10 @@ def transform(day: dt.date) -> dict:
     }
 
 
-def materialize(day: dt.date, tz: ZoneInfo) -> dict:
-    """Apply the Feast definitions and materialize features up to the end of the day (local to `tz`)."""
+def materialize(name: str, day: dt.date) -> dict:
+    """Apply the Feast definitions and materialize features up to the end of the day (in the use case's zone)."""
     from pipelines.features.store import materialize as materialize_features
 
-    end_of_day = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tz)
-    return asdict(materialize_features(get_settings(), end_of_day))
+    settings = get_settings()
+    end_of_day = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), resolve_usecase(settings, name).tz)
+    return asdict(materialize_features(settings, end_of_day))

@@ -9,14 +9,16 @@ from dataclasses import dataclass, field
 
 from pipelines.features.store import online_key_counts
 from pipelines.features.transform import FEATURE_MARTS, MARTS_SCHEMA
-from pipelines.ingest.landing import PARTITIONED_TABLES, manifest_path, partition_path
+from pipelines.ingest.landing import manifest_path, partition_path
 from pipelines.security.secrets import postgres_connection
 from pipelines.settings import Settings
+from pipelines.usecases.spec import UseCase
 
 
 @dataclass
 class IngestSummary:
     days: list[str]
+    tables: list[str]  # the day-partitioned tables
     landed_rows: dict[str, dict[str, int]] = field(default_factory=dict)  # table -> day -> rows
     validation: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> day -> outcome
     feature_rows: dict[str, int] = field(default_factory=dict)
@@ -25,11 +27,11 @@ class IngestSummary:
 
     def render(self) -> str:
         lines = [f"Ingest of {self.days[0]} .. {self.days[-1]} ({len(self.days)} days)", ""]
-        lines.append(f"{'day':<12}" + "".join(f"{t + ' rows':>15}{t + ' check':>16}" for t in PARTITIONED_TABLES))
+        lines.append(f"{'day':<12}" + "".join(f"{t + ' rows':>15}{t + ' check':>16}" for t in self.tables))
         for day in self.days:
             cells = "".join(
                 f"{self.landed_rows.get(t, {}).get(day, 0):>15}{self.validation.get(t, {}).get(day, 'missing'):>16}"
-                for t in PARTITIONED_TABLES
+                for t in self.tables
             )
             lines.append(f"{day:<12}{cells}")
         lines += ["", "Feature marts (rows):"]
@@ -40,10 +42,10 @@ class IngestSummary:
         return "\n".join(lines)
 
 
-def ingest_summary(settings: Settings, first: dt.date, last: dt.date) -> IngestSummary:
+def ingest_summary(settings: Settings, usecase: UseCase, first: dt.date, last: dt.date) -> IngestSummary:
     days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
-    summary = IngestSummary(days=[d.isoformat() for d in days])
-    for table in PARTITIONED_TABLES:
+    summary = IngestSummary(days=[d.isoformat() for d in days], tables=usecase.sources.partitioned)
+    for table in summary.tables:
         for day in days:
             manifest = manifest_path(partition_path(settings, table, day))
             if manifest.exists():

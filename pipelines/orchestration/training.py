@@ -35,13 +35,14 @@ HOLDOUT_PROBABILITIES = "holdout_probabilities.parquet"  # a candidate's answers
 PARITY_ROWS = 2000
 
 
-def newest_landed_day(settings: Settings) -> dt.date:
-    folder = settings.raw_dir / "flights"
+def newest_landed_day(settings: Settings, usecase: UseCase) -> dt.date:
+    """The newest day landed of the spec's first day-partitioned table (the one its labels come from)."""
+    folder = settings.raw_dir / usecase.sources.partitioned[0]
     days = sorted(
         p.name.removeprefix("date=") for p in folder.glob("date=*") if manifest_path(p / "part.parquet").exists()
     )
     if not days:
-        raise NotEnoughData(f"no flights have been landed under {folder}; run the ingest DAG first")
+        raise NotEnoughData(f"nothing has been landed under {folder}; run {usecase.dag_id('ingest')} first")
     return dt.date.fromisoformat(days[-1])
 
 
@@ -49,12 +50,13 @@ def resolve_window(settings: Settings, usecase: UseCase, last_day: dt.date | Non
     """The spec's window ending at `last_day` (from the triggering event or the run's conf), else the newest
     landed day."""
     lengths = usecase.training.windows
-    window = TrainingWindow.ending(last_day or newest_landed_day(settings), lengths.train_days,
+    window = TrainingWindow.ending(last_day or newest_landed_day(settings, usecase), lengths.train_days,
                                    lengths.validation_days, lengths.holdout_days)  # fmt: skip
-    missing = [d for d in window.days if not manifest_path(partition_path(settings, "flights", d)).exists()]
+    table = usecase.sources.partitioned[0]
+    missing = [d for d in window.days if not manifest_path(partition_path(settings, table, d)).exists()]
     if missing:
         raise NotEnoughData(
-            f"the training window {window.train_start}..{window.holdout_end} needs flights of "
+            f"the training window {window.train_start}..{window.holdout_end} needs {table} of "
             f"{', '.join(map(str, missing))}, which were never landed; ingest them or shorten the window"
         )
     return window
@@ -232,7 +234,7 @@ def gate_and_register(settings: Settings, folder: str, families: list[str] | Non
     registry = Registry(artifact_store(settings, ledger), evaluation_vault(settings), ledger)
     champion = _champion_evaluation(registry, usecase, data)
     policy = GatePolicy.of(usecase.gate, settings)
-    data_lineage = lineage(settings, data.window, data.features, usecase.features.feature_service)
+    data_lineage = lineage(settings, usecase, data.window, data.features)
     registered = []
     for family in families or list(usecase.training.families):
         candidate = json.loads((Path(folder) / family / "candidate.json").read_text())

@@ -7,9 +7,10 @@ import json
 import subprocess
 from pathlib import Path
 
-from pipelines.ingest.landing import PARTITIONED_TABLES, REFERENCE_TABLES, manifest_path, partition_path, reference_path
+from pipelines.ingest.landing import manifest_path, partition_path, reference_path
 from pipelines.settings import REPO_ROOT, Settings
 from pipelines.training.dataset import TrainingWindow, feature_definitions_hash
+from pipelines.usecases.spec import UseCase
 
 
 def _sha256(path: Path) -> str | None:
@@ -46,7 +47,10 @@ def _git() -> dict:
     return {"commit": commit or "unknown (not a git checkout)", "dirty": bool(status) if status is not None else None}
 
 
-def lineage(settings: Settings, window: TrainingWindow, features: list[str], feature_service: str) -> dict:
+def lineage(settings: Settings, usecase: UseCase, window: TrainingWindow, features: list[str]) -> dict:
+    """The landed partitions, validations, dbt models, features and code behind a training window."""
+    partitioned, reference, feature_service = (usecase.sources.partitioned, usecase.sources.reference,
+                                               usecase.features.feature_service)  # fmt: skip
     days = [d.isoformat() for d in window.days]
     dbt_manifest = settings.data_root / "dbt" / "target" / "manifest.json"
     models = []
@@ -56,11 +60,11 @@ def lineage(settings: Settings, window: TrainingWindow, features: list[str], fea
     return {
         "raw_partitions": {
             table: {day: _landed(partition_path(settings, table, window.days[i])) for i, day in enumerate(days)}
-            for table in PARTITIONED_TABLES
+            for table in partitioned
         },
-        "raw_reference": {table: _landed(reference_path(settings, table)) for table in REFERENCE_TABLES},
-        "validation": [_validation(settings, t, d) for t in PARTITIONED_TABLES for d in days]
-        + [_validation(settings, t, "reference") for t in REFERENCE_TABLES],
+        "raw_reference": {table: _landed(reference_path(settings, table)) for table in reference},
+        "validation": [_validation(settings, t, d) for t in partitioned for d in days]
+        + [_validation(settings, t, "reference") for t in reference],
         "dbt": {"manifest_sha256": _sha256(dbt_manifest), "models": models, "target": settings.warehouse_target},
         "feature_service": {
             "name": feature_service,

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from pipelines.errors import ValidationFailed
 from pipelines.ingest.landing import landed_partition, reference_path
-from pipelines.settings import OPERATIONS_TZ, REPO_ROOT, Settings
+from pipelines.settings import REPO_ROOT, Settings
+from pipelines.usecases.spec import UseCase
 
 SUITES_DIR = REPO_ROOT / "expectations"
 DATA_DOCS_SITE = "local_site"
@@ -34,31 +35,36 @@ class ValidationOutcome:
     data_docs_index: str
 
 
-def suite_definition(table: str) -> dict:
-    """The suite of raw table `table`, as stored in expectations/raw_<table>.json."""
-    path = SUITES_DIR / f"raw_{table}.json"
+def suite_definition(suite: str) -> dict:
+    """An expectation suite, as stored in expectations/<suite>.json."""
+    path = SUITES_DIR / f"{suite}.json"
     if not path.is_file():
-        raise ValidationFailed(f"no expectation suite for raw table {table!r}: expected {path}")
+        raise ValidationFailed(f"no expectation suite {suite!r}: expected {path}")
     return json.loads(path.read_text())
 
 
-def validate_partition(settings: Settings, table: str, day: dt.date | None) -> ValidationOutcome:
-    """Validate one landed partition (`day`), or a reference snapshot (`day` None).
+def validate_partition(settings: Settings, usecase: UseCase, table: str, day: dt.date | None) -> ValidationOutcome:
+    """Validate one landed partition (`day`) of the spec's `table`, or its reference snapshot (`day` None),
+    with the table's suite and row bounds and the day's window in the spec's time zone.
 
     Raises ValidationFailed listing every failed expectation; the outcome is written either way.
     """
     import pandas as pd
 
+    spec = usecase.sources.tables[table]
     path = landed_partition(settings, table, day) if day else reference_path(settings, table)
     frame = pd.read_parquet(path)
-    parameters = {"min_rows": settings.flights_per_day_min, "max_rows": settings.flights_per_day_max}
+    parameters = {}
+    if spec.rows_per_day is not None:
+        parameters["min_rows"], parameters["max_rows"] = spec.rows_per_day
     if day is not None:
-        start = dt.datetime.combine(day, dt.time(), OPERATIONS_TZ)
+        start = dt.datetime.combine(day, dt.time(), usecase.tz)
         parameters["window_start"] = pd.Timestamp(start).tz_convert("UTC")
         parameters["window_end"] = pd.Timestamp(start + dt.timedelta(days=1)).tz_convert("UTC") - pd.Timedelta(
             seconds=1
         )
-    outcome = run_checkpoint(settings, table, day.isoformat() if day else "reference", frame, parameters)
+    outcome = run_checkpoint(settings, table, spec.suite, day.isoformat() if day else "reference", frame,
+                             parameters)  # fmt: skip
     if not outcome.success:
         raise ValidationFailed(
             f"raw {table} partition {outcome.logical_date} failed {len(outcome.failed)} of "
@@ -83,17 +89,19 @@ def _exclusive(settings: Settings) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def run_checkpoint(settings: Settings, table: str, label: str, frame, parameters: dict) -> ValidationOutcome:
-    """Validate `frame` with raw table `table`'s suite and `parameters` (its $PARAMETERs), recording the
+def run_checkpoint(
+    settings: Settings, table: str, suite: str, label: str, frame, parameters: dict
+) -> ValidationOutcome:
+    """Validate `frame` (raw table `table`) with `suite` and `parameters` (its $PARAMETERs), recording the
     result as `label` and refreshing Data Docs; never raises on failed expectations (the outcome says)."""
     import great_expectations as gx
 
     with _exclusive(settings):
-        return _run_checkpoint_locked(gx, settings, table, label, frame, parameters)
+        return _run_checkpoint_locked(gx, settings, table, suite, label, frame, parameters)
 
 
 def _run_checkpoint_locked(
-    gx, settings: Settings, table: str, label: str, frame, parameters: dict
+    gx, settings: Settings, table: str, suite_name: str, label: str, frame, parameters: dict
 ) -> ValidationOutcome:
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.core import ExpectationSuite
@@ -101,7 +109,7 @@ def _run_checkpoint_locked(
 
     context = gx.get_context(mode="file", project_root_dir=str(settings.validation_dir))
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    definition = suite_definition(table)
+    definition = suite_definition(suite_name)
     suite = context.suites.add_or_update(ExpectationSuite(**definition))
     source = context.data_sources.add_or_update_pandas(name="raw_zone")
     asset = next((a for a in source.assets if a.name == table), None) or source.add_dataframe_asset(name=table)

@@ -14,7 +14,7 @@ from pipelines.ingest import land_day, land_reference
 from pipelines.ingest.warehouse import load_day, load_reference
 from pipelines.settings import OPERATIONS_TZ, Settings
 from pipelines.validation import validate_partition
-from tests.conftest import FIRST_DAY, make_settings
+from tests.conftest import FIRST_DAY, FLIGHT_DELAY, make_settings
 
 BUILT_DAYS = [FIRST_DAY + dt.timedelta(days=i) for i in range(5)]
 
@@ -30,15 +30,15 @@ class BuiltPlatform:
 
 
 def build_days(settings: Settings, days: list[dt.date]) -> None:
-    land_reference(settings)
-    for table in ("planes", "airports", "airlines"):
-        validate_partition(settings, table, None)
-    load_reference(settings)
+    land_reference(settings, FLIGHT_DELAY)
+    for table in FLIGHT_DELAY.sources.reference:
+        validate_partition(settings, FLIGHT_DELAY, table, None)
+    load_reference(settings, FLIGHT_DELAY)
     for day in days:
-        land_day(settings, day)
-        for table in ("flights", "weather"):
-            validate_partition(settings, table, day)
-        load_day(settings, day)
+        land_day(settings, FLIGHT_DELAY, day)
+        for table in FLIGHT_DELAY.sources.partitioned:
+            validate_partition(settings, FLIGHT_DELAY, table, day)
+        load_day(settings, FLIGHT_DELAY, day)
         build_features(settings, day)
 
 

@@ -16,7 +16,7 @@ from pipelines.features.transform import build_features
 from pipelines.ingest.warehouse import load_day, load_reference
 from pipelines.security.secrets import LOCAL_POSTGRES, postgres_connection, put_connection
 from pipelines.settings import load_settings
-from tests.conftest import fresh_postgres_database, require_service
+from tests.conftest import FLIGHT_DELAY, fresh_postgres_database, require_service
 
 pytestmark = pytest.mark.integration
 REDIS_URL = "redis://127.0.0.1:6379/11"  # a database of its own, emptied by this module
@@ -61,9 +61,9 @@ def production(built, postgres_url, redis_db, tmp_path_factory, openbao):
         redis_url=redis_db,
     )
     shutil.copytree(built.settings.raw_dir, settings.raw_dir)
-    load_reference(settings)
+    load_reference(settings, FLIGHT_DELAY)
     for day in built.days:
-        load_day(settings, day)
+        load_day(settings, FLIGHT_DELAY, day)
     build_features(settings, None)  # one full build; day-by-day equals full is proven on DuckDB
     return settings
 

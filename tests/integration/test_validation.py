@@ -10,16 +10,18 @@ import pytest
 
 from pipelines.errors import ValidationFailed
 from pipelines.ingest import land_day, land_reference, partition_path
+from pipelines.settings import REPO_ROOT
+from pipelines.usecases.spec import load_usecase
 from pipelines.validation import validate_partition
-from tests.conftest import FIRST_DAY
+from tests.conftest import FIRST_DAY, FLIGHT_DELAY
 
 
 def test_a_clean_day_passes_every_suite_and_publishes_data_docs(settings):
-    land_day(settings, FIRST_DAY)
-    land_reference(settings)
-    flights = validate_partition(settings, "flights", FIRST_DAY)
-    weather = validate_partition(settings, "weather", FIRST_DAY)
-    references = [validate_partition(settings, t, None) for t in ("planes", "airports", "airlines")]
+    land_day(settings, FLIGHT_DELAY, FIRST_DAY)
+    land_reference(settings, FLIGHT_DELAY)
+    flights = validate_partition(settings, FLIGHT_DELAY, "flights", FIRST_DAY)
+    weather = validate_partition(settings, FLIGHT_DELAY, "weather", FIRST_DAY)
+    references = [validate_partition(settings, FLIGHT_DELAY, t, None) for t in ("planes", "airports", "airlines")]
     assert flights.success and weather.success and all(r.success for r in references)
     assert flights.evaluated >= 25 and flights.failed == []
     index = settings.validation_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
@@ -80,10 +82,10 @@ def _infinite_delay(frame):
     ],
 )
 def test_bad_rows_fail_validation_naming_the_expectation(settings, change, failed_expectation):
-    land_day(settings, FIRST_DAY)
+    land_day(settings, FLIGHT_DELAY, FIRST_DAY)
     _tamper(settings, change)
     with pytest.raises(ValidationFailed) as raised:
-        validate_partition(settings, "flights", FIRST_DAY)
+        validate_partition(settings, FLIGHT_DELAY, "flights", FIRST_DAY)
     message = str(raised.value)
     assert failed_expectation in message
     assert "Nothing downstream was run" in message
@@ -91,17 +93,15 @@ def test_bad_rows_fail_validation_naming_the_expectation(settings, change, faile
     assert '"success": false' in result.read_text()
 
 
-def test_row_count_bounds_come_from_settings(tmp_path):
-    from tests.conftest import make_settings
-
-    strict = make_settings(tmp_path / "var", flights_per_day_min=900, flights_per_day_max=1000)
-    land_day(strict, FIRST_DAY)  # 842 flights
+def test_row_count_bounds_come_from_the_spec(settings):
+    strict = load_usecase(REPO_ROOT / "usecases", "flight_delay", {"sources.tables.flights.rows_per_day": [900, 1000]})
+    land_day(settings, strict, FIRST_DAY)  # 842 flights
     with pytest.raises(ValidationFailed, match="expect_table_row_count_to_be_between"):
-        validate_partition(strict, "flights", FIRST_DAY)
+        validate_partition(settings, strict, "flights", FIRST_DAY)
 
 
 def test_an_unlanded_partition_is_not_validated(settings):
     from pipelines.errors import MissingPartitionError
 
     with pytest.raises(MissingPartitionError, match="was not landed"):
-        validate_partition(settings, "flights", dt.date(2013, 3, 1))
+        validate_partition(settings, FLIGHT_DELAY, "flights", dt.date(2013, 3, 1))

@@ -11,13 +11,13 @@ from pipelines.errors import EmptyPartitionError, MissingPartitionError, SourceF
 from pipelines.ingest import land_day, land_reference, partition_path
 from pipelines.ingest.landing import manifest_path
 from pipelines.ingest.source import default_source_dir
-from tests.conftest import FIRST_DAY, make_settings, write_flights_source
+from tests.conftest import FIRST_DAY, FLIGHT_DELAY, make_settings, write_flights_source
 
 
 @pytest.fixture(scope="module")
 def source_flights() -> pd.DataFrame:
     """The published source read independently of our reader (pandas, not pyarrow)."""
-    return pd.read_csv(default_source_dir() / "flights.csv.zip")
+    return pd.read_csv(default_source_dir(FLIGHT_DELAY.sources) / "flights.csv.zip")
 
 
 def _day_rows(frame: pd.DataFrame, day: dt.date) -> pd.DataFrame:
@@ -25,7 +25,7 @@ def _day_rows(frame: pd.DataFrame, day: dt.date) -> pd.DataFrame:
 
 
 def test_landing_writes_exactly_that_days_flights(settings, source_flights):
-    landed = {p.table: p for p in land_day(settings, FIRST_DAY)}
+    landed = {p.table: p for p in land_day(settings, FLIGHT_DELAY, FIRST_DAY)}
     expected = _day_rows(source_flights, FIRST_DAY)
     table = pq.read_table(landed["flights"].path).to_pandas()
     assert landed["flights"].rows == len(expected) == len(table) == 842
@@ -35,16 +35,16 @@ def test_landing_writes_exactly_that_days_flights(settings, source_flights):
 
 
 def test_relanding_replaces_exactly_that_partition(settings):
-    land_day(settings, FIRST_DAY)
-    land_day(settings, FIRST_DAY + dt.timedelta(days=1))
+    land_day(settings, FLIGHT_DELAY, FIRST_DAY)
+    land_day(settings, FLIGHT_DELAY, FIRST_DAY + dt.timedelta(days=1))
     other = partition_path(settings, "flights", FIRST_DAY + dt.timedelta(days=1))
     other_before = (other.read_bytes(), other.stat().st_mtime_ns)
 
     target = partition_path(settings, "flights", FIRST_DAY)
     # Corrupt the landed file: a re-run must restore it, not append to it.
     pq.write_table(pq.read_table(target).slice(0, 5), target)
-    first = {p.table: p for p in land_day(settings, FIRST_DAY)}
-    again = {p.table: p for p in land_day(settings, FIRST_DAY)}
+    first = {p.table: p for p in land_day(settings, FLIGHT_DELAY, FIRST_DAY)}
+    again = {p.table: p for p in land_day(settings, FLIGHT_DELAY, FIRST_DAY)}
 
     assert first["flights"].sha256 == again["flights"].sha256
     assert pq.read_table(target).num_rows == 842
@@ -55,7 +55,7 @@ def test_relanding_replaces_exactly_that_partition(settings):
 
 def test_a_date_outside_the_source_is_refused(settings):
     with pytest.raises(MissingPartitionError, match=r"2014-01-01.*covers 2013-01-01\.\.2013-12-31"):
-        land_day(settings, dt.date(2014, 1, 1))
+        land_day(settings, FLIGHT_DELAY, dt.date(2014, 1, 1))
     assert not (settings.raw_dir / "flights").exists()
 
 
@@ -65,7 +65,7 @@ def test_an_empty_day_inside_the_source_is_refused(tmp_path, source_copy):
     write_flights_source(source_copy / "flights.csv.zip", flights)
     settings = make_settings(tmp_path / "var", source_dir=source_copy)
     with pytest.raises(EmptyPartitionError, match="no rows for 2013-01-02"):
-        land_day(settings, dt.date(2013, 1, 2))
+        land_day(settings, FLIGHT_DELAY, dt.date(2013, 1, 2))
     assert not partition_path(settings, "flights", dt.date(2013, 1, 2)).exists()
 
 
@@ -74,7 +74,7 @@ def test_a_source_missing_a_column_is_malformed(tmp_path, source_copy):
     write_flights_source(source_copy / "flights.csv.zip", flights)
     settings = make_settings(tmp_path / "var", source_dir=source_copy)
     with pytest.raises(SourceFormatError, match=r"missing column\(s\) \['carrier'\]"):
-        land_day(settings, FIRST_DAY)
+        land_day(settings, FLIGHT_DELAY, FIRST_DAY)
 
 
 def test_a_value_of_the_wrong_type_is_malformed(tmp_path, source_copy):
@@ -84,18 +84,18 @@ def test_a_value_of_the_wrong_type_is_malformed(tmp_path, source_copy):
     write_flights_source(source_copy / "flights.csv.zip", flights)
     settings = make_settings(tmp_path / "var", source_dir=source_copy)
     with pytest.raises(SourceFormatError, match="malformed.*far"):
-        land_day(settings, FIRST_DAY)
+        land_day(settings, FLIGHT_DELAY, FIRST_DAY)
 
 
 def test_a_corrupt_archive_is_malformed(tmp_path, source_copy):
     (source_copy / "flights.csv.zip").write_bytes(b"not a zip archive")
     settings = make_settings(tmp_path / "var", source_dir=source_copy)
     with pytest.raises(SourceFormatError, match="not a valid zip archive"):
-        land_day(settings, FIRST_DAY)
+        land_day(settings, FLIGHT_DELAY, FIRST_DAY)
 
 
 def test_reference_tables_land_as_snapshots(settings):
-    landed = {p.table: p for p in land_reference(settings)}
+    landed = {p.table: p for p in land_reference(settings, FLIGHT_DELAY)}
     assert landed["airlines"].rows == 16
     assert landed["planes"].rows == 3322
     assert landed["airports"].rows == 1458

@@ -57,6 +57,14 @@ def test_the_shipped_flight_delay_spec_is_valid_and_complete():
          "Field required"),
         (lambda d: d["gate"].update(min_roc_aux=0.6), "gate.min_roc_aux", "Extra inputs are not permitted"),
         (lambda d: d["ingest"].update(last_day="2012-12-31"), "ingest", "before first_day"),
+        (lambda d: d["sources"]["tables"]["flights"].update(rows_per_day=[2000, 1000]), "sources.tables.flights",
+         "0 <= min <= max"),
+        (lambda d: d["sources"]["tables"]["flights"].update(partition=["year", "month", "dayofmonth"]),
+         "sources.tables.flights", "not among the columns"),
+        (lambda d: d["sources"]["tables"]["planes"].update(rows_per_day=[1, 2]), "sources.tables.planes",
+         "a reference table has none"),
+        (lambda d: d["sources"]["tables"]["flights"]["columns"].update(year="integer"),
+         "sources.tables.flights.columns.year", "int16"),
     ],
 )  # fmt: skip
 def test_an_invalid_field_fails_naming_its_path(specs, change, field, words):
