@@ -33,3 +33,35 @@ def test_operating_days_inside_the_first_window_is_refused_before_any_work():
                                       "--operate-days", "7"])  # fmt: skip
     with pytest.raises(PlatformError, match="lies inside the first window"):
         cmd_run(args)
+
+
+@pytest.fixture
+def data_root(tmp_path, monkeypatch):
+    """The process settings on a fresh data root, for commands that read them."""
+    from pipelines.settings import get_settings
+
+    monkeypatch.setenv("PLATFORM_DATA_ROOT", str(tmp_path))
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def test_a_stage_command_runs_that_stage_of_the_named_use_case(data_root, capsys):
+    import json
+
+    from pipelines.cli import cmd_stage
+
+    cmd_stage(build_parser().parse_args(["land", "2013-01-02", "--usecase", "flight_delay"]))
+    landed = json.loads(capsys.readouterr().out)
+    assert set(landed) == {"flights", "weather", "planes", "airports", "airlines"}
+    assert landed["flights"]["rows"] == 943
+    assert (data_root / "raw" / "flights" / "date=2013-01-02" / "part.parquet").is_file()
+
+
+def test_a_stage_command_for_an_unknown_use_case_names_the_known_ones(data_root):
+    from pipelines.cli import cmd_stage
+    from pipelines.usecases.spec import UseCaseError
+
+    with pytest.raises(UseCaseError, match=r"use case 'taxi_fares' has no spec.*known: \['flight_delay'\]"):
+        cmd_stage(build_parser().parse_args(["land", "2013-01-02", "--usecase", "taxi_fares"]))
+    assert not (data_root / "raw").exists()
