@@ -99,7 +99,8 @@ def services(settings: Settings, *names: str, timeout_s: float = 180) -> Iterato
 
     def start(name: str) -> None:
         with (settings.airflow_dir / f"{name}.log").open("a") as log:
-            processes[name] = subprocess.Popen([executable, name], env=env, stdout=log, stderr=subprocess.STDOUT)
+            processes[name] = subprocess.Popen([executable, name], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                               start_new_session=True)  # fmt: skip
 
     try:
         # The API server first: a task that starts before it can report nothing and fails.
@@ -117,13 +118,32 @@ def services(settings: Settings, *names: str, timeout_s: float = 180) -> Iterato
                 start(name)
         yield processes
     finally:
-        for process in processes.values():
-            process.send_signal(signal.SIGTERM)
-        for process in processes.values():
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_groups(list(processes.values()))
+
+
+def stop_groups(processes: list[subprocess.Popen], timeout_s: float = 60) -> None:
+    """SIGTERM each process's group (it leads one: started with start_new_session), so that what it started
+    (a scheduler's LocalExecutor workers and log server, a Celery pool) stops with it; SIGKILL whatever of a
+    group is left after `timeout_s`."""
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        while _group_alive(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 class Scheduling:
@@ -226,7 +246,8 @@ def celery_workers(settings: Settings, count: int, timeout_s: float = 120) -> It
             with log.open("a") as out:
                 workers.append(subprocess.Popen(
                     [executable, "celery", "worker", "--celery-hostname", f"worker{n}@%h", "--concurrency", "1",
-                     "--skip-serve-logs"], env=env, stdout=out, stderr=subprocess.STDOUT))  # fmt: skip
+                     "--skip-serve-logs"], env=env, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True))  # fmt: skip
             logs.append(log)
         deadline = time.monotonic() + timeout_s
         while not all("ready." in log.read_text() for log in logs):
@@ -236,13 +257,7 @@ def celery_workers(settings: Settings, count: int, timeout_s: float = 120) -> It
             time.sleep(1)
         yield logs
     finally:
-        for worker in workers:
-            worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            try:
-                worker.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        stop_groups(workers)
 
 
 def backfill(settings: Settings, dag_id: str, first: dt.date, last: dt.date, tz: ZoneInfo,
