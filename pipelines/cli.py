@@ -171,7 +171,6 @@ def _operate_later(settings, usecase: UseCase, args: argparse.Namespace, base: s
     from pipelines.orchestration import monitoring
     from pipelines.orchestration.bulk import build_days
     from pipelines.orchestration.operations import operate
-    from pipelines.settings import OPERATIONS_TZ
 
     first = args.operate_from
     last = first + dt.timedelta(days=args.operate_days - 1)
@@ -194,7 +193,7 @@ def _operate_later(settings, usecase: UseCase, args: argparse.Namespace, base: s
         with log.open("w") as out, contextlib.redirect_stdout(out), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # ibis, inside Feast's materialization
             seconds = build_days(settings, usecase, history_start, history_end, validate=False)
-            materialize(settings, dt.datetime.combine(first, dt.time(), OPERATIONS_TZ))
+            materialize(settings, dt.datetime.combine(first, dt.time(), usecase.tz))
         print(f"Built in {seconds:.0f} s ({log}); the online store holds what was known at {first} 00:00.")
     windows = usecase.training.windows  # months of history now: the spec's windows
     print(
