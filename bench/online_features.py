@@ -46,7 +46,7 @@ def entity_rows(settings, count: int) -> list[dict]:
     from pipelines.features.store import training_entities
 
     known = dt.datetime.combine(LAST + dt.timedelta(days=2), dt.time(), dt.UTC)
-    flights = training_entities(settings, LAST, LAST, known).head(count)
+    flights = training_entities(settings, FLIGHT_DELAY, LAST, LAST, known).head(count)
     return flights[list(VIEW_KEYS.values())].to_dict("records")
 
 
@@ -74,7 +74,7 @@ def sqlite_reader(settings, store, rows: list[dict]):
         for view, serialized in keys.items():
             marks = ",".join("?" * len(serialized))
             cursor = con.execute(
-                f'SELECT entity_key, feature_name, value FROM "flight_delay_{view}" WHERE entity_key IN ({marks})',  # noqa: S608 # the view names are module constants
+                f'SELECT entity_key, feature_name, value FROM "{store.project}_{view}" WHERE entity_key IN ({marks})',  # noqa: S608 # the view names are module constants
                 serialized,
             )
             for entity_key, feature, blob in cursor:
@@ -145,10 +145,10 @@ def production(settings, data_root: Path):
 
 
 def measure(settings, label: str, raw_reader, repeats: int) -> dict:
-    from pipelines.features.store import FEATURE_SERVICE, feature_store
+    from pipelines.features.store import feature_store
 
     store = feature_store(settings)
-    service = store.get_feature_service(FEATURE_SERVICE)
+    service = store.get_feature_service(FLIGHT_DELAY.features.feature_service)
     out = {}
     for count in (1, 100):
         rows = entity_rows(settings, count)
@@ -168,10 +168,9 @@ def measure(settings, label: str, raw_reader, repeats: int) -> dict:
 def build(settings) -> None:
     from pipelines.features.store import materialize
     from pipelines.orchestration.bulk import build_days
-    from pipelines.settings import OPERATIONS_TZ
 
     build_days(settings, FLIGHT_DELAY, FIRST, LAST, validate=False)
-    materialize(settings, dt.datetime.combine(LAST + dt.timedelta(days=1), dt.time(), OPERATIONS_TZ))
+    materialize(settings, FLIGHT_DELAY, dt.datetime.combine(LAST + dt.timedelta(days=1), dt.time(), FLIGHT_DELAY.tz))
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ def train_model(rows: int = 20_000, seed: int = 7):
     """The platform's XGBoost trainer on synthetic flights-shaped data: (TrainedModel, holdout features)."""
     import pandas as pd
 
-    from pipelines.training.dataset import LABEL, TrainingData, TrainingWindow
+    from pipelines.training.dataset import TrainingData, TrainingWindow
     from pipelines.training.trainers import train_xgboost
     from pipelines.usecases.spec import HYPERPARAMETERS
 
@@ -50,8 +50,9 @@ def train_model(rows: int = 20_000, seed: int = 7):
     window = TrainingWindow.ending(dt.date(2013, 1, 10), 8, 1, 1)
     days = [window.train_start + dt.timedelta(days=int(d)) for d in rng.integers(0, 10, rows)]
     names = [f"f{i}" for i in range(FEATURES)]
-    frame = pd.DataFrame(x, columns=names).assign(**{LABEL: y, "split": [window.split_of(d) for d in days]})
-    trained = train_xgboost(TrainingData(frame, names, window), HYPERPARAMETERS["xgboost"], seed=seed, device="cpu")
+    frame = pd.DataFrame(x, columns=names).assign(label=y, split=[window.split_of(d) for d in days])
+    data = TrainingData(frame, names, window, "label", "id", "binary_classification")
+    trained = train_xgboost(data, HYPERPARAMETERS["xgboost"], seed=seed, device="cpu")
     return trained, x
 
 

@@ -21,7 +21,7 @@ from bench import write_results
 
 def synthetic(rows: int, n_features: int = 23, seed: int = 0):
     """A learnable problem of the model's shape: lateness depends on a few inputs, with missing values."""
-    from pipelines.training.dataset import LABEL, TrainingData, TrainingWindow
+    from pipelines.training.dataset import TrainingData, TrainingWindow
 
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(rows, n_features)).astype("float32")
@@ -30,12 +30,12 @@ def synthetic(rows: int, n_features: int = 23, seed: int = 0):
     x[rng.random(x.shape) < 0.02] = np.nan
     features = [f"f{i}" for i in range(n_features)]
     frame = pd.DataFrame(x, columns=features)
-    frame[LABEL] = y
+    frame["label"] = y
     frame["split"] = np.where(
         np.arange(rows) < rows * 0.7, "train", np.where(np.arange(rows) < rows * 0.85, "validation", "holdout")
     )
     window = TrainingWindow(dt.date(2013, 1, 1), dt.date(2013, 1, 3), dt.date(2013, 1, 4), dt.date(2013, 1, 5))
-    return TrainingData(frame, features, window)
+    return TrainingData(frame, features, window, "label", "id", "binary_classification")
 
 
 def main() -> None:

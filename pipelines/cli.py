@@ -193,7 +193,7 @@ def _operate_later(settings, usecase: UseCase, args: argparse.Namespace, base: s
         with log.open("w") as out, contextlib.redirect_stdout(out), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # ibis, inside Feast's materialization
             seconds = build_days(settings, usecase, history_start, history_end, validate=False)
-            materialize(settings, dt.datetime.combine(first, dt.time(), usecase.tz))
+            materialize(settings, usecase, dt.datetime.combine(first, dt.time(), usecase.tz))
         print(f"Built in {seconds:.0f} s ({log}); the online store holds what was known at {first} 00:00.")
     windows = usecase.training.windows  # months of history now: the spec's windows
     print(
@@ -425,7 +425,7 @@ def _version(registry, model: str, ref: str) -> int:
 
 def cmd_ab_report(args: argparse.Namespace) -> None:
     from pipelines.deploy.analysis import ab_report, render
-    from pipelines.features.store import flight_labels
+    from pipelines.features.store import labels
     from serving import predictions
 
     settings = get_settings()
@@ -435,7 +435,8 @@ def cmd_ab_report(args: argparse.Namespace) -> None:
         log = log[(day >= args.first) & (day <= args.last)]
     if not len(log):
         raise PlatformError(f"no logged predictions for flights of {args.first} .. {args.last}")
-    report = ab_report(log, flight_labels(settings, args.first, args.last))
+    usecase = resolve_usecase(settings, MAIN_USECASE)
+    report = ab_report(log, labels(settings, usecase, args.first, args.last))
     print(json.dumps(report, indent=2) if args.json else render(report))
 
 

@@ -12,7 +12,6 @@ import json
 import os
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,8 +19,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pipelines.errors import SettingsError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# The sources' local time: a logical date is a New York operations day.
-OPERATIONS_TZ = ZoneInfo("America/New_York")
 ENV_PREFIX = "PLATFORM_"
 
 

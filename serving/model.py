@@ -11,14 +11,15 @@ from pipelines.deploy.plan import DeploymentPlan, Variant, read_plan
 from pipelines.errors import PlatformError
 from pipelines.export.onnx import OnnxScorer
 from pipelines.features.pii import hash_pii
-from pipelines.features.request_time import schedule_features
-from pipelines.features.store import FEATURE_SERVICE, feature_store
+from pipelines.features.request_time import time_features
+from pipelines.features.store import feature_store
 from pipelines.registry.registry import Registry
 from pipelines.security.audit import AuditLedger
 from pipelines.security.store import ArtifactStore
 from pipelines.security.vault import Vault
 from pipelines.settings import Settings
 from pipelines.training.dataset import feature_definitions_hash
+from pipelines.usecases.spec import resolve_usecase
 from serving.schema import FlightRequest
 
 # The use case this service serves (usecases/flight_delay/usecase.yaml); one service per use case.
@@ -58,7 +59,7 @@ def load_model(
         version = pointer["version"]
     manifest, files = registry.load_files(MODEL_NAME, version, ["model.onnx"])  # signature, decrypt, hashes
     contract = manifest["lineage"]["feature_service"]
-    current = feature_definitions_hash(settings, contract["name"])
+    current = feature_definitions_hash(settings, resolve_usecase(settings, MODEL_NAME))
     if contract["definitions_sha256"] != current:
         raise ModelUnavailable(
             f"{MODEL_NAME} v{version} was trained on FeatureService {contract['name']} with definitions "
@@ -77,8 +78,9 @@ class OnlineFeatures:
     """Stored features from the Feast online store plus request-time features, in a model's input order."""
 
     def __init__(self, settings: Settings, salt: str) -> None:
+        self.usecase = resolve_usecase(settings, MODEL_NAME)
         self.store = feature_store(settings)
-        self.service = self.store.get_feature_service(FEATURE_SERVICE)
+        self.service = self.store.get_feature_service(self.usecase.features.feature_service)
         self.salt = salt
 
     def matrix(self, flights: list[FlightRequest], features: list[str]) -> np.ndarray:
@@ -95,7 +97,8 @@ class OnlineFeatures:
         ]
         stored = self.store.get_online_features(features=self.service, entity_rows=rows).to_dict()
         local = pd.Series([f.scheduled_departure.replace(tzinfo=None) for f in flights])
-        frame = pd.DataFrame({k: v for k, v in stored.items() if k in features}).join(schedule_features(local))
+        request_time = time_features(local, self.usecase.features.request_time.prefix)
+        frame = pd.DataFrame({k: v for k, v in stored.items() if k in features}).join(request_time)
         return frame.reindex(columns=features).to_numpy(dtype=np.float32, na_value=np.nan)
 
 

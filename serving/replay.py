@@ -30,7 +30,7 @@ def day_requests(settings: Settings, day: dt.date) -> list[dict]:
     sources = resolve_usecase(settings, MODEL_NAME).sources
     folder, flights = source_dir(settings, sources), sources.tables["flights"]
     columns = ["sched_dep_time", "carrier", "flight", "origin", "dest", "tailnum"]
-    rows = rows_of_day(read_source(folder, "flights", flights), day, flights.partition).select(columns).to_pylist()
+    rows = rows_of_day(read_source(folder, "flights", flights), day, flights).select(columns).to_pylist()
     if not rows:
         raise MissingPartitionError(f"the flights source in {folder} schedules no flights on {day}")
     requests = []

@@ -53,7 +53,7 @@ windowed as (
 select
     {{ key }},
     as_of_date,
-    {{ local_to_utc('as_of_date', "'" ~ var('operations_timezone') ~ "'") }} as feature_timestamp,
+    {{ local_to_utc('as_of_date', "'" ~ var('timezone') ~ "'") }} as feature_timestamp,
     cast(flights_{{ short }}d as bigint) as {{ key }}_flights_{{ short }}d,
     cast(late_{{ short }}d as double precision) / nullif(flights_{{ short }}d, 0) as {{ key }}_late_rate_{{ short }}d,
     cast(flights_{{ long }}d as bigint) as {{ key }}_flights_{{ long }}d,

@@ -10,13 +10,13 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from pipelines.settings import Settings
-from pipelines.usecases.spec import Gate
+from pipelines.usecases.spec import HIGHER_IS_BETTER, UseCase
 
 
 @dataclass(frozen=True)
 class GatePolicy:
-    min_roc_auc: float
-    max_log_loss: float
+    limits: dict[str, tuple[float | None, float | None]]  # metric -> (min, max) on the holdout
+    primary: str  # the metric slices are compared on (ROC AUC, RMSE)
     tolerance_abs: float
     tolerance_rel: float
     slice_margin: float
@@ -25,11 +25,12 @@ class GatePolicy:
     latency_budget_ms: float
 
     @classmethod
-    def of(cls, gate: Gate, settings: Settings) -> GatePolicy:
+    def of(cls, usecase: UseCase, settings: Settings) -> GatePolicy:
         """A use case's gate (its spec) with the platform's serving constraints (its settings)."""
+        gate = usecase.gate
         return cls(
-            gate.min_roc_auc,
-            gate.max_log_loss,
+            {metric: (limit.min, limit.max) for metric, limit in gate.limits.items()},
+            usecase.primary_metric,
             gate.tolerance_abs,
             gate.tolerance_rel,
             gate.slice_margin,
@@ -64,27 +65,23 @@ def _check(checks: list, name: str, value, limit, ok: bool, reason: str) -> None
     checks.append({"name": name, "value": value, "limit": limit, "passed": passed, "reason": "" if passed else reason})
 
 
+def _label(metric: str) -> str:
+    return {"roc_auc": "ROC AUC", "pr_auc": "PR AUC", "log_loss": "log loss", "rmse": "RMSE", "mae": "MAE",
+            "r2": "R²", "ece": "ECE"}.get(metric, metric.replace("_", " "))  # fmt: skip
+
+
 def decide(candidate: dict, policy: GatePolicy, champion: dict | None = None, champion_version: int | None = None):
     """Gate a candidate's evaluation (and the champion's on the same holdout, when there is one)."""
     checks: list[dict] = []
     holdout = candidate["holdout"]
-    auc, loss = holdout["roc_auc"], holdout["log_loss"]
-    _check(
-        checks,
-        "roc_auc",
-        auc,
-        policy.min_roc_auc,
-        _finite(auc) and auc >= policy.min_roc_auc,
-        f"ROC AUC {auc:.4f} is below the minimum {policy.min_roc_auc}",
-    )
-    _check(
-        checks,
-        "log_loss",
-        loss,
-        policy.max_log_loss,
-        _finite(loss) and loss <= policy.max_log_loss,
-        f"log loss {loss:.4f} is above the maximum {policy.max_log_loss}",
-    )
+    for metric, (low, high) in policy.limits.items():
+        value = holdout.get(metric, math.nan)
+        if low is not None:
+            _check(checks, metric, value, low, _finite(value) and value >= low,
+                   f"{_label(metric)} {value:.4f} is below the minimum {low}")  # fmt: skip
+        if high is not None:
+            _check(checks, metric if low is None else f"{metric}_max", value, high, _finite(value) and value <= high,
+                   f"{_label(metric)} {value:.4f} is above the maximum {high}")  # fmt: skip
     onnx = candidate["onnx"]
     _check(
         checks,
@@ -92,7 +89,7 @@ def decide(candidate: dict, policy: GatePolicy, champion: dict | None = None, ch
         onnx["parity"],
         policy.parity_tolerance,
         _finite(onnx["parity"]) and onnx["parity"] <= policy.parity_tolerance,
-        f"ONNX and native probabilities differ by up to {onnx['parity']:.2e} (> {policy.parity_tolerance:.0e})",
+        f"ONNX and native predictions differ by up to {onnx['parity']:.2e} (> {policy.parity_tolerance:.0e})",
     )
     p99 = onnx["latency_ms"]["p99"]
     _check(
@@ -115,41 +112,38 @@ def decide(candidate: dict, policy: GatePolicy, champion: dict | None = None, ch
         )
     if champion is not None:
         theirs = champion["holdout"]
-        slack = max(policy.tolerance_abs, policy.tolerance_rel * abs(theirs["roc_auc"]))
-        floor = theirs["roc_auc"] - slack
-        _check(
-            checks,
-            "roc_auc_vs_champion",
-            auc,
-            floor,
-            _finite(auc, floor) and auc >= floor,
-            f"ROC AUC {auc:.4f} regresses against champion v{champion_version} ({theirs['roc_auc']:.4f}, "
-            f"tolerance {slack:.4f})",
-        )
-        ceiling = theirs["log_loss"] + max(policy.tolerance_abs, policy.tolerance_rel * abs(theirs["log_loss"]))
-        _check(
-            checks,
-            "log_loss_vs_champion",
-            loss,
-            ceiling,
-            _finite(loss, ceiling) and loss <= ceiling,
-            f"log loss {loss:.4f} regresses against champion v{champion_version} ({theirs['log_loss']:.4f})",
-        )
+        for metric in policy.limits:
+            if metric == "bias":
+                continue  # a signed error: bounded above, never ranked against the champion
+            mine, other = holdout.get(metric, math.nan), theirs.get(metric, math.nan)
+            slack = max(policy.tolerance_abs, policy.tolerance_rel * abs(other)) if _finite(other) else math.nan
+            higher = metric in HIGHER_IS_BETTER
+            bound = other - slack if higher else other + slack
+            _check(
+                checks,
+                f"{metric}_vs_champion",
+                mine,
+                bound,
+                _finite(mine, bound) and (mine >= bound if higher else mine <= bound),
+                f"{_label(metric)} {mine:.4f} regresses against champion v{champion_version} ({other:.4f}, "
+                f"tolerance {slack:.4f})",
+            )
+        primary, higher = policy.primary, policy.primary in HIGHER_IS_BETTER
         for column, values in candidate["slices"].items():
             for value, mine in values.items():
                 other = champion["slices"].get(column, {}).get(value)
                 if other is None or min(mine["rows"], other["rows"]) < policy.slice_min_rows:
                     continue
-                if not _finite(other["roc_auc"]):
+                if not _finite(other[primary]):
                     continue  # one class in this slice: nothing to compare
-                floor = other["roc_auc"] - policy.slice_margin
+                bound = other[primary] - policy.slice_margin if higher else other[primary] + policy.slice_margin
                 _check(
                     checks,
                     f"slice:{column}={value}",
-                    mine["roc_auc"],
-                    floor,
-                    _finite(mine["roc_auc"]) and mine["roc_auc"] >= floor,
-                    f"slice {column}={value}: ROC AUC {mine['roc_auc']:.4f} is more than {policy.slice_margin} "
-                    f"below the champion's {other['roc_auc']:.4f}",
+                    mine[primary],
+                    bound,
+                    _finite(mine[primary]) and (mine[primary] >= bound if higher else mine[primary] <= bound),
+                    f"slice {column}={value}: {_label(primary)} {mine[primary]:.4f} is more than "
+                    f"{policy.slice_margin} {'below' if higher else 'above'} the champion's {other[primary]:.4f}",
                 )
     return GateReport(all(c["passed"] for c in checks), checks, champion_version)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from pipelines.training.dataset import LABEL
+from pipelines.usecases.spec import Behaviour
 
 CALIBRATION_BINS = 10
 
@@ -19,7 +19,36 @@ def flight_log_losses(y: np.ndarray, p: np.ndarray, eps: float = 1e-7) -> np.nda
     return -(y * np.log(p) + (1 - y) * np.log(1 - p))
 
 
-def scores(y: np.ndarray, p: np.ndarray) -> dict:
+def row_losses(task: str, y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Each row's loss under the task's training objective: log loss, or squared error."""
+    if task == "binary_classification":
+        return flight_log_losses(y, p)
+    return (np.asarray(p, dtype=float) - np.asarray(y, dtype=float)) ** 2
+
+
+def scores(task: str, y: np.ndarray, p: np.ndarray) -> dict:
+    """The holdout metrics of a `task` model (the spec's METRICS): classification or regression scores."""
+    return classification_scores(y, p) if task == "binary_classification" else regression_scores(y, p)
+
+
+def regression_scores(y: np.ndarray, p: np.ndarray) -> dict:
+    """RMSE, MAE, bias (mean prediction - mean label) and R²; NaN where undefined."""
+    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    out = {"rows": int(len(y)), "label_mean": float(y.mean()) if len(y) else math.nan}
+    if not len(y) or not np.isfinite(p).all():
+        return {**out, "rmse": math.nan, "mae": math.nan, "bias": math.nan, "r2": math.nan}
+    error = p - y
+    spread = float(((y - y.mean()) ** 2).sum())
+    return {
+        **out,
+        "rmse": float(np.sqrt(np.mean(error**2))),
+        "mae": float(np.mean(np.abs(error))),
+        "bias": float(error.mean()),
+        "r2": 1 - float((error**2).sum()) / spread if spread > 0 else math.nan,
+    }
+
+
+def classification_scores(y: np.ndarray, p: np.ndarray) -> dict:
     """ROC AUC, PR AUC, log loss, Brier, expected calibration error; NaN where undefined (one class)."""
     from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
@@ -55,71 +84,85 @@ def scores(y: np.ndarray, p: np.ndarray) -> dict:
     return out
 
 
-def slice_scores(frame: pd.DataFrame, p: np.ndarray, columns: list[str]) -> dict[str, dict[str, dict]]:
+def slice_scores(
+    task: str, frame: pd.DataFrame, label: str, p: np.ndarray, columns: list[str]
+) -> dict[str, dict[str, dict]]:
     """Metrics per value of each slice column (the spec's `gate.slices`: carrier, origin, month for flights)."""
     out: dict[str, dict[str, dict]] = {}
     for column in columns:
         out[column] = {}
         for value, index in frame.groupby(column, sort=True).indices.items():
-            result = scores(frame[LABEL].to_numpy()[index], p[index])
-            result.pop("calibration")
+            result = scores(task, frame[label].to_numpy()[index], p[index])
+            result.pop("calibration", None)
             out[column][str(value)] = result
     return out
 
 
-def behavioural_checks(predict: Callable[[np.ndarray], np.ndarray], frame: pd.DataFrame, features: list[str]) -> list:
-    """Checks a model must pass whatever its metrics: invariance, minimum functionality, direction."""
+def behavioural_checks(
+    predict: Callable[[np.ndarray], np.ndarray], frame: pd.DataFrame, features: list[str], behaviour: Behaviour
+) -> list:
+    """Checks a model must pass whatever its metrics (the spec's `gate.behaviour`): invariance to
+    identifiers, minimum functionality on clear cases, direction of the features that must raise it."""
     x = frame[features].to_numpy(dtype=np.float32)
     base = predict(x)
     checks = []
 
-    # Invariance: the hashed tail number is an entity key, never an input. Giving every flight another
-    # aircraft's key must not move a prediction (the inputs do not contain it).
-    identifiers = [c for c in ("tailnum_hash", "flight_id", "tailnum") if c in features]
-    shuffled = frame.assign(tailnum_hash=np.roll(frame["tailnum_hash"].to_numpy(), 1))
-    moved = float(np.max(np.abs(predict(shuffled[features].to_numpy(dtype=np.float32)) - base)))
-    checks.append(
-        {
-            "name": "invariance_to_tail_number_hash",
-            "passed": not identifiers and moved == 0.0,
-            "detail": {"identifier_inputs": identifiers, "largest_change": moved},
-        }
-    )
+    # Invariance: an identifier (an entity key, a row id) is never an input, and giving every row another
+    # row's key does not move a prediction.
+    for key in behaviour.invariant_to:
+        moved = 0.0
+        if key in frame.columns and key in features:
+            shuffled = frame.assign(**{key: np.roll(frame[key].to_numpy(), 1)})
+            moved = float(np.max(np.abs(predict(shuffled[features].to_numpy(dtype=np.float32)) - base)))
+        checks.append(
+            {
+                "name": f"invariance_to_{key}",
+                "passed": key not in features and moved == 0.0,
+                "detail": {"is_an_input": key in features, "largest_change": moved},
+            }
+        )
 
-    # Minimum functionality: flights of routes and carriers that were late most of the past week, in the
-    # evening, must score above flights of routes and carriers that were almost never late, in the morning.
-    def clear_cases(route_rate: float, carrier_rate: float, hour: float) -> np.ndarray:
-        case = frame[features].copy()
-        case["route_late_rate_7d"], case["carrier_late_rate_7d"] = route_rate, carrier_rate
-        case["route_late_rate_28d"], case["carrier_late_rate_28d"] = route_rate, carrier_rate
-        case["dep_hour"] = hour
-        return predict(case.to_numpy(dtype=np.float32))
+    # Minimum functionality: with the `high` values, every row must score above itself with the `low` ones.
+    if behaviour.clear_cases is not None:
+        cases = behaviour.clear_cases
+        unknown = sorted((set(cases.high) | set(cases.low)) - set(features))
 
-    bad, good = clear_cases(0.8, 0.6, 19.0), clear_cases(0.02, 0.05, 7.0)
-    share = float((bad > good).mean())
-    checks.append(
-        {
-            "name": "minimum_functionality_clear_cases",
-            "passed": share >= 0.9,
-            "detail": {"share_ranked_correctly": share, "required": 0.9},
-        }
-    )
+        def with_values(values: dict[str, float]) -> np.ndarray:
+            case = frame[features].assign(**values)
+            return predict(case.to_numpy(dtype=np.float32))
 
-    # Direction: a route that was late more often in the past week must not make lateness less likely (on average).
-    raised = frame[features].copy()
-    raised["route_late_rate_7d"] = np.clip(raised["route_late_rate_7d"].fillna(0) + 0.3, 0, 1)
-    delta = predict(raised.to_numpy(dtype=np.float32)) - base
-    checks.append(
-        {
-            "name": "direction_route_late_rate",
-            "passed": float(np.mean(delta)) >= 0,
-            "detail": {"mean_change": float(np.mean(delta)), "share_decreased": float((delta < 0).mean())},
-        }
-    )
+        share = 0.0 if unknown else float((with_values(cases.high) > with_values(cases.low)).mean())
+        checks.append(
+            {
+                "name": "minimum_functionality_clear_cases",
+                "passed": not unknown and share >= cases.min_share,
+                "detail": {"share_ranked_correctly": share, "required": cases.min_share, "unknown_features": unknown},
+            }
+        )
+
+    # Direction: raising one of these features by its standard deviation must not lower predictions on average.
+    for feature in behaviour.increasing:
+        if feature not in features:
+            checks.append({"name": f"direction_{feature}", "passed": False, "detail": {"unknown_feature": feature}})
+            continue
+        column = frame[feature].astype(float)
+        raised = frame[features].assign(**{feature: column.fillna(column.median()) + column.std()})
+        delta = predict(raised.to_numpy(dtype=np.float32)) - base
+        checks.append(
+            {
+                "name": f"direction_{feature}",
+                "passed": float(np.mean(delta)) >= 0,
+                "detail": {"mean_change": float(np.mean(delta)), "share_decreased": float((delta < 0).mean())},
+            }
+        )
     return checks
 
 
-def naive_baseline(frame: pd.DataFrame) -> np.ndarray:
-    """What a person would quote: the route's 28-day late rate, else the carrier's, else the base rate."""
-    base = frame.loc[frame["split"] == "train", LABEL].mean()
-    return frame["route_late_rate_28d"].fillna(frame["carrier_late_rate_28d"]).fillna(base).to_numpy(dtype=float)
+def naive_baseline(frame: pd.DataFrame, label: str, columns: list[str]) -> np.ndarray:
+    """What a person would quote (the spec's `gate.baseline`): the first of `columns` a row has (for flights
+    the route's 28-day late rate, else the carrier's), else the training mean of the label."""
+    base = frame.loc[frame["split"] == "train", label].mean()
+    quoted = frame[columns[0]]
+    for column in columns[1:]:
+        quoted = quoted.fillna(frame[column])
+    return quoted.fillna(base).to_numpy(dtype=float)

@@ -8,7 +8,8 @@ import numpy as np
 
 
 class OnnxScorer:
-    """An ORT session over one model: raw features in (FeatureService order), probability of lateness out."""
+    """An ORT session over one model: raw features in (FeatureService order), one prediction per row out
+    (a probability of the positive class, or a regressor's value)."""
 
     def __init__(self, model: bytes, output: dict, threads: int = 1) -> None:
         import onnxruntime as ort
@@ -26,8 +27,10 @@ class OnnxScorer:
 
 
 def parity(scorer: OnnxScorer, native: np.ndarray, x: np.ndarray) -> float:
-    """Largest absolute difference between ONNX and native probabilities on a reference batch."""
-    return float(np.max(np.abs(scorer.predict(x) - native)))
+    """Largest difference between ONNX and native predictions on a reference batch: absolute for
+    predictions within [-1, 1] (probabilities), relative to the native value beyond (a regressor's counts)."""
+    native = np.asarray(native, dtype=np.float64)
+    return float(np.max(np.abs(scorer.predict(x) - native) / np.maximum(1.0, np.abs(native))))
 
 
 def latency_ms(scorer: OnnxScorer, row: np.ndarray, repeats: int = 300) -> dict[str, float]:

@@ -1,4 +1,9 @@
-"""The Feast feature store over the dbt marts: apply, materialize, training sets, online reads."""
+"""The Feast feature store over the dbt marts: apply, materialize, training sets, online reads.
+
+One store for the platform (feature_repo/feature_store.<env>.yaml): each use case brings its
+definitions (its spec's `features.definitions`, in its folder), and `apply_definitions` registers
+every use case's together, so applying one never removes another's views.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +15,14 @@ import os
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from pipelines.features.request_time import prediction_time, schedule_features
-from pipelines.features.transform import FEATURE_MARTS, MARTS_SCHEMA
+from pipelines.errors import SettingsError
+from pipelines.features.request_time import prediction_time, time_features
+from pipelines.features.transform import MARTS_SCHEMA
 from pipelines.security.secrets import postgres_connection
 from pipelines.settings import REPO_ROOT, Settings
+from pipelines.usecases.spec import UseCase, available, load_usecase
 
 FEATURE_REPO = REPO_ROOT / "feature_repo"
-FEATURE_SERVICE = "flight_delay_v1"
-ENTITY_COLUMNS = ("flight_id", "carrier", "route", "tailnum_hash", "origin")
-# Marts served by Feast views; `flights` is the entity and label table.
-FEATURE_VIEW_MARTS = tuple(m for m in FEATURE_MARTS if m != "flights")
 
 
 @dataclass(frozen=True)
@@ -60,46 +63,72 @@ def feature_store(settings: Settings):
     )
 
 
-def export_marts(settings: Settings) -> dict[str, int]:
-    """Local environment: write each feature mart to Parquet for the DuckDB offline store (atomic)."""
+def export_marts(settings: Settings, usecase: UseCase) -> dict[str, int]:
+    """Local environment: write each of the use case's marts to Parquet for the DuckDB offline store (atomic)."""
     import duckdb
 
     settings.feature_export_dir.mkdir(parents=True, exist_ok=True)
     rows = {}
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
-        for mart in FEATURE_MARTS:
+        for mart in usecase.features.marts:
             target = settings.feature_export_dir / f"{mart}.parquet"
             tmp = target.with_name(f".{mart}.parquet.tmp")
-            con.execute(f"COPY (SELECT * FROM {MARTS_SCHEMA}.{mart}) TO '{tmp}' (FORMAT parquet)")  # nosec B608 # identifiers are module constants; values are bound
+            con.execute(f"COPY (SELECT * FROM {MARTS_SCHEMA}.{mart}) TO '{tmp}' (FORMAT parquet)")  # nosec B608 # identifiers from the validated spec; values are bound
             os.replace(tmp, target)
-            rows[mart] = con.execute(f"SELECT count(*) FROM {MARTS_SCHEMA}.{mart}").fetchone()[0]  # nosec B608 # identifiers are module constants; values are bound
+            rows[mart] = con.execute(f"SELECT count(*) FROM {MARTS_SCHEMA}.{mart}").fetchone()[0]  # nosec B608 # identifiers from the validated spec; values are bound
     finally:
         con.close()
     return rows
 
 
 def apply_definitions(settings: Settings) -> list[str]:
-    """`feast apply`: register feature_repo/features.py, removing objects no longer defined."""
+    """`feast apply` of every use case's definitions, removing objects no longer defined."""
     from feast.repo_operations import apply_total_with_repo_instance
 
     store = feature_store(settings)
-    repo = _repo_contents()
+    repo = _repo_contents(settings)
     with contextlib.redirect_stdout(io.StringIO()):  # Feast prints every object's full diff
         apply_total_with_repo_instance(store, store.project, store.registry, repo, skip_source_validation=False)
     return sorted(view.name for view in store.list_feature_views())
 
 
-def _repo_contents():
-    """The objects defined in feature_repo/features.py, imported afresh (the environment may have changed)."""
+def definitions_path(settings: Settings, usecase: UseCase):
+    return settings.usecases_dir / usecase.name / usecase.features.definitions
+
+
+def _repo_contents(settings: Settings):
+    """The objects every use case's definitions file defines, imported afresh (the environment may have
+    changed); a file that does not define its spec's FeatureService is refused, naming it."""
     from feast import Entity, FeatureService, FeatureView
     from feast.data_source import DataSource
     from feast.repo_contents import RepoContents
 
-    spec = importlib.util.spec_from_file_location("feature_repo_features", FEATURE_REPO / "features.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    objects = list(vars(module).values())
+    objects = []
+    for name in available(settings.usecases_dir):
+        usecase = load_usecase(settings.usecases_dir, name, settings.usecase_overrides.get(name))
+        f, path = usecase.features, definitions_path(settings, usecase)
+        spec = importlib.util.spec_from_file_location(f"usecase_{name}_features", path)
+        if spec is None or not path.is_file():
+            raise SettingsError(
+                f"{name}: features.definitions {path} does not exist; write its Feast definitions there"
+            )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        mine = list(vars(module).values())
+        service = next((o for o in mine if isinstance(o, FeatureService) and o.name == f.feature_service), None)
+        if service is None:
+            raise SettingsError(
+                f"{name}: {path} defines no FeatureService named {f.feature_service!r} (the spec's "
+                "features.feature_service)"
+            )
+        served = sorted(p.name for p in service.feature_view_projections)
+        if served != sorted(f.views):
+            raise SettingsError(
+                f"{name}: FeatureService {f.feature_service} serves the views {served}, but the spec's "
+                f"features.marts name {sorted(f.views)} besides the entity mart: one view per mart, of the same name"
+            )
+        objects += mine
 
     def of(kind):
         return [obj for obj in objects if isinstance(obj, kind)]
@@ -117,8 +146,9 @@ def _repo_contents():
     )
 
 
-def materialize(settings: Settings, end: dt.datetime) -> MaterializeResult:
-    """Apply the definitions and bring the online store up to `end`; returns online keys per view.
+def materialize(settings: Settings, usecase: UseCase, end: dt.datetime) -> MaterializeResult:
+    """Apply the definitions and bring the use case's views in the online store up to `end`; returns
+    online keys per view.
 
     Each view is loaded from where its last run ended, but never from before `end - ttl`: the online
     store keeps one value per key, and a value older than the view's ttl would be overwritten by a
@@ -130,17 +160,20 @@ def materialize(settings: Settings, end: dt.datetime) -> MaterializeResult:
     apply_definitions(settings)
     store = feature_store(settings)
     for view in store.list_feature_views():
+        if view.name not in usecase.features.views:
+            continue
         start = end - view.ttl if view.ttl else dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
         done = [interval[1] for interval in view.materialization_intervals]
         if done and max(done) > start:
             start = max(done)
         if start < end:
             store.materialize(start_date=start, end_date=end, feature_views=[view.name])
-    return MaterializeResult(end=end.isoformat(), online_keys=online_key_counts(settings))
+    return MaterializeResult(end=end.isoformat(), online_keys=online_key_counts(settings, usecase))
 
 
-def online_key_counts(settings: Settings) -> dict[str, int]:
-    """Entity keys held in the online store, per feature view."""
+def online_key_counts(settings: Settings, usecase: UseCase) -> dict[str, int]:
+    """Entity keys held in the online store, per feature view of the use case."""
+    project = feature_store(settings).project
     if settings.feast_env == "local":
         import sqlite3
 
@@ -150,25 +183,30 @@ def online_key_counts(settings: Settings) -> dict[str, int]:
         with sqlite3.connect(path) as con:
             tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             return {
-                view: con.execute(f'SELECT count(DISTINCT entity_key) FROM "flight_delay_{view}"').fetchone()[0]  # nosec B608 # identifiers are module constants; values are bound
-                for view in FEATURE_VIEW_MARTS
-                if f"flight_delay_{view}" in tables
+                view: con.execute(f'SELECT count(DISTINCT entity_key) FROM "{project}_{view}"').fetchone()[0]  # nosec B608 # identifiers from the validated spec; values are bound
+                for view in usecase.features.views
+                if f"{project}_{view}" in tables
             }
     import redis
 
     client = redis.Redis.from_url(settings.redis_url)
     # The Redis online store keeps one hash per entity key, holding every view of that entity.
-    return {"entity_keys": sum(1 for _ in client.scan_iter(match=b"*flight_delay*", count=1000))}
+    return {"entity_keys": sum(1 for _ in client.scan_iter(match=f"*{project}*".encode(), count=1000))}
 
 
-def flight_labels(settings: Settings, start: dt.date, end: dt.date):
-    """Each landed flight of [start, end] whose arrival is known: flight_id, is_late_arrival (0/1)."""
+def _label_dtype(usecase: UseCase) -> str:
+    return "int64" if usecase.task == "binary_classification" else "float64"
+
+
+def labels(settings: Settings, usecase: UseCase, start: dt.date, end: dt.date):
+    """Each prediction of the days [start, end] whose label is known: the entity id and the label."""
+    f = usecase.features
     query = f"""
-        SELECT flight_id, is_late_arrival FROM {MARTS_SCHEMA}.flights
-        WHERE flight_date BETWEEN '{start.isoformat()}' AND '{end.isoformat()}' AND is_late_arrival IS NOT NULL
-    """  # nosec B608 # dates formatted from date objects, identifiers are module constants
+        SELECT {f.entity_id}, {f.label.column} FROM {MARTS_SCHEMA}.{f.entity_mart}
+        WHERE {f.day} BETWEEN '{start.isoformat()}' AND '{end.isoformat()}' AND {f.label.column} IS NOT NULL
+    """  # nosec B608 # dates formatted from date objects, identifiers from the validated spec
     frame = _query_warehouse(settings, query)
-    frame["is_late_arrival"] = frame["is_late_arrival"].astype("int64")
+    frame[f.label.column] = frame[f.label.column].astype(_label_dtype(usecase))
     return frame
 
 
@@ -190,37 +228,39 @@ def _query_warehouse(settings: Settings, query: str):
         engine.dispose()
 
 
-def training_entities(settings: Settings, start: dt.date, end: dt.date, known_at: dt.datetime):
-    """Flights scheduled in [start, end] whose outcome was known by `known_at`, as a Feast entity frame
-    whose event_timestamp is each flight's prediction time (the start of its operations day)."""
+def training_entities(settings: Settings, usecase: UseCase, start: dt.date, end: dt.date, known_at: dt.datetime):
+    """The entity mart's rows of the days [start, end] whose label was known by `known_at`, as a Feast
+    entity frame whose event_timestamp is each row's prediction time (the start of its operations day):
+    id, join keys, event_timestamp, the request's time and inputs, the label and when it became known."""
     import pandas as pd
 
-    # nosec B608 below: the dates are formatted from date objects and the identifiers are module constants.
+    f = usecase.features
+    keys = [f.entity_id, *f.join_keys]
+    carried = [f.request_time.column, *f.request_inputs]
     query = f"""
-        SELECT {", ".join(ENTITY_COLUMNS)}, flight_date, scheduled_departure_at,
-               scheduled_departure_local, is_late_arrival, label_available_at
-        FROM {MARTS_SCHEMA}.flights
-        WHERE flight_date BETWEEN '{start.isoformat()}' AND '{end.isoformat()}'
-          AND is_late_arrival IS NOT NULL
-          AND label_available_at <= '{known_at.isoformat()}'
-        ORDER BY scheduled_departure_at, flight_id
-    """  # nosec B608
+        SELECT {", ".join(keys)}, {f.day}, {", ".join(carried)}, {f.label.column}, {f.label.available_at}
+        FROM {MARTS_SCHEMA}.{f.entity_mart}
+        WHERE {f.day} BETWEEN '{start.isoformat()}' AND '{end.isoformat()}'
+          AND {f.label.column} IS NOT NULL
+          AND {f.label.available_at} <= '{known_at.isoformat()}'
+        ORDER BY {f.request_time.column}, {f.entity_id}
+    """  # nosec B608 # dates formatted from date objects, identifiers from the validated spec
     frame = _query_warehouse(settings, query)
-    frame.insert(len(ENTITY_COLUMNS), "event_timestamp", prediction_time(frame.pop("flight_date")))
-    frame = frame.drop(columns="scheduled_departure_at")
-    frame["scheduled_departure_local"] = pd.to_datetime(frame["scheduled_departure_local"])
-    frame["is_late_arrival"] = frame["is_late_arrival"].astype("int64")
+    frame.insert(len(keys), "event_timestamp", prediction_time(frame.pop(f.day), usecase.tz))
+    frame[f.request_time.column] = pd.to_datetime(frame[f.request_time.column])
+    frame[f.label.column] = frame[f.label.column].astype(_label_dtype(usecase))
     return frame
 
 
-def build_training_set(settings: Settings, entities, feature_service: str = FEATURE_SERVICE):
+def build_training_set(settings: Settings, usecase: UseCase, entities):
     """Point-in-time-correct stored features plus request-time features for each entity row."""
     import pandas as pd
 
+    f = usecase.features
     store = feature_store(settings)
-    service = store.get_feature_service(feature_service)
+    service = store.get_feature_service(f.feature_service)
     job = store.get_historical_features(entity_df=entities, features=service)
-    frame = job.to_df().sort_values(["scheduled_departure_local", "flight_id"]).reset_index(drop=True)
+    frame = job.to_df().sort_values([f.request_time.column, f.entity_id]).reset_index(drop=True)
     # Feast returns every datetime column as UTC-aware; this one is a local wall clock.
-    frame["scheduled_departure_local"] = frame["scheduled_departure_local"].dt.tz_localize(None)
-    return pd.concat([frame, schedule_features(frame["scheduled_departure_local"])], axis=1)
+    frame[f.request_time.column] = frame[f.request_time.column].dt.tz_localize(None)
+    return pd.concat([frame, time_features(frame[f.request_time.column], f.request_time.prefix)], axis=1)

@@ -1,4 +1,5 @@
-"""Run the dbt project (dbt/) on the configured warehouse target."""
+"""Run the dbt project (dbt/) on the configured warehouse target: one use case's models at a time
+(its spec's `transform.select`, with the seeds and models they read)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from pipelines.errors import TransformFailed
 from pipelines.features.pii import SALT_ENV
 from pipelines.security.secrets import pii_salt, postgres_connection
 from pipelines.settings import REPO_ROOT, Settings
+from pipelines.usecases.spec import UseCase
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt"
-FEATURE_MARTS = ("flights", "carrier_delay_rates", "route_delay_rates", "plane_features", "origin_weather")
 MARTS_SCHEMA = "marts"
 
 
@@ -56,17 +57,24 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def build_features(settings: Settings, day: dt.date | None = None, select: str | None = None) -> TransformResult:
-    """`dbt build` (seeds, models, tests) for one logical date, or everything when `day` is None.
+def dbt_scope(usecase: UseCase, day: dt.date | None = None) -> list[str]:
+    """The arguments that point a dbt command at one use case: its models and what they read (seeds,
+    upstream models), the logical date (`ds`) and its time zone."""
+    variables = {"ds": day.isoformat() if day else None, "timezone": usecase.timezone}
+    selection = " ".join(f"+{part}" for part in usecase.transform.select.split())
+    return ["--vars", json.dumps(variables), "--select", selection]
+
+
+def build_features(settings: Settings, usecase: UseCase, day: dt.date | None = None) -> TransformResult:
+    """`dbt build` (seeds, models, tests) of the use case's models and what they read, for one logical
+    date, or every date when `day` is None (a full refresh of those models only).
 
     Raises TransformFailed naming every failed model or test; dbt's own output is in the message.
     """
     settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
-    args = ["build", "--vars", json.dumps({"ds": day.isoformat() if day else None})]
+    args = ["build", *dbt_scope(usecase, day)]
     if day is None:
         args.append("--full-refresh")
-    if select:
-        args += ["--select", select]
     _run_results_path(settings).unlink(missing_ok=True)
     started = dt.datetime.now()
     completed = run_dbt(settings, args)
@@ -76,7 +84,7 @@ def build_features(settings: Settings, day: dt.date | None = None, select: str |
     if completed.returncode != 0 or failed:
         detail = "\n".join(f"  {node}: {status}" for node, status in sorted(failed.items()))
         raise TransformFailed(
-            f"dbt build failed for {day or 'all dates'} on target {settings.warehouse_target}:\n"
+            f"dbt build of {usecase.name} failed for {day or 'all dates'} on target {settings.warehouse_target}:\n"
             f"{detail or '  (no node results: dbt did not start; see its output below)'}\n"
             f"--- dbt output (last lines) ---\n{_tail(completed.stdout)}"
         )

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.errors import EmptyPartitionError, MissingPartitionError
-from pipelines.ingest.source import default_source_dir, read_source, rows_of_day, source_path
+from pipelines.ingest.source import default_source_dir, read_source, row_dates, rows_of_day, source_path
 from pipelines.settings import Settings
 from pipelines.usecases.spec import Sources, SourceTable, UseCase
 
@@ -87,13 +87,13 @@ def _land_partition(settings: Settings, sources: Sources, name: str, day: dt.dat
     table = sources.tables[name]
     folder = source_dir(settings, sources)
     data = read_source(folder, name, table)
-    first, last = _date_range(data, table.partition)
+    first, last = _date_range(data, table)
     if first is None or not first <= day <= last:
         raise MissingPartitionError(
             f"no {name} source data for {day}: {source_path(folder, name, table)} covers "
             f"{first}..{last}; choose a logical date in that range"
         )
-    partition = rows_of_day(data, day, table.partition)
+    partition = rows_of_day(data, day, table)
     if partition.num_rows == 0:
         raise EmptyPartitionError(
             f"{name} source {source_path(folder, name, table)} has no rows for {day}, although it "
@@ -102,17 +102,11 @@ def _land_partition(settings: Settings, sources: Sources, name: str, day: dt.dat
     return _write(settings, name, table, day.isoformat(), partition, partition_path(settings, name, day), folder)
 
 
-def _date_range(data: pa.Table, partition: list[str]) -> tuple[dt.date | None, dt.date | None]:
+def _date_range(data: pa.Table, table: SourceTable) -> tuple[dt.date | None, dt.date | None]:
     if data.num_rows == 0:
         return None, None
-    year, month, day = (pc.cast(data[column], pa.int32()) for column in partition)
-    keys = pc.add(pc.add(pc.multiply(year, 10000), pc.multiply(month, 100)), day)
-    bounds = pc.min_max(keys)
-    return _key_to_date(bounds["min"].as_py()), _key_to_date(bounds["max"].as_py())
-
-
-def _key_to_date(key: int) -> dt.date:
-    return dt.date(key // 10000, key // 100 % 100, key % 100)
+    bounds = pc.min_max(row_dates(data, table))
+    return bounds["min"].as_py(), bounds["max"].as_py()
 
 
 def _write(

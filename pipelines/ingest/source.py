@@ -3,6 +3,7 @@ spec's strict schema."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import functools
 import importlib.util
@@ -62,7 +63,7 @@ def read_source(source_dir: Path, name: str, table: SourceTable) -> pa.Table:
 @functools.lru_cache(maxsize=8)
 def _read_cached(path: str, _mtime_ns: int, _size: int, schema: pa.Schema) -> pa.Table:
     raw = _read_bytes(Path(path))
-    header = raw.split(b"\n", 1)[0].decode("utf-8", errors="replace").strip().split(",")
+    header = next(csv.reader([raw.split(b"\n", 1)[0].decode("utf-8", errors="replace").strip()]), [])
     missing = [name for name in schema.names if name not in header]
     if missing:
         raise SourceFormatError(
@@ -82,15 +83,27 @@ def _read_cached(path: str, _mtime_ns: int, _size: int, schema: pa.Schema) -> pa
         raise SourceFormatError(f"source file {path} is malformed: {exc}") from exc
 
 
-def rows_of_day(data: pa.Table, day: dt.date, partition: list[str]) -> pa.Table:
-    """The rows of a day-partitioned source table dated `day` (its local date, in the `partition` columns:
-    year, month, day)."""
-    year, month, day_of_month = partition
-    mask = pc.and_(
-        pc.and_(pc.equal(data[year], day.year), pc.equal(data[month], day.month)),
-        pc.equal(data[day_of_month], day.day),
-    )
-    return data.filter(mask)
+def row_dates(data: pa.Table, table: SourceTable) -> pa.Array:
+    """Each row's local date, from the spec's `partition` columns: year, month and day of month, or the day
+    of the year in the table's `year` (a file that holds a single year and no year column)."""
+    import numpy as np
+
+    def column(name: str) -> np.ndarray:
+        return pc.cast(data[name], pa.int64()).to_numpy(zero_copy_only=False)
+
+    if len(table.partition) == 1:
+        years, day_of_year = np.full(data.num_rows, table.year - 1970), column(table.partition[0])
+        months = np.zeros(data.num_rows, dtype=np.int64)
+    else:
+        year, month, day_of_year = (column(name) for name in table.partition)
+        years, months = year - 1970, month - 1
+    dates = years.astype("M8[Y]").astype("M8[M]") + months.astype("m8[M]")
+    return pa.array(dates.astype("M8[D]") + (day_of_year - 1).astype("m8[D]"), pa.date32())
+
+
+def rows_of_day(data: pa.Table, day: dt.date, table: SourceTable) -> pa.Table:
+    """The rows of a day-partitioned source table dated `day` (its local date: `row_dates`)."""
+    return data.filter(pc.equal(row_dates(data, table), pa.scalar(day, pa.date32())))
 
 
 def _read_bytes(path: Path) -> bytes:

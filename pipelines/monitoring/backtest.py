@@ -29,11 +29,11 @@ import pandas as pd
 
 from pipelines.evaluation.gate import GatePolicy
 from pipelines.evaluation.gate import decide as gate
-from pipelines.evaluation.metrics import flight_log_losses
+from pipelines.evaluation.metrics import row_losses
 from pipelines.monitoring.policy import Assessment, RetrainPolicy, assess, decide
 from pipelines.monitoring.reference import build_reference
 from pipelines.orchestration.training import evaluate_predictions, evaluate_trained
-from pipelines.training.dataset import LABEL, TrainingData, TrainingWindow
+from pipelines.training.dataset import TrainingData, TrainingWindow
 from pipelines.usecases.spec import UseCase
 
 
@@ -58,17 +58,20 @@ class Champion:
     config: dict
 
 
-def days_of(frame: pd.DataFrame) -> pd.Series:
-    return pd.to_datetime(frame["scheduled_departure_local"]).dt.date
+def days_of(frame: pd.DataFrame, usecase: UseCase) -> pd.Series:
+    return pd.to_datetime(frame[usecase.features.request_time.column]).dt.date
 
 
-def window_data(frame: pd.DataFrame, features: list[str], window: TrainingWindow) -> TrainingData:
-    """The window's flights whose label was known by the end of its holdout, tagged with their split."""
-    day = days_of(frame)
-    known = pd.to_datetime(frame["label_available_at"], utc=True) <= pd.Timestamp(window.known_at)
+def window_data(data: TrainingData, usecase: UseCase, window: TrainingWindow) -> TrainingData:
+    """The window's rows of `data` whose label was known by the end of its holdout, tagged with their split."""
+    frame = data.frame
+    day = days_of(frame, usecase)
+    known = pd.to_datetime(frame[usecase.features.label.available_at], utc=True) <= pd.Timestamp(
+        window.known_at(usecase.tz)
+    )
     part = frame[(day >= window.train_start) & (day <= window.holdout_end) & known].copy()
-    part["split"] = [window.split_of(d) for d in days_of(part)]
-    return TrainingData(part.reset_index(drop=True), features, window)
+    part["split"] = [window.split_of(d) for d in days_of(part, usecase)]
+    return TrainingData(part.reset_index(drop=True), data.features, window, data.label, data.entity_id, data.task)
 
 
 def fit(usecase: UseCase, data: TrainingData, version: int, seed: int) -> tuple[Champion, dict]:
@@ -77,8 +80,8 @@ def fit(usecase: UseCase, data: TrainingData, version: int, seed: int) -> tuple[
     from pipelines.training.trainers import train_xgboost
 
     trained = train_xgboost(data, usecase.training.hyperparameters("xgboost"), seed=seed, device="cpu")
-    evaluation, _, scorer = evaluate_trained(trained, data, usecase.gate.slices)
-    reference, config = build_reference(data, scorer.predict, seed, usecase.monitoring.categorical)
+    evaluation, _, scorer = evaluate_trained(trained, data, usecase)
+    reference, config = build_reference(data, scorer.predict, seed, usecase)
     return Champion(version, data.window, scorer.predict, reference, config), evaluation
 
 
@@ -102,7 +105,7 @@ class _Monitor:
         served.to_parquet(folder / "current.parquet", index=False)
         (folder / "config.json").write_text(json.dumps(champion.config))
         report = self.detectors.run(str(folder), multivariate=False)
-        performance = live_performance(served, current[["flight_id", LABEL]])
+        performance = live_performance(served, current[["flight_id", champion.config["label"]]])
         assessment = assess(day, report, champion.config, performance, self.policy, history, champion.version)
         return assessment, probability
 
@@ -145,28 +148,39 @@ def replay(
     result = ReplayResult()
     history: list[dict] = []
     last_request: dt.date | None = None
-    day_of = days_of(frame)
+    day_of = days_of(frame, usecase)
     day = first_day
     while day <= last_day:
         current = frame[day_of == day].reset_index(drop=True)
         if len(current):
             assessment, served = monitor.assess(champion, day, current, history)
-            y = current[LABEL].to_numpy()
+            y = current[usecase.features.label.column].to_numpy()
             stale_p = served if stale is champion else stale.predict(current[features].to_numpy(dtype=np.float32))
             decision = decide(assessment, history, policy, last_request=last_request, in_flight=False)
             history.append(assessment.as_dict())
             result.days.append({
                 "day": day.isoformat(), "version": champion.version, "rows": len(current),
-                "served_loss_sum": float(flight_log_losses(y, served).sum()),
-                "stale_loss_sum": float(flight_log_losses(y, stale_p).sum()),
+                "served_loss_sum": float(row_losses(usecase.task, y, served).sum()),
+                "stale_loss_sum": float(row_losses(usecase.task, y, stale_p).sum()),
                 "breaches": assessment.breaches, "retrain": decision.retrain, "reason": decision.reason,
             })  # fmt: skip
             if decision.retrain:
                 last_request = day
-                data = window_data(frame, features, lengths.ending(day))
+                data = window_data(
+                    TrainingData(
+                        frame,
+                        features,
+                        lengths.ending(day),
+                        usecase.features.label.column,
+                        usecase.features.entity_id,
+                        usecase.task,
+                    ),
+                    usecase,
+                    lengths.ending(day),
+                )
                 candidate, evaluation = fit(usecase, data, champion.version + 1, seed)
                 # the gate's comparison
-                theirs, _ = evaluate_predictions("xgboost", champion.predict, data, usecase.gate.slices)
+                theirs, _ = evaluate_predictions("xgboost", champion.predict, data, usecase)
                 report = gate(evaluation, gate_policy, theirs, champion.version)
                 result.retrains.append({
                     "day": day.isoformat(), "reason": decision.reason, "promoted": report.passed,
@@ -182,6 +196,7 @@ def null_control(
     champion: Champion,
     frame: pd.DataFrame,
     *,
+    usecase: UseCase,
     pairs: int,
     policy: RetrainPolicy,
     detectors,
@@ -193,7 +208,7 @@ def null_control(
     other half assessed and decided in date order. Returns per pair its breach days and requests."""
     features = champion.config["features"]
     period = [dt.date.fromisoformat(d) for d in champion.config["reference_days"]]
-    day_of = days_of(frame)
+    day_of = days_of(frame, usecase)
     rng = np.random.default_rng(seed)
     outcomes = []
     for pair in range(pairs):
@@ -253,11 +268,11 @@ def evaluate_policy(settings, usecase: UseCase, policy: RetrainPolicy, scenario:
     build_days(settings, usecase, scenario.first, scenario.last, validate=False)
     week_after = scenario.champion_end + dt.timedelta(days=7)  # the splits are set per fit (window_data)
     window = TrainingWindow(scenario.first, scenario.champion_end, week_after, scenario.last)
-    data = build_dataset(settings, window, usecase.features.feature_service)
+    data = build_dataset(settings, usecase, window)
     built = time.monotonic() - started
-    first = window_data(data.frame, data.features, scenario.lengths.ending(scenario.champion_end))
+    first = window_data(data, usecase, scenario.lengths.ending(scenario.champion_end))
     champion, _ = fit(usecase, first, 1, 0)
-    gate_policy = GatePolicy.of(usecase.gate, settings)
+    gate_policy = GatePolicy.of(usecase, settings)
     common = dict(usecase=usecase, lengths=scenario.lengths, policy=policy, gate_policy=gate_policy)
     with DriftDetectors(settings) as detectors:
         replayed = replay(data.frame, champion, first_day=scenario.champion_end + dt.timedelta(days=1),
@@ -265,7 +280,8 @@ def evaluate_policy(settings, usecase: UseCase, policy: RetrainPolicy, scenario:
         step_end = scenario.step_start + dt.timedelta(days=scenario.step_days - 1)
         step = replay(data.frame, champion, first_day=scenario.step_start, last_day=step_end,
                       detectors=detectors, folder=folder / "step", **common)  # fmt: skip
-        nulls = null_control(champion, data.frame, pairs=scenario.pairs, policy=policy, detectors=detectors,
+        nulls = null_control(champion, data.frame, usecase=usecase, pairs=scenario.pairs, policy=policy,
+                             detectors=detectors,
                              folder=folder / "null")  # fmt: skip
     requests = replayed.retrains
     gaps = [(dt.date.fromisoformat(b["day"]) - dt.date.fromisoformat(a["day"])).days

@@ -109,7 +109,7 @@ def assess(
     labelled = sum(p["rows"] for p in pooled)
     ratio = gap = None
     if len(pooled) >= policy.performance_days and labelled >= policy.min_rows:  # a model's first days say little
-        ratio = sum(p["log_loss_sum"] for p in pooled) / labelled / config["reference_log_loss"]
+        ratio = sum(p["log_loss_sum"] for p in pooled) / labelled / config["reference_loss"]
         gap = abs(sum(p["probability_sum"] for p in pooled) - sum(p["late"] for p in pooled)) / labelled
     evidence = dict(drifted_features=drifted, version=version, labels=labels, pooled_days=len(pooled))
     if rows < policy.min_rows:

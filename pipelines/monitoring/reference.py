@@ -14,23 +14,23 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipelines.evaluation.metrics import flight_log_losses
-from pipelines.training.dataset import LABEL, TrainingData
+from pipelines.evaluation.metrics import row_losses
+from pipelines.training.dataset import TrainingData
+from pipelines.usecases.spec import UseCase
 
 REFERENCE_ROWS = 5000
 
 
-def permutation_importance(predict, x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
-    """Increase of log loss when each feature is shuffled (>= 0), normalised to sum to 1."""
-    from sklearn.metrics import log_loss
-
+def permutation_importance(task: str, predict, x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+    """Increase of the task's loss (log loss, squared error) when each feature is shuffled (>= 0),
+    normalised to sum to 1."""
     rng = np.random.default_rng(seed)
-    base = log_loss(y, np.clip(predict(x), 1e-7, 1 - 1e-7), labels=[0, 1])
+    base = row_losses(task, y, predict(x)).mean()
     gains = []
     for j in range(x.shape[1]):
         shuffled = x.copy()
         shuffled[:, j] = rng.permutation(shuffled[:, j])
-        gains.append(max(log_loss(y, np.clip(predict(shuffled), 1e-7, 1 - 1e-7), labels=[0, 1]) - base, 0.0))
+        gains.append(max(float(row_losses(task, y, predict(shuffled)).mean() - base), 0.0))
     gains = np.asarray(gains)
     return gains / gains.sum() if gains.sum() > 0 else np.full(len(gains), 1 / len(gains))
 
@@ -55,30 +55,32 @@ def natural_drift(frame: pd.DataFrame, columns: list[str], day: pd.Series) -> di
     return out
 
 
-def build_reference(data: TrainingData, predict, seed: int, categorical: list[str]) -> tuple[pd.DataFrame, dict]:
+def build_reference(data: TrainingData, predict, seed: int, usecase: UseCase) -> tuple[pd.DataFrame, dict]:
     """The sample of the validation and holdout days (what the model was judged on) and its config;
-    `categorical` columns (the spec's `monitoring.categorical`) are compared by their categories."""
+    the spec's `monitoring.categorical` columns are compared by their categories."""
+    categorical = usecase.monitoring.categorical
     frame = data.frame[data.frame["split"].isin(["validation", "holdout"])].reset_index(drop=True)
     if len(frame) > REFERENCE_ROWS:
         frame = frame.sample(REFERENCE_ROWS, random_state=seed).reset_index(drop=True)
     x = frame[data.features].to_numpy(dtype=np.float32)
-    y = frame[LABEL].to_numpy(dtype=int)
+    y = frame[data.label].to_numpy(dtype=int if data.task == "binary_classification" else float)
     probability = predict(x)
     sample = frame[list(categorical)].copy()
     sample[data.features] = x
     sample["probability"] = probability
-    sample[LABEL] = y
-    sample["day"] = pd.to_datetime(frame["scheduled_departure_local"]).dt.date.astype(str)
-    weights = permutation_importance(predict, x, y, seed)
+    sample[data.label] = y
+    sample["day"] = pd.to_datetime(frame[usecase.features.request_time.column]).dt.date.astype(str)
+    weights = permutation_importance(data.task, predict, x, y, seed)
     natural = natural_drift(sample, [*data.features, "probability"], sample["day"])
     config = {
         "features": data.features,
+        "label": data.label,
         "categorical": list(categorical),
         "categories": {c: sorted(sample[c].astype(str).unique()) for c in categorical},
         "weights": dict(zip(data.features, map(float, weights), strict=True)),
         "natural_drift": natural,
-        "reference_log_loss": float(flight_log_losses(y, probability).mean()),
-        "reference_late_rate": float(y.mean()),
+        "reference_loss": float(row_losses(data.task, y, probability).mean()),
+        "reference_label_mean": float(y.mean()),
         "reference_days": sorted(sample["day"].unique()),
         "rows": len(sample),
     }

@@ -47,7 +47,7 @@ def write_report(folder: Path, outcome: dict, drift: dict, config: dict) -> Path
     mmd = drift["multivariate"]
     performance = (
         f"<p>On {p['rows']} flights with landed arrivals: ROC AUC {p['roc_auc']:.4f}, log loss {p['log_loss']:.4f} "
-        f"(reference {config['reference_log_loss']:.4f}), observed late rate {p['late_rate']:.1%} against "
+        f"(reference {config['reference_loss']:.4f}), observed late rate {p['late_rate']:.1%} against "
         f"{p['mean_probability']:.1%} predicted.</p>"
         if p
         else "<p>No landed arrivals for this day yet.</p>"

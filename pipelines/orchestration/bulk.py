@@ -41,8 +41,8 @@ def build_days(settings: Settings, usecase: UseCase, first: dt.date, last: dt.da
                     validate_partition(settings, usecase, table, day)
             load_day(settings, usecase, day)
         day += dt.timedelta(days=1)
-    build_features(settings, None)
+    build_features(settings, usecase, None)
     if settings.feast_env == "local":  # the production offline store reads the marts in PostgreSQL
-        export_marts(settings)
+        export_marts(settings, usecase)
     apply_definitions(settings)
     return time.monotonic() - started

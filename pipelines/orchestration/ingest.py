@@ -44,8 +44,8 @@ def transform(name: str, day: dt.date) -> dict:
     settings = get_settings()
     usecase = resolve_usecase(settings, name)
     loaded = {**load_reference(settings, usecase), **load_day(settings, usecase, day)}
-    result = build_features(settings, day)
-    exported = export_marts(settings) if settings.feast_env == "local" else {}
+    result = build_features(settings, usecase, day)
+    exported = export_marts(settings, usecase) if settings.feast_env == "local" else {}
     return {
         "loaded": loaded,
         "dbt_nodes_passed": result.passed,
@@ -59,5 +59,6 @@ def materialize(name: str, day: dt.date) -> dict:
     from pipelines.features.store import materialize as materialize_features
 
     settings = get_settings()
-    end_of_day = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), resolve_usecase(settings, name).tz)
-    return asdict(materialize_features(settings, end_of_day))
+    usecase = resolve_usecase(settings, name)
+    end_of_day = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), usecase.tz)
+    return asdict(materialize_features(settings, usecase, end_of_day))

@@ -153,7 +153,7 @@ def assess_and_decide(settings: Settings, folder: str, day: dt.date) -> dict:
     import pandas as pd
 
     from pipelines.deploy.analysis import ab_report
-    from pipelines.features.store import flight_labels
+    from pipelines.features.store import labels as labels_of
     from pipelines.monitoring.report import write_report
 
     f = Path(folder)
@@ -161,7 +161,7 @@ def assess_and_decide(settings: Settings, folder: str, day: dt.date) -> dict:
     config = json.loads((f / "config.json").read_text())
     report = json.loads((f / "drift.json").read_text())
     current = pd.read_parquet(f / "current.parquet")
-    labels = flight_labels(settings, day, day)
+    labels = labels_of(settings, usecase, day, day)
     performance = live_performance(current, labels)
     everyone = day_log(settings, day)
     variants = ab_report(everyone, labels) if len(everyone) and len(labels) else None  # every variant, shadows too

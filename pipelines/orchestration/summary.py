@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 
 from pipelines.features.store import online_key_counts
-from pipelines.features.transform import FEATURE_MARTS, MARTS_SCHEMA
+from pipelines.features.transform import MARTS_SCHEMA
 from pipelines.ingest.landing import manifest_path, partition_path
 from pipelines.security.secrets import postgres_connection
 from pipelines.settings import Settings
@@ -55,14 +55,14 @@ def ingest_summary(settings: Settings, usecase: UseCase, first: dt.date, last: d
                 outcome = json.loads(result.read_text())
                 state = "passed" if outcome["success"] else f"FAILED ({len(outcome['failed'])})"
                 summary.validation.setdefault(table, {})[day.isoformat()] = f"{state} {outcome['evaluated']}"
-    summary.feature_rows = mart_row_counts(settings)
-    summary.online_keys = online_key_counts(settings)
+    summary.feature_rows = mart_row_counts(settings, usecase)
+    summary.online_keys = online_key_counts(settings, usecase)
     summary.data_docs = str(settings.validation_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html")
     return summary
 
 
-def mart_row_counts(settings: Settings) -> dict[str, int]:
-    """Rows in each feature mart of the warehouse (0 for a mart not built yet)."""
+def mart_row_counts(settings: Settings, usecase: UseCase) -> dict[str, int]:
+    """Rows in each of the use case's marts in the warehouse (0 for a mart not built yet)."""
     counts = {}
     if settings.warehouse_target == "duckdb":
         import duckdb
@@ -73,19 +73,19 @@ def mart_row_counts(settings: Settings) -> dict[str, int]:
             existing = {name for (name,) in con.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [MARTS_SCHEMA]
             ).fetchall()}  # fmt: skip
-            for mart in FEATURE_MARTS:
+            for mart in usecase.features.marts:
                 counts[mart] = (
-                    con.execute(f"SELECT count(*) FROM {MARTS_SCHEMA}.{mart}").fetchone()[0] if mart in existing else 0  # nosec B608 # identifiers are module constants; values are bound
+                    con.execute(f"SELECT count(*) FROM {MARTS_SCHEMA}.{mart}").fetchone()[0] if mart in existing else 0  # nosec B608 # identifiers from the validated spec; values are bound
                 )
         return counts
     import psycopg2
 
     with psycopg2.connect(postgres_connection(settings).dsn()) as con, con.cursor() as cursor:
-        for mart in FEATURE_MARTS:
+        for mart in usecase.features.marts:
             cursor.execute("SELECT to_regclass(%s)", (f"{MARTS_SCHEMA}.{mart}",))
             if cursor.fetchone()[0] is None:
                 counts[mart] = 0
                 continue
-            cursor.execute(f"SELECT count(*) FROM {MARTS_SCHEMA}.{mart}")  # nosec B608 # identifiers are module constants; values are bound
+            cursor.execute(f"SELECT count(*) FROM {MARTS_SCHEMA}.{mart}")  # nosec B608 # identifiers from the validated spec; values are bound
             counts[mart] = cursor.fetchone()[0]
     return counts

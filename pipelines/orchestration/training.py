@@ -14,7 +14,7 @@ import pandas as pd
 from pipelines.errors import NotEnoughData, PlatformError
 from pipelines.evaluation.gate import GatePolicy, decide
 from pipelines.evaluation.metrics import behavioural_checks, naive_baseline, scores, slice_scores
-from pipelines.evaluation.report import roc_points, write_report
+from pipelines.evaluation.report import residual_points, roc_points, write_report
 from pipelines.export.onnx import OnnxScorer, latency_ms, parity
 from pipelines.ingest.landing import manifest_path, partition_path
 from pipelines.monitoring.reference import build_reference
@@ -25,13 +25,13 @@ from pipelines.security.audit import audit_ledger
 from pipelines.security.store import artifact_store
 from pipelines.security.vault import Vault, evaluation_vault
 from pipelines.settings import Settings
-from pipelines.training.dataset import LABEL, TrainingData, TrainingWindow, build_dataset
+from pipelines.training.dataset import TrainingData, TrainingWindow, build_dataset
 from pipelines.training.trainers import TRAINERS, TrainedModel, resolve_device, train_xgboost_dask
-from pipelines.usecases.spec import UseCase, read_snapshot, resolve_usecase, write_snapshot
+from pipelines.usecases.spec import HIGHER_IS_BETTER, UseCase, read_snapshot, resolve_usecase, write_snapshot
 
 NATIVE_FILE = {"xgboost": "model.ubj", "mlp": "model.pt"}
 REFERENCE_FILE = "reference.parquet"  # the drift reference sample (pipelines/monitoring/reference.py)
-HOLDOUT_PROBABILITIES = "holdout_probabilities.parquet"  # a candidate's answers on the holdout flights
+HOLDOUT_PREDICTIONS = "holdout_predictions.parquet"  # a candidate's answers on the holdout rows
 PARITY_ROWS = 2000
 
 
@@ -69,7 +69,7 @@ def run_folder(settings: Settings, run_key: str) -> Path:
 def prepare_dataset(settings: Settings, usecase: UseCase, window: TrainingWindow, run_key: str) -> str:
     """The run's dataset and the spec it runs under, in the run's folder (the later tasks read both there)."""
     folder = run_folder(settings, run_key)
-    build_dataset(settings, window, usecase.features.feature_service).save(folder)
+    build_dataset(settings, usecase, window).save(folder)
     write_snapshot(usecase, folder)
     return str(folder)
 
@@ -81,29 +81,33 @@ def prepare_run(settings: Settings, name: str, last_day: dt.date | None, run_key
     return prepare_dataset(settings, usecase, resolve_window(settings, usecase, last_day), run_key)
 
 
-def evaluate_predictions(family: str, predict, data: TrainingData, slices: list[str]) -> tuple[dict, dict]:
+def evaluate_predictions(family: str, predict, data: TrainingData, usecase: UseCase) -> tuple[dict, dict]:
     """Holdout scores, the naive baseline, slices and behavioural checks of `predict`: what the gate reads."""
     frame = data.frame.reset_index(drop=True)
     holdout = frame[frame["split"] == "holdout"].reset_index(drop=True)
     p = predict(holdout[data.features].to_numpy(dtype=np.float32))
-    y = holdout[LABEL].to_numpy()
-    baseline = naive_baseline(frame)[frame["split"].to_numpy() == "holdout"]
+    y = holdout[data.label].to_numpy()
+    baseline = naive_baseline(frame, data.label, usecase.gate.baseline)[frame["split"].to_numpy() == "holdout"]
     evaluation = {
         "family": family,
+        "task": data.task,
         "window": data.window.as_dict(),
-        "holdout": scores(y, p),
-        "baseline": {k: v for k, v in scores(y, baseline).items() if k != "calibration"},
-        "slices": slice_scores(holdout, p, slices),
-        "behaviour": behavioural_checks(predict, holdout, data.features),
+        "holdout": scores(data.task, y, p),
+        "baseline": {k: v for k, v in scores(data.task, y, baseline).items() if k != "calibration"},
+        "slices": slice_scores(data.task, holdout, data.label, p, usecase.gate.slices),
+        "behaviour": behavioural_checks(predict, holdout, data.features, usecase.gate.behaviour),
     }
+    if data.task == "regression":
+        evaluation["holdout"]["rmse_vs_baseline"] = evaluation["holdout"]["rmse"] / evaluation["baseline"]["rmse"]
+        return evaluation, {"residuals": residual_points(y, p), "baseline_residuals": residual_points(y, baseline)}
     return evaluation, {"roc": roc_points(y, p), "baseline_roc": roc_points(y, baseline)}
 
 
-def evaluate_trained(trained: TrainedModel, data: TrainingData, slices: list[str]) -> tuple[dict, dict, OnnxScorer]:
+def evaluate_trained(trained: TrainedModel, data: TrainingData, usecase: UseCase) -> tuple[dict, dict, OnnxScorer]:
     """A trained model judged as serving will run it, through ONNX Runtime, plus ONNX parity and latency."""
     scorer = OnnxScorer(trained.onnx, trained.onnx_output)
     x_ref = data.split("holdout")[data.features].to_numpy(dtype=np.float32)[:PARITY_ROWS]
-    evaluation, plots = evaluate_predictions(trained.family, scorer.predict, data, slices)
+    evaluation, plots = evaluate_predictions(trained.family, scorer.predict, data, usecase)
     evaluation["onnx"] = {
         "parity": parity(scorer, trained.predict_native(x_ref), x_ref),
         "latency_ms": latency_ms(scorer, x_ref[0]),
@@ -141,12 +145,10 @@ def train_candidate(settings: Settings, folder: str, family: str) -> dict:
     started = time.monotonic()
     trained = _train(settings, family, usecase.training.hyperparameters(family), data)
     device = trained.device
-    evaluation, plots, scorer = evaluate_trained(trained, data, usecase.gate.slices)
+    evaluation, plots, scorer = evaluate_trained(trained, data, usecase)
     out = Path(folder) / family
     _, html_path = write_report(out, evaluation, plots)
-    reference, monitoring = build_reference(
-        data, scorer.predict, settings.seed, usecase.monitoring.categorical
-    )  # drift monitoring's baseline
+    reference, monitoring = build_reference(data, scorer.predict, settings.seed, usecase)  # drift's baseline
     ledger = audit_ledger(settings)
     sealed = SealedArtifacts(artifact_store(settings, ledger), Vault.from_settings(settings), ledger)
     files = {}
@@ -173,12 +175,13 @@ def train_candidate(settings: Settings, folder: str, family: str) -> dict:
         "estimated_cost_usd": seconds / 3600 * rate,
     }
     holdout = data.split("holdout")
-    probabilities = scorer.predict(holdout[data.features].to_numpy(dtype=np.float32))
-    pd.DataFrame({"flight_id": holdout["flight_id"].to_numpy(), "probability": probabilities}).to_parquet(
-        out / HOLDOUT_PROBABILITIES, index=False
-    )  # the gate compares them with the champion's on the same flights
+    predictions = scorer.predict(holdout[data.features].to_numpy(dtype=np.float32))
+    pd.DataFrame({"entity_id": holdout[data.entity_id].astype(str).to_numpy(), "prediction": predictions}).to_parquet(
+        out / HOLDOUT_PREDICTIONS, index=False
+    )  # the gate compares them with the champion's on the same rows
     (out / "candidate.json").write_text(json.dumps(candidate, indent=2, default=str))
-    return {"family": family, "roc_auc": evaluation["holdout"]["roc_auc"], "candidate": str(out / "candidate.json")}
+    primary = usecase.primary_metric
+    return {"family": family, primary: evaluation["holdout"][primary], "candidate": str(out / "candidate.json")}
 
 
 def _parquet_bytes(frame) -> bytes:
@@ -192,7 +195,7 @@ def _parquet_bytes(frame) -> bytes:
 def _champion_evaluation(
     registry: Registry, usecase: UseCase, data: TrainingData
 ) -> tuple[int, dict, pd.Series] | None:
-    """The champion's version, its evaluation on the candidates' holdout and its probabilities there."""
+    """The champion's version, its evaluation on the candidates' holdout and its predictions there."""
     champion = registry.alias(usecase.name, "champion")
     if champion is None:
         return None
@@ -204,23 +207,23 @@ def _champion_evaluation(
             "compare them on a FeatureService both understand"
         )
     scorer = OnnxScorer(files["model.onnx"], manifest["onnx_io"]["output"])
-    evaluation, _ = evaluate_predictions(manifest["family"], scorer.predict, data, usecase.gate.slices)
+    evaluation, _ = evaluate_predictions(manifest["family"], scorer.predict, data, usecase)
     holdout = data.split("holdout")
-    probabilities = scorer.predict(holdout[data.features].to_numpy(dtype=np.float32))
-    return version, evaluation, pd.Series(probabilities, index=holdout["flight_id"].to_numpy())
+    predictions = scorer.predict(holdout[data.features].to_numpy(dtype=np.float32))
+    return version, evaluation, pd.Series(predictions, index=holdout[data.entity_id].astype(str).to_numpy())
 
 
 def prediction_shift(folder: Path, champion: tuple[int, dict, pd.Series] | None) -> dict | None:
-    """How far a candidate's holdout probabilities sit from the champion's on the same flights (KS
+    """How far a candidate's holdout predictions sit from the champion's on the same rows (KS
     statistic): the shift the gate accepted, which the canary expects to see again live."""
     if champion is None:
         return None
     from scipy.stats import ks_2samp
 
-    mine = pd.read_parquet(folder / HOLDOUT_PROBABILITIES)
-    theirs = champion[2].reindex(mine["flight_id"]).to_numpy()
-    statistic = ks_2samp(mine["probability"].to_numpy(), theirs).statistic
-    return {"champion": champion[0], "ks": round(float(statistic), 6), "flights": len(mine)}
+    mine = pd.read_parquet(folder / HOLDOUT_PREDICTIONS)
+    theirs = champion[2].reindex(mine["entity_id"]).to_numpy()
+    statistic = ks_2samp(mine["prediction"].to_numpy(), theirs).statistic
+    return {"champion": champion[0], "ks": round(float(statistic), 6), "rows": len(mine)}
 
 
 def gate_and_register(settings: Settings, folder: str, families: list[str] | None = None) -> dict:
@@ -233,7 +236,7 @@ def gate_and_register(settings: Settings, folder: str, families: list[str] | Non
     ledger = audit_ledger(settings)
     registry = Registry(artifact_store(settings, ledger), evaluation_vault(settings), ledger)
     champion = _champion_evaluation(registry, usecase, data)
-    policy = GatePolicy.of(usecase.gate, settings)
+    policy = GatePolicy.of(usecase, settings)
     data_lineage = lineage(settings, usecase, data.window, data.features)
     registered = []
     for family in families or list(usecase.training.families):
@@ -281,8 +284,11 @@ def gate_and_register(settings: Settings, folder: str, families: list[str] | Non
                 "report_html": candidate["report_html"],
             }
         )
-    passing = sorted((r for r in registered if r["passed"]), key=lambda r: -r["holdout"]["roc_auc"])
-    outcome = {"model": name, "registered": registered, "champion_before": champion[0] if champion else None}
+    primary = usecase.primary_metric
+    sign = -1 if primary in HIGHER_IS_BETTER else 1
+    passing = sorted((r for r in registered if r["passed"]), key=lambda r: sign * r["holdout"][primary])
+    outcome = {"model": name, "task": usecase.task, "registered": registered,
+               "champion_before": champion[0] if champion else None}  # fmt: skip
     if passing:
         best = passing[0]["version"]
         alias = "champion" if champion is None else "challenger"
@@ -301,27 +307,34 @@ def latest_outcome(settings: Settings, window_end: dt.date) -> dict:
     raise PlatformError(f"no training run has finished for the window ending {window_end}")
 
 
+# The columns of the gate summary per task: (metric, heading, width).
+SUMMARY_COLUMNS = {
+    "binary_classification": [("roc_auc", "ROC AUC", 8), ("pr_auc", "PR AUC", 8), ("log_loss", "log loss", 9),
+                              ("brier", "Brier", 8)],
+    "regression": [("rmse", "RMSE", 9), ("mae", "MAE", 9), ("bias", "bias", 8), ("r2", "R²", 7)],
+}  # fmt: skip
+
+
 def render(outcome: dict) -> str:
     """The gate report's summary, for `make run` and the task log."""
+    columns = SUMMARY_COLUMNS[outcome.get("task", "binary_classification")]
     lines = [
         f"Model {outcome['model']} (champion before: "
         f"{'v' + str(outcome['champion_before']) if outcome['champion_before'] else 'none'})"
     ]
-    lines.append(f"  {'version':<10}{'family':<9}{'gate':<9}{'ROC AUC':>8}{'PR AUC':>8}{'log loss':>9}{'Brier':>8}")
+    lines.append(f"  {'version':<10}{'family':<9}{'gate':<9}" + "".join(f"{h:>{w}}" for _, h, w in columns))
     for r in outcome["registered"]:
         h = r["holdout"]
         lines.append(
             f"  v{r['version']:<9}{r['family']:<9}{'passed' if r['passed'] else 'REJECTED':<9}"
-            f"{h['roc_auc']:>8.4f}{h['pr_auc']:>8.4f}{h['log_loss']:>9.4f}{h['brier']:>8.4f}"
+            + "".join(f"{h[m]:>{w}.4f}" for m, _, w in columns)
         )
         lines += [f"      reason: {reason}" for reason in r["reasons"]]
         lines.append(f"      report: {r['report_html']}")
     b = outcome["registered"][0]["baseline"] if outcome["registered"] else None
     if b:
-        lines.append(
-            f"  {'baseline':<10}{'naive':<9}{'':<9}{b['roc_auc']:>8.4f}{b['pr_auc']:>8.4f}"
-            f"{b['log_loss']:>9.4f}{b['brier']:>8.4f}   (route/carrier 28-day late rate)"
-        )
+        lines.append(f"  {'baseline':<10}{'naive':<9}{'':<9}" + "".join(f"{b[m]:>{w}.4f}" for m, _, w in columns)
+                     + "   (the spec's gate.baseline)")  # fmt: skip
     for alias in ("champion", "challenger"):
         if alias in outcome:
             lines.append(f"  {alias} is now v{outcome[alias]}")

@@ -69,7 +69,7 @@ def lineage(settings: Settings, usecase: UseCase, window: TrainingWindow, featur
         "feature_service": {
             "name": feature_service,
             "features": features,
-            "definitions_sha256": feature_definitions_hash(settings, feature_service),
+            "definitions_sha256": feature_definitions_hash(settings, usecase),
         },
         "code": _git(),
         "requirements": {name: _sha256(REPO_ROOT / name) for name in ("requirements.txt", "requirements-drift.txt")},

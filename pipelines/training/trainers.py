@@ -1,12 +1,13 @@
-"""Two model families on the same features: XGBoost (hist) and a PyTorch MLP.
+"""Two model families on the same features: XGBoost (hist) and a PyTorch MLP, each for the use
+case's task: a binary classifier (a probability) or a regressor (a number).
 
 Both are deterministic for a seed, early-stop on the validation days, run on CUDA when the
 `device` setting allows it, and end as an ONNX graph with one input, `features`, whose columns
-are the FeatureService's features in order. Class imbalance (about one flight in five is late)
-is handled where it matters without distorting probabilities: the models are fitted on the
-unweighted log loss, so their probabilities stay calibrated (the gate checks log loss, Brier
-and calibration), and the decision threshold is chosen on the validation days to maximise F1
-rather than left at 0.5.
+are the FeatureService's features in order. A classifier handles class imbalance (about one
+flight in five is late) without distorting probabilities: it is fitted on the unweighted log
+loss, so its probabilities stay calibrated (the gate checks log loss, Brier and calibration),
+and its decision threshold is chosen on the validation days to maximise F1 rather than left at
+0.5. A regressor is fitted on the squared error; it has no threshold.
 """
 
 from __future__ import annotations
@@ -39,15 +40,17 @@ class TrainedModel:
     native: bytes  # XGBoost UBJ, or a torch state dict (loaded with weights_only=True)
     native_format: str
     onnx: bytes
-    onnx_output: dict  # {"name": ..., "column": ...}: where the late-arrival probability is
+    onnx_output: dict  # {"name": ..., "column": ...}: where the prediction (probability, value) is
     params: dict
     device: str
     seconds: float
-    threshold: float = 0.5
+    threshold: float | None = None  # a classifier's decision threshold; None for a regressor
     model: object = field(default=None, repr=False)  # the in-memory model, for native predictions
 
     def predict_native(self, x: np.ndarray) -> np.ndarray:
         if self.family == "xgboost":
+            if self.threshold is None:
+                return self.model.predict(x)
             return self.model.predict_proba(x)[:, 1]
         import torch
 
@@ -63,18 +66,29 @@ def _best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
     return float(p[order][int(np.argmax(f1))])
 
 
-# What a binary classifier needs whatever its spec says (the spec's hyperparameters come on top).
-XGBOOST_FIXED = {"tree_method": "hist", "eval_metric": "logloss"}
+# What each task's model needs whatever its spec says (the spec's hyperparameters come on top).
+XGBOOST_FIXED = {
+    "binary_classification": {"tree_method": "hist", "eval_metric": "logloss"},
+    "regression": {"tree_method": "hist", "objective": "reg:squarederror", "eval_metric": "rmse"},
+}
+
+
+def _xgboost_estimator(task: str, dask: bool = False):
+    import xgboost as xgb
+
+    if dask:
+        import xgboost.dask  # noqa: F401 - the xgb.dask namespace
+
+        return xgb.dask.DaskXGBClassifier if task == "binary_classification" else xgb.dask.DaskXGBRegressor
+    return xgb.XGBClassifier if task == "binary_classification" else xgb.XGBRegressor
 
 
 def train_xgboost(data: TrainingData, params: dict, *, seed: int, device: str) -> TrainedModel:
-    import xgboost as xgb
-
     x_train, y_train = data.xy("train")
     x_val, y_val = data.xy("validation")
     started = time.monotonic()
-    params = {**params, **XGBOOST_FIXED}
-    model = xgb.XGBClassifier(**params, device=device, random_state=seed, n_jobs=2)
+    params = {**params, **XGBOOST_FIXED[data.task]}
+    model = _xgboost_estimator(data.task)(**params, device=device, random_state=seed, n_jobs=2)
     # numpy inputs: the booster's features are f0..fN, the names onnxmltools expects
     model.fit(x_train.to_numpy(), y_train.to_numpy(), eval_set=[(x_val.to_numpy(), y_val.to_numpy())], verbose=False)
     seconds = time.monotonic() - started
@@ -87,16 +101,14 @@ def train_xgboost_dask(data: TrainingData, params: dict, *, seed: int, client) -
     partitioned across the workers, which build the histograms together (scale-out past one
     machine's memory). Exported and stored exactly as `train_xgboost`'s."""
     import dask.array as da
-    import xgboost as xgb
-    import xgboost.dask  # noqa: F401 - the xgb.dask namespace
 
-    params = {**params, **XGBOOST_FIXED}
+    params = {**params, **XGBOOST_FIXED[data.task]}
     x_train, y_train = (a.to_numpy() for a in data.xy("train"))
     x_val, y_val = (a.to_numpy() for a in data.xy("validation"))
     workers = max(len(client.scheduler_info()["workers"]), 1)
     chunk = -(-len(x_train) // workers)  # one partition per worker
     started = time.monotonic()
-    model = xgb.dask.DaskXGBClassifier(**params, random_state=seed)
+    model = _xgboost_estimator(data.task, dask=True)(**params, random_state=seed)
     model.client = client
     model.fit(
         da.from_array(x_train, chunks=(chunk, -1)),
@@ -105,7 +117,7 @@ def train_xgboost_dask(data: TrainingData, params: dict, *, seed: int, client) -
         verbose=False,
     )
     seconds = time.monotonic() - started
-    local = xgb.XGBClassifier(**params)  # the booster, out of the cluster, as a plain classifier
+    local = _xgboost_estimator(data.task)(**params)  # the booster, out of the cluster, as a plain estimator
     local.load_model(bytearray(model.get_booster().save_raw(raw_format="ubj")))
     return _xgboost_trained(local, data, {**params, "dask_workers": workers}, seed, "cpu", seconds)
 
@@ -126,14 +138,17 @@ def _xgboost_trained(model, data: TrainingData, params: dict, seed: int, device:
         native,
         "xgboost-ubj",
         onnx_model.SerializeToString(),
-        {"name": "probabilities", "column": 1},
+        {"name": "probabilities", "column": 1}
+        if data.task == "binary_classification"
+        else {"name": "variable", "column": 0},
         {**params, "best_iteration": int(model.best_iteration), "seed": seed},
         device,
         seconds,
         model=model,
     )
-    x_val, y_val = data.xy("validation")
-    trained.threshold = _best_f1_threshold(y_val.to_numpy(), trained.predict_native(x_val.to_numpy()))
+    if data.task == "binary_classification":
+        x_val, y_val = data.xy("validation")
+        trained.threshold = _best_f1_threshold(y_val.to_numpy(), trained.predict_native(x_val.to_numpy()))
     return trained
 
 
@@ -141,14 +156,18 @@ def _mlp_class():
     import torch
     from torch import nn
 
-    class DelayMLP(nn.Module):
-        """Median imputation and standardisation inside the graph, so serving sends raw features."""
+    class TabularMLP(nn.Module):
+        """Median imputation and standardisation inside the graph, so serving sends raw features; a
+        classifier ends in a sigmoid, a regressor maps back from the standardised target."""
 
-        def __init__(self, n_features: int, hidden: tuple[int, ...] = (64, 32)) -> None:
+        def __init__(self, n_features: int, hidden: tuple[int, ...] = (64, 32), task: str = "binary_classification"):
             super().__init__()
+            self.task = task
             self.register_buffer("median", torch.zeros(n_features))
             self.register_buffer("mean", torch.zeros(n_features))
             self.register_buffer("scale", torch.ones(n_features))
+            self.register_buffer("target_mean", torch.zeros(1))
+            self.register_buffer("target_scale", torch.ones(1))
             layers, width = [], n_features
             for size in hidden:
                 layers += [nn.Linear(width, size), nn.ReLU()]
@@ -157,9 +176,12 @@ def _mlp_class():
 
         def forward(self, features):
             x = torch.where(torch.isnan(features), self.median, features)
-            return torch.sigmoid(self.body((x - self.mean) / self.scale))
+            out = self.body((x - self.mean) / self.scale)
+            if self.task == "binary_classification":
+                return torch.sigmoid(out)
+            return out * self.target_scale + self.target_mean
 
-    return DelayMLP
+    return TabularMLP
 
 
 def train_mlp(data: TrainingData, params: dict, *, seed: int, device: str) -> TrainedModel:
@@ -170,7 +192,8 @@ def train_mlp(data: TrainingData, params: dict, *, seed: int, device: str) -> Tr
     torch.use_deterministic_algorithms(True, warn_only=True)
     x_train, y_train = (a.to_numpy() for a in data.xy("train"))
     x_val, y_val = (a.to_numpy() for a in data.xy("validation"))
-    model = _mlp_class()(len(data.features), tuple(params["hidden"]))
+    binary = data.task == "binary_classification"
+    model = _mlp_class()(len(data.features), tuple(params["hidden"]), data.task)
     median = np.nanmedian(x_train, axis=0)
     median = np.where(np.isnan(median), 0.0, median)
     filled = np.where(np.isnan(x_train), median, x_train)
@@ -178,9 +201,21 @@ def train_mlp(data: TrainingData, params: dict, *, seed: int, device: str) -> Tr
     model.median.copy_(torch.tensor(median))
     model.mean.copy_(torch.tensor(filled.mean(axis=0)))
     model.scale.copy_(torch.tensor(np.where(scale > 0, scale, 1.0)))
+    if not binary:  # the loss is taken on the standardised target, so every scale of label trains alike
+        model.target_mean.fill_(float(y_train.mean()))
+        model.target_scale.fill_(float(y_train.std()) or 1.0)
     model.to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=params["lr"], weight_decay=params["weight_decay"])
-    loss_fn = torch.nn.BCELoss()
+    if binary:
+        loss_fn = torch.nn.BCELoss()
+    else:
+        mse = torch.nn.MSELoss()
+
+        def loss_fn(predicted, target):
+            return mse(
+                (predicted - model.target_mean) / model.target_scale, (target - model.target_mean) / model.target_scale
+            )
+
     xt, yt = torch.tensor(x_train, device=device), torch.tensor(y_train, dtype=torch.float32, device=device)
     xv, yv = torch.tensor(x_val, device=device), torch.tensor(y_val, dtype=torch.float32, device=device)
     generator = torch.Generator().manual_seed(seed)
@@ -215,13 +250,14 @@ def train_mlp(data: TrainingData, params: dict, *, seed: int, device: str) -> Tr
         buffer.getvalue(),
         "torch-state-dict",
         _mlp_onnx(model, data),
-        {"name": "probability", "column": 0},
-        {**params, "epochs": epochs, "best_val_log_loss": best, "seed": seed},
+        {"name": "prediction", "column": 0},
+        {**params, "epochs": epochs, f"best_val_{'log_loss' if binary else 'scaled_mse'}": best, "seed": seed},
         device,
         seconds,
         model=model,
     )
-    trained.threshold = _best_f1_threshold(y_val, trained.predict_native(x_val))
+    if binary:
+        trained.threshold = _best_f1_threshold(y_val, trained.predict_native(x_val))
     return trained
 
 
@@ -236,7 +272,7 @@ def _mlp_onnx(model, data: TrainingData) -> bytes:
             (torch.zeros(1, len(data.features)),),
             buffer,
             input_names=["features"],
-            output_names=["probability"],
+            output_names=["prediction"],
             dynamic_axes={"features": {0: "batch"}},
             opset_version=17,
             dynamo=False,
@@ -244,11 +280,11 @@ def _mlp_onnx(model, data: TrainingData) -> bytes:
     return buffer.getvalue()
 
 
-def load_mlp(state: bytes, n_features: int, hidden: list[int]):
+def load_mlp(state: bytes, n_features: int, hidden: list[int], task: str = "binary_classification"):
     """A stored MLP, read with weights_only=True (no pickle code runs)."""
     import torch
 
-    model = _mlp_class()(n_features, tuple(hidden))
+    model = _mlp_class()(n_features, tuple(hidden), task)
     model.load_state_dict(torch.load(io.BytesIO(state), weights_only=True))
     return model.eval()
 

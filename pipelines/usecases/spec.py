@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from pipelines.errors import SettingsError
 
@@ -44,6 +44,16 @@ HYPERPARAMETERS: dict[str, dict[str, Any]] = {
                 "early_stopping_rounds": 40},
     "mlp": {"hidden": [64, 32], "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 128, "max_epochs": 60, "patience": 8},
 }  # fmt: skip
+
+
+Task = Literal["binary_classification", "regression"]
+# The holdout metrics of each task (pipelines/evaluation/metrics.py) that a gate may bound.
+METRICS: dict[str, tuple[str, ...]] = {
+    "binary_classification": ("roc_auc", "pr_auc", "log_loss", "brier", "ece"),
+    "regression": ("rmse", "mae", "bias", "r2", "rmse_vs_baseline"),
+}
+PRIMARY_METRIC = {"binary_classification": "roc_auc", "regression": "rmse"}
+HIGHER_IS_BETTER = frozenset({"roc_auc", "pr_auc", "r2"})
 
 
 class UseCaseError(SettingsError):
@@ -77,7 +87,12 @@ class SourceTable(_Section):
     suite: str = Field(description="Its Great Expectations suite: expectations/<suite>.json.")
     columns: dict[str, ColumnType] = Field(min_length=1, description="Every column and its type, as published.")
     partition: list[str] | None = Field(
-        None, description="The columns holding a row's local date (year, month, day); none: a reference snapshot."
+        None,
+        description="The columns holding a row's local date: [year, month, day], or [day of year] with `year`; "
+        "none: a reference snapshot.",
+    )
+    year: int | None = Field(
+        None, ge=1900, le=2200, description="With a day-of-year partition: the year the file covers (it holds none)."
     )
     rows_per_day: tuple[int, int] | None = Field(
         None, description="Bounds of a day's rows, passed to the suite as min_rows and max_rows."
@@ -86,8 +101,11 @@ class SourceTable(_Section):
     @model_validator(mode="after")
     def _consistent(self) -> SourceTable:
         if self.partition is not None:
-            if len(self.partition) != 3:
-                raise ValueError(f"partition {self.partition} must name the year, month and day columns")
+            if len(self.partition) not in (1, 3) or (len(self.partition) == 1) != (self.year is not None):
+                raise ValueError(
+                    f"partition {self.partition} must name the year, month and day columns, or the day-of-year "
+                    "column with the file's `year`"
+                )
             missing = [c for c in self.partition if c not in self.columns]
             if missing:
                 raise ValueError(f"partition columns {missing} are not among the columns")
@@ -120,8 +138,53 @@ class Sources(_Section):
         return [name for name, table in self.tables.items() if table.partition is None]
 
 
+class Transform(_Section):
+    select: str = Field(description="dbt node selection of the use case's models, e.g. path:models/flight_delay.")
+
+
+class RequestTime(_Section):
+    column: str = Field(description="The entity mart's local wall-clock time a request carries (no time zone).")
+    prefix: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Its features: <prefix>_hour, _weekday, _month.")
+
+    @property
+    def features(self) -> list[str]:
+        return [f"{self.prefix}_{part}" for part in ("hour", "weekday", "month")]
+
+
+class Label(_Section):
+    column: str = Field(description="The entity mart's column the model predicts.")
+    available_at: str = Field(description="The entity mart's column saying when the label became known (UTC).")
+
+
 class Features(_Section):
+    definitions: str = Field("features.py", description="The Feast objects of the use case, in its folder.")
     feature_service: str = Field(description="The Feast FeatureService the model is trained and served on.")
+    marts: list[str] = Field(min_length=1, description="The dbt marts the feature store reads (Feast sources).")
+    entity_mart: str = Field(description="The mart with one row per prediction: ids, join keys, label.")
+    entity_id: str = Field(description="Its unique id of a prediction (a flight, an hour).")
+    join_keys: list[str] = Field(description="Its columns the feature views join on.")
+    day: str = Field(description="Its operations day: a row is predicted with what was known at 00:00 local.")
+    request_time: RequestTime
+    request_inputs: list[str] = Field(
+        default_factory=list, description="Its numeric columns a request carries as model inputs (e.g. a forecast)."
+    )
+    label: Label
+
+    @model_validator(mode="after")
+    def _entity_mart_is_a_mart(self) -> Features:
+        if self.entity_mart not in self.marts:
+            raise ValueError(f"entity_mart {self.entity_mart!r} is not among the marts {self.marts}")
+        return self
+
+    @property
+    def views(self) -> list[str]:
+        """The marts served by feature views (all but the entity mart)."""
+        return [mart for mart in self.marts if mart != self.entity_mart]
+
+    @property
+    def request_features(self) -> list[str]:
+        """Model inputs computed from, or carried by, the request: after the stored features."""
+        return self.request_time.features + self.request_inputs
 
 
 class Ingest(_Section):
@@ -170,14 +233,51 @@ class Training(_Section):
         return {**HYPERPARAMETERS[family], **self.families[family]}
 
 
+class Limit(_Section):
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Limit:
+        if self.min is None and self.max is None:
+            raise ValueError("needs a min or a max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+class ClearCases(_Section):
+    high: dict[str, float] = Field(min_length=1, description="Feature values that must predict higher...")
+    low: dict[str, float] = Field(min_length=1, description="...than these, for every holdout row.")
+    min_share: float = Field(0.9, gt=0, le=1, description="Share of rows that must rank high above low.")
+
+
+class Behaviour(_Section):
+    invariant_to: list[str] = Field(
+        default_factory=list, description="Identifiers (entity keys) that must never be model inputs."
+    )
+    increasing: list[str] = Field(
+        default_factory=list, description="Features whose rise by one standard deviation must not lower the mean."
+    )
+    clear_cases: ClearCases | None = None
+
+
 class Gate(_Section):
-    min_roc_auc: float = Field(ge=0, le=1, description="A candidate's holdout ROC AUC must reach this.")
-    max_log_loss: float = Field(gt=0, description="Its holdout log loss must stay under this.")
+    limits: dict[str, Limit] = Field(
+        min_length=1, description="Bounds on holdout metrics (the task's: see METRICS), e.g. roc_auc: {min: 0.6}."
+    )
+    baseline: list[str] = Field(
+        min_length=1,
+        description="The naive baseline: the first of these features a row has, else the training mean of the label.",
+    )
     tolerance_abs: float = Field(ge=0, description="It may trail the champion by this much...")
     tolerance_rel: float = Field(ge=0, description="...or by this fraction of the champion's metric.")
     slices: list[str] = Field(min_length=1, description="Columns whose values are judged one by one.")
-    slice_margin: float = Field(ge=0, description="Largest drop of a slice's ROC AUC against the champion.")
+    slice_margin: float = Field(
+        ge=0, description="Largest loss of a slice's primary metric (ROC AUC, RMSE) against the champion."
+    )
     slice_min_rows: int = Field(ge=1, description="Slices smaller than this are reported, not gated.")
+    behaviour: Behaviour = Field(default_factory=Behaviour)
 
 
 class Retraining(_Section):
@@ -205,8 +305,10 @@ class UseCase(_Section):
     description: str
     owner: str = Field(description="Who answers for the use case (the DAGs' owner).")
     timezone: str = Field(description="The operations day's time zone: a logical date is a local day.")
+    task: Task = Field(description="What the model predicts: a probability of the positive class, or a number.")
     residency: Residency
     sources: Sources
+    transform: Transform
     features: Features
     ingest: Ingest
     training: Training
@@ -228,6 +330,20 @@ class UseCase(_Section):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"{value!r} is not an IANA time zone (e.g. America/New_York, Asia/Dubai)") from None
         return value
+
+    @field_validator("gate")
+    @classmethod
+    def _metrics_of_the_task(cls, gate: Gate, info: ValidationInfo) -> Gate:
+        task = info.data.get("task")
+        unknown = sorted(set(gate.limits) - set(METRICS.get(task, ())))
+        if task and unknown:
+            raise ValueError(f"limits {unknown} are not metrics of a {task} model: {sorted(METRICS[task])}")
+        return gate
+
+    @property
+    def primary_metric(self) -> str:
+        """The metric candidates are ranked, and slices compared, on."""
+        return PRIMARY_METRIC[self.task]
 
     @property
     def tz(self) -> ZoneInfo:
@@ -274,11 +390,17 @@ def _load(path: str, _mtime_ns: int, overrides_yaml: str) -> UseCase:
         spec = UseCase.model_validate(data)
     except ValidationError as exc:
         problems = [f"{'.'.join(str(p) for p in e['loc'] if p != '[key]') or '(top level)'}: {e['msg']}"
-                    + (f" (got {e['input']!r})" if e["type"] != "missing" else "") for e in exc.errors()]  # fmt: skip
+                    + (f" (got {_short(e['input'])})" if e["type"] != "missing" else "")
+                    for e in exc.errors()]  # fmt: skip
         raise UseCaseError(f"{path} is not a valid use-case spec:\n  " + "\n  ".join(problems)) from None
     if spec.name != Path(path).parent.name:
         raise UseCaseError(f"{path}: name: {spec.name!r} must equal its folder's name {Path(path).parent.name!r}")
     return spec
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _with(data: dict, dotted: str, value: Any, path: str) -> dict:

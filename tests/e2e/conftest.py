@@ -53,7 +53,7 @@ def trained_models(built, tmp_path_factory):  # noqa: F811
     for alias, train_days in (("champion", 2), ("challenger", 3)):
         settings = load_settings(data_root=built.settings.data_root, artifact_store_uri=store.as_uri(),
                                  usecase_overrides={"flight_delay": {**windows(train_days, 1, 1),
-                                                                     "gate.min_roc_auc": 0.55}})  # fmt: skip
+                                                                     "gate.limits.roc_auc.min": 0.55}})  # fmt: skip
         folder = training.prepare_run(settings, "flight_delay", built.days[-1], f"e2e-{alias}")
         training.train_candidate(settings, folder, "xgboost")
         outcome = training.gate_and_register(settings, folder, ["xgboost"])

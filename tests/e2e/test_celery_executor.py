@@ -20,9 +20,8 @@ from pipelines.registry.registry import Registry
 from pipelines.security.audit import audit_ledger
 from pipelines.security.store import artifact_store
 from pipelines.security.vault import Vault
-from pipelines.settings import OPERATIONS_TZ
 from pipelines.usecases.spec import windows
-from tests.conftest import FIRST_DAY, fresh_postgres_database, make_settings, require_service
+from tests.conftest import FIRST_DAY, FLIGHT_DELAY, fresh_postgres_database, make_settings, require_service
 
 pytestmark = pytest.mark.e2e
 DAYS = [FIRST_DAY + dt.timedelta(days=i) for i in range(3)]
@@ -45,7 +44,7 @@ def celery_runs(openbao, tmp_path_factory):
         )  # fmt: skip
         local_airflow.prepare(settings)
         with local_airflow.scheduling(settings) as scheduler, local_airflow.celery_workers(settings, 2) as logs:
-            ingest = scheduler.backfill("flight_delay_ingest", DAYS[0], DAYS[-1], OPERATIONS_TZ)
+            ingest = scheduler.backfill("flight_delay_ingest", DAYS[0], DAYS[-1], FLIGHT_DELAY.tz)
             training = scheduler.trigger("flight_delay_training", {"last_day": DAYS[-1].isoformat()})
         engine = sqlalchemy.create_engine(url)
         with engine.connect() as con:

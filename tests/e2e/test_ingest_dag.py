@@ -73,7 +73,7 @@ def test_a_clean_day_runs_every_task_and_materializes(airflow_platform):
     }  # fmt: skip
     assert _count(settings, "SELECT count(*) FROM raw.flights WHERE logical_date = '2013-01-01'") == 842
     assert _count(settings, "SELECT count(*) FROM marts.flights") == 842
-    keys = online_key_counts(settings)
+    keys = online_key_counts(settings, FLIGHT_DELAY)
     assert keys["origin_weather"] == 3
     assert keys["plane_features"] == 3322
     assert keys["carrier_delay_rates"] >= 14

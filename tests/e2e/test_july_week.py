@@ -19,11 +19,11 @@ from pipelines.registry.registry import Registry
 from pipelines.security.audit import audit_ledger
 from pipelines.security.store import artifact_store
 from pipelines.security.vault import evaluation_vault
-from pipelines.settings import OPERATIONS_TZ
 from pipelines.usecases.spec import resolve_usecase, windows, with_overrides
 from serving.auth import create_key
 from serving.client import register_service
 from serving.local import wait_ready
+from tests.conftest import FLIGHT_DELAY
 from tests.e2e.conftest import serve
 
 pytestmark = pytest.mark.e2e
@@ -47,7 +47,9 @@ def operated(season, openbao, tmp_path_factory):
     folder = training.prepare_run(first, MODEL, CHAMPION_END, "january-march")
     training.train_candidate(first, folder, "xgboost")
     champion = training.gate_and_register(first, folder, ["xgboost"])["champion"]
-    materialize(settings, dt.datetime.combine(JULY, dt.time(), OPERATIONS_TZ))  # retrains: the spec's 21/7/7
+    materialize(
+        settings, FLIGHT_DELAY, dt.datetime.combine(JULY, dt.time(), FLIGHT_DELAY.tz)
+    )  # retrains: the spec's 21/7/7
     local_airflow.prepare(settings)
     key = create_key(openbao.root, "july-consumers", ["predict"])
     with serve(settings, openbao, root) as base:

@@ -12,7 +12,7 @@ from pipelines.features.store import export_marts, materialize
 from pipelines.features.transform import build_features
 from pipelines.ingest import land_day, land_reference
 from pipelines.ingest.warehouse import load_day, load_reference
-from pipelines.settings import OPERATIONS_TZ, Settings
+from pipelines.settings import Settings
 from pipelines.validation import validate_partition
 from tests.conftest import FIRST_DAY, FLIGHT_DELAY, make_settings
 
@@ -26,7 +26,7 @@ class BuiltPlatform:
 
     @property
     def end(self) -> dt.datetime:
-        return dt.datetime.combine(self.days[-1] + dt.timedelta(days=1), dt.time(), OPERATIONS_TZ)
+        return dt.datetime.combine(self.days[-1] + dt.timedelta(days=1), dt.time(), FLIGHT_DELAY.tz)
 
 
 def build_days(settings: Settings, days: list[dt.date]) -> None:
@@ -39,7 +39,7 @@ def build_days(settings: Settings, days: list[dt.date]) -> None:
         for table in FLIGHT_DELAY.sources.partitioned:
             validate_partition(settings, FLIGHT_DELAY, table, day)
         load_day(settings, FLIGHT_DELAY, day)
-        build_features(settings, day)
+        build_features(settings, FLIGHT_DELAY, day)
 
 
 @pytest.fixture(scope="session")
@@ -47,8 +47,8 @@ def built(tmp_path_factory) -> BuiltPlatform:
     settings = make_settings(tmp_path_factory.mktemp("built") / "var")
     build_days(settings, BUILT_DAYS)
     platform = BuiltPlatform(settings, BUILT_DAYS)
-    export_marts(settings)
-    materialize(settings, platform.end)
+    export_marts(settings, FLIGHT_DELAY)
+    materialize(settings, FLIGHT_DELAY, platform.end)
     return platform
 
 

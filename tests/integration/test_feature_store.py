@@ -10,15 +10,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.features.pii import hash_pii
-from pipelines.features.request_time import REQUEST_FEATURES, prediction_time
+from pipelines.features.request_time import prediction_time
 from pipelines.features.store import (
     build_training_set,
     feature_store,
     training_entities,
 )
 from pipelines.security.secrets import pii_salt
-from pipelines.settings import OPERATIONS_TZ
 from pipelines.training.dataset import feature_columns
+from tests.conftest import FLIGHT_DELAY
 
 VIEWS = {
     # view: (join key, ttl, features)
@@ -33,8 +33,8 @@ VIEWS = {
 @pytest.fixture(scope="module")
 def training(built):
     known_at = built.end + dt.timedelta(days=2)
-    entities = training_entities(built.settings, built.days[1], built.days[-1], known_at)
-    return entities, build_training_set(built.settings, entities)
+    entities = training_entities(built.settings, FLIGHT_DELAY, built.days[1], built.days[-1], known_at)
+    return entities, build_training_set(built.settings, FLIGHT_DELAY, entities)
 
 
 def _reference(built, view: str, entities: pd.DataFrame) -> pd.DataFrame:
@@ -68,7 +68,7 @@ def test_training_set_equals_a_point_in_time_join_in_pandas(built, training, vie
 
 def test_labels_unknown_at_training_time_are_left_out(built):
     cutoff = dt.datetime.combine(built.days[1], dt.time(12), dt.UTC)
-    entities = training_entities(built.settings, built.days[0], built.days[-1], cutoff)
+    entities = training_entities(built.settings, FLIGHT_DELAY, built.days[0], built.days[-1], cutoff)
     assert len(entities) > 0
     assert (pd.to_datetime(entities.label_available_at, utc=True) <= cutoff).all()
 
@@ -76,7 +76,7 @@ def test_labels_unknown_at_training_time_are_left_out(built):
 def test_request_time_features_are_part_of_the_training_set(training):
     entities, frame = training
     local = pd.to_datetime(frame["scheduled_departure_local"])
-    assert set(REQUEST_FEATURES) <= set(frame.columns)
+    assert set(FLIGHT_DELAY.features.request_features) <= set(frame.columns)
     assert (frame["dep_hour"] == local.dt.hour + local.dt.minute / 60).all()
 
 
@@ -94,18 +94,18 @@ def test_a_future_feature_row_never_reaches_an_earlier_event(built, training):
                                                                      preserve_index=False)]), path)  # fmt: skip
     try:
         flight = entities[entities.flight_id == target.flight_id]
-        frame = build_training_set(built.settings, flight)
+        frame = build_training_set(built.settings, FLIGHT_DELAY, flight)
         assert frame.loc[0, "carrier_late_rate_7d"] != 0.987654
         # positive control: the same flight predicted two seconds later sees the planted row
         later = flight.assign(event_timestamp=flight.event_timestamp + pd.Timedelta(seconds=2))
-        assert build_training_set(built.settings, later).loc[0, "carrier_late_rate_7d"] == 0.987654
+        assert build_training_set(built.settings, FLIGHT_DELAY, later).loc[0, "carrier_late_rate_7d"] == 0.987654
     finally:
         pq.write_table(original, path)
 
 
 def test_every_flight_of_a_day_is_predicted_at_the_start_of_its_operations_day(training):
     entities, _ = training
-    local = entities.event_timestamp.dt.tz_convert(OPERATIONS_TZ)
+    local = entities.event_timestamp.dt.tz_convert(FLIGHT_DELAY.tz)
     assert (local.dt.hour == 0).all() and (local.dt.minute == 0).all()
     assert (local.dt.date == entities.scheduled_departure_local.dt.date).all()
 
@@ -120,7 +120,9 @@ def test_serving_reads_for_the_next_day_exactly_what_training_joins_for_it(built
     day = built.days[-1] + dt.timedelta(days=1)  # not ingested: served from what D-1 left
     flights = [FlightRequest(**r) for r in day_requests(built.settings, day)]
     salt = pii_salt(built.settings)
-    features = [f for f in feature_columns(built.settings) if f not in REQUEST_FEATURES]
+    features = [
+        f for f in feature_columns(built.settings, FLIGHT_DELAY) if f not in FLIGHT_DELAY.features.request_features
+    ]
     online = pd.DataFrame(OnlineFeatures(built.settings, salt).matrix(flights, features), columns=features)
     entities = pd.DataFrame(
         {
@@ -129,11 +131,11 @@ def test_serving_reads_for_the_next_day_exactly_what_training_joins_for_it(built
             "route": [f"{f.origin}-{f.destination}" for f in flights],
             "tailnum_hash": [hash_pii(f.tailnum, salt) if f.tailnum else "" for f in flights],
             "origin": [f.origin for f in flights],
-            "event_timestamp": prediction_time(pd.Series([day] * len(flights))),
+            "event_timestamp": prediction_time(pd.Series([day] * len(flights)), FLIGHT_DELAY.tz),
             "scheduled_departure_local": pd.to_datetime([f.scheduled_departure for f in flights]),
         }
     )
-    offline = build_training_set(built.settings, entities).set_index("flight_id").loc[entities.flight_id]
+    offline = build_training_set(built.settings, FLIGHT_DELAY, entities).set_index("flight_id").loc[entities.flight_id]
     assert len(flights) > 500
     weather = ["temperature_f", "humidity_pct", "pressure_mb"]
     assert offline[weather].notna().all().all(), "the weather of D-1's last hour reaches D's flights"

@@ -64,7 +64,7 @@ def production(built, postgres_url, redis_db, tmp_path_factory, openbao):
     load_reference(settings, FLIGHT_DELAY)
     for day in built.days:
         load_day(settings, FLIGHT_DELAY, day)
-    build_features(settings, None)  # one full build; day-by-day equals full is proven on DuckDB
+    build_features(settings, FLIGHT_DELAY, None)  # one full build; day-by-day equals full is proven on DuckDB
     return settings
 
 
@@ -107,7 +107,7 @@ def test_dbt_on_postgres_builds_the_same_marts_as_duckdb(built, production):
 
 def test_feast_production_store_serves_from_redis_and_trains_from_postgres(built, production):
     end = built.end
-    result = materialize(production, end)
+    result = materialize(production, FLIGHT_DELAY, end)
     assert result.online_keys["entity_keys"] > 3000  # planes, routes, carriers and airports
 
     store = feature_store(production)
@@ -123,9 +123,9 @@ def test_feast_production_store_serves_from_redis_and_trains_from_postgres(built
     assert (online["carrier_flights_7d"] == latest["carrier_flights_7d"]).all()
 
     known_at = end + dt.timedelta(days=2)
-    entities = training_entities(production, built.days[1], built.days[-1], known_at)
-    from_postgres = build_training_set(production, entities).set_index("flight_id").sort_index()
-    from_duckdb = build_training_set(built.settings, entities).set_index("flight_id").sort_index()
+    entities = training_entities(production, FLIGHT_DELAY, built.days[1], built.days[-1], known_at)
+    from_postgres = build_training_set(production, FLIGHT_DELAY, entities).set_index("flight_id").sort_index()
+    from_duckdb = build_training_set(built.settings, FLIGHT_DELAY, entities).set_index("flight_id").sort_index()
     for feature in ("carrier_late_rate_7d", "route_distance_miles", "plane_seats", "temperature_f", "dep_hour"):
         pd.testing.assert_series_equal(from_postgres[feature].astype(float), from_duckdb[feature].astype(float),
                                        check_names=False)  # fmt: skip

@@ -21,7 +21,7 @@ from pipelines.security.audit import audit_ledger
 from pipelines.security.store import artifact_store
 from pipelines.security.vault import evaluation_vault
 from pipelines.settings import REPO_ROOT, load_settings
-from pipelines.training.dataset import LABEL, TrainingData, TrainingWindow, feature_definitions_hash
+from pipelines.training.dataset import TrainingData, TrainingWindow, feature_definitions_hash
 from pipelines.training.trainers import load_mlp, train_xgboost
 from pipelines.usecases.spec import HYPERPARAMETERS, read_snapshot, resolve_usecase, windows, write_snapshot
 
@@ -36,7 +36,7 @@ def trained(built, tmp_path_factory):
     settings = load_settings(
         data_root=built.settings.data_root,
         artifact_store_uri=(tmp_path_factory.mktemp("artifacts") / "store").as_uri(),
-        usecase_overrides={MODEL: {**windows(3, 1, 1), "gate.min_roc_auc": 0.55}},
+        usecase_overrides={MODEL: {**windows(3, 1, 1), "gate.limits.roc_auc.min": 0.55}},
     )  # fmt: skip
     folder = training.prepare_run(settings, MODEL, built.days[-1], "test-run-1")
     for family in ("xgboost", "mlp"):
@@ -56,7 +56,8 @@ def test_the_window_splits_by_time_and_never_looks_ahead(trained, built):
     }
     assert days == {"train": set(built.days[:3]), "validation": {built.days[3]}, "holdout": {built.days[4]}}
     assert data.features[-3:] == ["dep_hour", "dep_weekday", "dep_month"]
-    assert not {"tailnum_hash", "flight_id", LABEL} & set(data.features)
+    assert not {"tailnum_hash", "flight_id", data.label} & set(data.features)
+    assert (data.label, data.entity_id, data.task) == ("is_late_arrival", "flight_id", "binary_classification")
     with pytest.raises(PlatformError, match="never landed"):
         training.resolve_window(settings, resolve_usecase(settings, MODEL), built.days[-1] + dt.timedelta(days=5))
 
@@ -86,7 +87,9 @@ def test_a_training_run_registers_an_encrypted_signed_champion_that_traces_to_it
         assert lineage["raw_partitions"]["flights"][day.isoformat()]["sha256"] == landed["sha256"]
     assert all(v["success"] for v in lineage["validation"])
     assert lineage["feature_service"]["name"] == "flight_delay_v1"
-    assert lineage["feature_service"]["definitions_sha256"] == feature_definitions_hash(settings)
+    assert lineage["feature_service"]["definitions_sha256"] == feature_definitions_hash(
+        settings, resolve_usecase(settings, MODEL)
+    )
     assert lineage["feature_service"]["features"] == manifest["onnx_io"]["features"]
     assert lineage["dbt"]["manifest_sha256"] and "model.flights.flights" in lineage["dbt"]["models"]
     import hashlib
@@ -146,8 +149,8 @@ def test_a_deliberately_worse_candidate_is_rejected_with_reasons_and_never_promo
     train = data.frame["split"] == "train"
     rng = np.random.default_rng(0)
     frame = data.frame.copy()
-    frame.loc[train, LABEL] = rng.permutation(frame.loc[train, LABEL].to_numpy())  # labels carry no signal
-    TrainingData(frame, data.features, data.window).save(worse)
+    frame.loc[train, data.label] = rng.permutation(frame.loc[train, data.label].to_numpy())  # labels carry no signal
+    TrainingData(frame, data.features, data.window, data.label, data.entity_id, data.task).save(worse)
     write_snapshot(read_snapshot(Path(folder)), worse)  # the same spec
     training.train_candidate(settings, str(worse), "xgboost")
     outcome = training.gate_and_register(settings, str(worse), ["xgboost"])
@@ -173,4 +176,5 @@ def test_the_window_ends_where_the_triggering_event_says():
     window = TrainingWindow.ending(dt.date(2013, 1, 31), 21, 3, 7)
     assert (window.train_start, window.train_end, window.validation_end) == (
         dt.date(2013, 1, 1), dt.date(2013, 1, 21), dt.date(2013, 1, 24))  # fmt: skip
-    assert pd.Timestamp(window.known_at).tz is not None
+    known = window.known_at(resolve_usecase(load_settings(), MODEL).tz)
+    assert known.isoformat() == "2013-02-01T00:00:00-05:00"  # the end of the holdout, New York time

