@@ -11,10 +11,17 @@ CHROMIUM ?= /usr/bin/chromium
 # /opt/wheels; elsewhere set UV_FIND_LINKS to a folder (or index) that has it.
 UV_FIND_LINKS ?= /opt/wheels
 UV_INSTALL = $(UV) pip install --compile-bytecode --find-links $(UV_FIND_LINKS)
+# `make run` runs one use case: flight_delay by default (7 days, then a week of July operated), or
+# e.g. `make run USECASE=bike_rentals DAYS=42` (START: the spec's first day unless given).
+USECASE ?= flight_delay
 DAYS ?= 7
+ifeq ($(USECASE),flight_delay)
 START ?= 2013-01-01
 OPERATE_FROM ?= 2013-07-01
 OPERATE_DAYS ?= 7
+else
+OPERATE_DAYS ?= 0
+endif
 
 export DBT_SEND_ANONYMOUS_USAGE_STATS=false FEAST_USAGE=False BENTOML_DO_NOT_TRACK=True
 export GX_ANALYTICS_ENABLED=false SCARF_ANALYTICS=false DO_NOT_TRACK=1
@@ -37,8 +44,9 @@ $(DRIFT_VENV)/.installed: requirements-drift.txt $(VENV)/.installed
 	$(UV) pip install -q --find-links $(UV_FIND_LINKS) --python $(DRIFT_VENV)/bin/python -r requirements-drift.txt
 	@touch $@
 
-run: setup ## $(DAYS) days through Airflow: ingest, train, release, serve; then operate $(OPERATE_DAYS) days from $(OPERATE_FROM)
-	$(BIN)/platform run --start $(START) --days $(DAYS) --operate-from $(OPERATE_FROM) --operate-days $(OPERATE_DAYS)
+run: setup ## $(USECASE): $(DAYS) days through Airflow: ingest, train, release, serve; then operate $(OPERATE_DAYS) days
+	$(BIN)/platform run --usecase $(USECASE) $(if $(START),--start $(START)) --days $(DAYS) \
+		$(if $(OPERATE_FROM),--operate-from $(OPERATE_FROM)) --operate-days $(OPERATE_DAYS)
 
 up: setup ## Airflow UI on http://127.0.0.1:8080 with scheduler, DAG processor, triggerer
 	$(BIN)/platform up

@@ -19,7 +19,7 @@ from pathlib import Path
 from bench import write_results
 
 INTEGER_FIELDS = {"min_rows", "consecutive", "cooldown_days", "performance_days"}
-NAIVE = {"max_log_loss_ratio": 1.10, "max_calibration_gap": 0.05, "consecutive": 2, "performance_days": 1}
+NAIVE = {"max_loss_ratio": 1.10, "max_bias": 0.05, "consecutive": 2, "performance_days": 1}
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="also run the shipped policy with this field changed (repeatable), e.g. "
-                        "--set max_calibration_gap=0.08 --set max_log_loss_ratio=1.2")  # fmt: skip
+                        "--set max_bias=0.08 --set max_loss_ratio=1.2")  # fmt: skip
     args = parser.parse_args()
     variant = {}
     for item in args.set:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipelines.errors import PlatformError
-from pipelines.settings import Settings, get_settings, settings_environment
+from pipelines.settings import REPO_ROOT, Settings, get_settings, settings_environment
 from pipelines.usecases.spec import UseCase, resolve_usecase, windows, with_overrides
 
 MAIN_USECASE = "flight_delay"  # what `make run` runs end to end
@@ -43,8 +43,11 @@ def cmd_run(args: argparse.Namespace) -> None:
     from pipelines.security.vault import local_openbao
 
     settings = get_settings()
-    usecase = resolve_usecase(settings, MAIN_USECASE)
+    usecase = resolve_usecase(settings, args.usecase)
+    args.start = args.start or usecase.ingest.first_day
     last = args.start + dt.timedelta(days=args.days - 1)
+    if args.operate_days and args.operate_from is None:
+        raise PlatformError("--operate-days needs --operate-from: the first day to operate (OPERATE_FROM)")
     if args.operate_days and args.operate_from <= last:
         raise PlatformError(
             f"--operate-from {args.operate_from} lies inside the first window ({args.start} .. {last}), whose days "
@@ -61,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(f"{len(runs)} DAG runs succeeded in {time.monotonic() - started:.0f} s.\n")
     print(ingest_summary(settings, usecase, args.start, last).render())
     first_week = _first_window(settings, usecase, args.days)
-    windows = resolve_usecase(first_week, MAIN_USECASE).training.windows
+    windows = resolve_usecase(first_week, usecase.name).training.windows
     print(f"\nRunning {usecase.dag_id('training')} for the window ending {last} ({windows.train_days}/"
           f"{windows.validation_days}/{windows.holdout_days} days: the first days only) ...", flush=True)  # fmt: skip
     started = time.monotonic()
@@ -95,8 +98,12 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def _first_window(settings: Settings, usecase: UseCase, days: int) -> Settings:
-    """`settings` with the spec's training windows shrunk to the first `days` ingested days (the spec's are
-    for months of history): all but 3 to fit, 1 to early-stop, 2 to judge. Overrides already set win."""
+    """`settings` with the spec's training windows shrunk to the first `days` ingested days when they are
+    fewer than the spec's windows (those are for months of history): all but 3 to fit, 1 to early-stop,
+    2 to judge. Overrides already set win."""
+    spec = usecase.training.windows
+    if days >= spec.train_days + spec.validation_days + spec.holdout_days:
+        return settings
     if days < 4:
         raise PlatformError(f"--days {days}: the first model needs at least 4 ingested days (fit, early-stop, judge)")
     chosen = settings.usecase_overrides.get(usecase.name, {})
@@ -152,15 +159,17 @@ def _serve_and_operate(settings, usecase: UseCase, last: dt.date, outcome: dict,
             if released.canary is not None:
                 print(released.canary.render())
                 print(f"  canary report: {deployment_report(settings, usecase.name, released.version)}")
-        status = wait_ready(base)
+        status = wait_ready(base)["usecases"][usecase.name]
         served = ", ".join(f"{v['name']} v{v['version']} {v['weight']:g}%" for v in status["variants"])
         print(f"Serving {next_day}, the day after the last ingested one (the store holds what was known at its start)")
-        print(f"Served flight_delay ({served}): {replay(settings, next_day, base, demo_key).render()}", flush=True)
+        report = replay(settings, usecase, next_day, base, demo_key)
+        print(f"Served {usecase.name} ({served}): {report.render()}", flush=True)
         if args.operate_days:
             _operate_later(settings, usecase, args, base, demo_key)
-    example = json.dumps({"flights": day_requests(settings, next_day)[:1]})
+    example = json.dumps({usecase.serving.batch: day_requests(settings, usecase, next_day)[:1]})
     return (
-        f"  curl -s http://127.0.0.1:{settings.serving_port}/predict -H 'Authorization: Bearer {demo_key}' \\\n"
+        f"  curl -s http://127.0.0.1:{settings.serving_port}{usecase.serving.route} "
+        f"-H 'Authorization: Bearer {demo_key}' \\\n"
         f"       -H 'Content-Type: application/json' -d '{example}'"
     )
 
@@ -260,8 +269,9 @@ def cmd_summary(args: argparse.Namespace) -> None:
     from pipelines.orchestration.summary import ingest_summary
 
     settings = get_settings()
-    last = args.start + dt.timedelta(days=args.days - 1)
-    print(ingest_summary(settings, resolve_usecase(settings, args.usecase), args.start, last).render())
+    usecase = resolve_usecase(settings, args.usecase)
+    start = args.start or usecase.ingest.first_day
+    print(ingest_summary(settings, usecase, start, start + dt.timedelta(days=args.days - 1)).render())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -272,16 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
         ("summary", cmd_summary, "print what landed, validated, was built and materialized"),
     ):
         command = commands.add_parser(name, help=help_text)
-        command.add_argument("--start", type=_date, default=dt.date(2013, 1, 1))
+        command.add_argument("--start", type=_date, help="the first day (default: the spec's ingest.first_day)")
         command.add_argument("--days", type=_days, default=7)
+        command.add_argument("--usecase", default=MAIN_USECASE, help=f"a spec under usecases/ (default {MAIN_USECASE})")
         command.set_defaults(handler=handler)
-        if name == "summary":
-            command.add_argument("--usecase", default=MAIN_USECASE, help="a spec under usecases/")
         if name == "run":
             command.add_argument(
                 "--operate-from",
                 type=_date,
-                default=dt.date(2013, 7, 1),
                 help="after the first window, operate days from this one (history built up to it)",
             )
             command.add_argument(
@@ -315,19 +323,30 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--alias", default="champion", choices=["champion", "challenger"])
         command.add_argument("--reason", default="by hand (platform models)")
     models.set_defaults(handler=cmd_models)
-    replay = commands.add_parser("replay", help="send a landed day's flights to the model service as consumer traffic")
+    replay = commands.add_parser("replay", help="send a day's requests to the model service as consumer traffic")
     replay.add_argument("day", type=_date)
+    replay.add_argument("--usecase", default=MAIN_USECASE, help=f"a spec under usecases/ (default {MAIN_USECASE})")
     replay.add_argument("--url", help="the service (default http://127.0.0.1:PLATFORM_SERVING_PORT)")
     replay.add_argument("--batch", type=int, default=100)
     replay.set_defaults(handler=cmd_replay)
-    ab = commands.add_parser("ab-report", help="compare served variants on the landed arrivals of their flights")
-    ab.add_argument("first", type=_date, help="first scheduled departure day")
-    ab.add_argument("last", type=_date, help="last scheduled departure day")
+    ab = commands.add_parser("ab-report", help="compare served variants on the landed outcomes of their items")
+    ab.add_argument("first", type=_date, help="first day (of the items' local time)")
+    ab.add_argument("last", type=_date, help="last day")
+    ab.add_argument("--usecase", default=MAIN_USECASE, help=f"a spec under usecases/ (default {MAIN_USECASE})")
     ab.add_argument("--json", action="store_true", help="print the report as JSON")
     ab.set_defaults(handler=cmd_ab_report)
+    scaffold = commands.add_parser(
+        "new-usecase", help="write a new use case's skeleton (spec, dbt models, Feast definitions, suite, DAGs, test)"
+    )
+    scaffold.add_argument("name", help="lowercase letters, digits and _, e.g. taxi_fares")
+    scaffold.add_argument("--title", help="a human title (default: from the name)")
+    scaffold.add_argument("--root", type=Path, default=REPO_ROOT, help="the repository (default: this one)")
+    scaffold.set_defaults(handler=cmd_new_usecase)
     api_key = commands.add_parser("api-key", help="create a serving API key (operator); prints it once")
     api_key.add_argument("name")
-    api_key.add_argument("--scope", action="append", choices=["predict", "admin"], required=True)
+    api_key.add_argument(
+        "--scope", action="append", required=True, help="predict (every use case), predict:<use case> or admin"
+    )
     api_key.set_defaults(handler=cmd_api_keys)
     bootstrap = commands.add_parser(
         "vault-bootstrap", help="bootstrap VAULT_ADDR with VAULT_TOKEN (mounts, keys, policies, AppRole); idempotent"
@@ -429,15 +448,28 @@ def cmd_ab_report(args: argparse.Namespace) -> None:
     from serving import predictions
 
     settings = get_settings()
-    log = predictions.read(settings)
+    usecase = resolve_usecase(settings, args.usecase)
+    log = predictions.read(settings, usecase)
     if len(log):
-        day = log["scheduled_departure"].dt.date
+        day = log[usecase.serving.time].dt.date
         log = log[(day >= args.first) & (day <= args.last)]
     if not len(log):
-        raise PlatformError(f"no logged predictions for flights of {args.first} .. {args.last}")
-    usecase = resolve_usecase(settings, MAIN_USECASE)
-    report = ab_report(log, labels(settings, usecase, args.first, args.last))
+        raise PlatformError(f"no logged {usecase.name} predictions for {args.first} .. {args.last}")
+    report = ab_report(usecase, log, labels(settings, usecase, args.first, args.last))
     print(json.dumps(report, indent=2) if args.json else render(report))
+
+
+def cmd_new_usecase(args: argparse.Namespace) -> None:
+    from pipelines.usecases.scaffold import new_usecase
+
+    written = new_usecase(args.root, args.name, args.title)
+    print(f"Use case {args.name}: wrote {len(written)} files")
+    for path in written:
+        print(f"  {path.relative_to(args.root)}")
+    print(
+        f"Its DAGs parse already. Replace the TODOs (README: Add a use case), then run its data tests:\n"
+        f"  .venv/bin/python -m pytest tests/usecases/test_{args.name}.py"
+    )
 
 
 def cmd_api_keys(args: argparse.Namespace) -> None:
@@ -458,10 +490,11 @@ def cmd_replay(args: argparse.Namespace) -> None:
         )
     settings = get_settings()
     url = args.url or f"http://127.0.0.1:{settings.serving_port}"
-    print(replay(settings, args.day, url, key, batch=args.batch).render())
+    print(replay(settings, resolve_usecase(settings, args.usecase), args.day, url, key, batch=args.batch).render())
 
 
 OPERATOR_COMMANDS = {"rotate-keys", "rewrap", "api-key"}
+AUTHORING_COMMANDS = {"new-usecase"}  # write files only: no Vault needed
 
 
 @contextlib.contextmanager
@@ -479,6 +512,9 @@ def _vault_for_process(role: str) -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command in AUTHORING_COMMANDS:
+            args.handler(args)
+            return 0
         with _vault_for_process("operator" if args.command in OPERATOR_COMMANDS else "training"):
             args.handler(args)
     except PlatformError as exc:

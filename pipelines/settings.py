@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     serving_port: int = Field(3000, ge=1, le=65535, description="Port of the model service (make run, make up).")
     # Use cases: one spec per model (pipelines/usecases/spec.py).
     usecases_dir: Path = Field(REPO_ROOT / "usecases", description="Where the use-case specs live.")
+    served_usecases: list[str] = Field(
+        [], description="The use cases the model service serves (each at its spec's serving.route); [] = every spec."
+    )
     usecase_overrides: dict[str, dict[str, Any]] = Field(
         {}, description='Per use case, dotted spec fields to override: {"flight_delay": {"gate.min_roc_auc": 0.55}}.'
     )

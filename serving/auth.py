@@ -1,10 +1,12 @@
-"""API keys: only their SHA-256 lives in Vault (`platform/serving/api-keys/<name>`), with scopes.
+"""API keys: only their SHA-256 lives in Vault (`platform/serving/api-keys/<name>`), with scopes:
+`predict` (every use case's predictions), `predict:<use case>` (that use case's only), `admin`.
 A presented key is hashed and compared with every stored hash in constant time."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -14,6 +16,7 @@ from pipelines.security.vault import KV_MOUNT, Vault
 
 KEYS_PATH = "serving/api-keys"
 SCOPES = ("predict", "admin")
+USECASE_SCOPE = re.compile(r"^predict:[a-z][a-z0-9_]{1,39}$")
 
 
 @dataclass(frozen=True)
@@ -28,9 +31,9 @@ def _digest(key: str) -> str:
 
 def create_key(vault: Vault, name: str, scopes: list[str]) -> str:
     """A new random key under `name` (operator); returns the key, which is shown once and never stored."""
-    unknown = set(scopes) - set(SCOPES)
+    unknown = {scope for scope in scopes if scope not in SCOPES and not USECASE_SCOPE.match(scope)}
     if unknown or not scopes:
-        raise ValueError(f"scopes must be among {', '.join(SCOPES)}; got {scopes}")
+        raise ValueError(f"scopes must be among {', '.join(SCOPES)} or predict:<use case>; got {scopes}")
     key = f"fo_{secrets.token_urlsafe(32)}"
     vault.write_secret(f"{KEYS_PATH}/{name}", {"sha256": _digest(key), "scopes": sorted(scopes)})
     return key

@@ -1,4 +1,5 @@
-"""The model service as the deployer reaches it: reload the plan, smoke-test, read status.
+"""The model service as the deployer reaches it: reload the plans, smoke-test, read status; and one
+use case of it (`UseCaseEndpoint`), which is what a canary release drives.
 
 Its address and the deployer's API key (scopes admin and predict) are the Airflow connection
 PLATFORM_MODEL_SERVICE_CONN_ID in Vault: conn_type http, schema http|https, host, port,
@@ -15,6 +16,7 @@ from pipelines.errors import DeployFailed
 from pipelines.security.secrets import connection, put_connection
 from pipelines.security.vault import Vault
 from pipelines.settings import Settings
+from pipelines.usecases.spec import UseCase
 
 
 class ServiceClient:
@@ -50,8 +52,36 @@ class ServiceClient:
     def reload(self) -> dict:
         return self._call("/admin/reload", {})
 
-    def predict(self, flights: list[dict]) -> dict:
-        return self._call("/predict", {"flights": flights})
+    def predict(self, usecase: UseCase, items: list[dict]) -> dict:
+        return self._call(usecase.serving.route, {usecase.serving.batch: items})
+
+    def endpoint(self, usecase: UseCase) -> UseCaseEndpoint:
+        return UseCaseEndpoint(self, usecase)
+
+
+class UseCaseEndpoint:
+    """One use case of the service: its status, a reload answered with its status, its predictions."""
+
+    def __init__(self, client: ServiceClient, usecase: UseCase) -> None:
+        self.client, self.usecase = client, usecase
+
+    def _of(self, status: dict) -> dict:
+        mine = status.get("usecases", {}).get(self.usecase.name)
+        if mine is None:
+            raise DeployFailed(
+                f"the model service at {self.client.base} does not serve {self.usecase.name} "
+                f"(it serves {sorted(status.get('usecases', {}))}); add it to PLATFORM_SERVED_USECASES"
+            )
+        return mine
+
+    def status(self) -> dict:
+        return self._of(self.client.status())
+
+    def reload(self) -> dict:
+        return self._of(self.client.reload())
+
+    def predict(self, items: list[dict]) -> dict:
+        return self.client.predict(self.usecase, items)
 
 
 def register_service(vault: Vault, settings: Settings, port: int, key: str) -> None:

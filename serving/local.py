@@ -16,7 +16,7 @@ from pipelines.errors import PlatformError
 from pipelines.processes import port_open, stop
 from pipelines.settings import REPO_ROOT, Settings, settings_environment
 
-SERVICE = "serving.service:FlightDelay"
+SERVICE = "serving.service:ModelService"
 
 
 class ServiceFailed(PlatformError):
@@ -90,6 +90,7 @@ def wait_ready(base: str, timeout_s: float = 60, verify: bool | str = True) -> d
             pass
         if time.monotonic() > deadline:
             status = httpx.post(f"{base}/status", json={}, timeout=30, verify=verify).json()
-            raise ServiceFailed(f"the model service is not ready: {status['reason']}")
+            reasons = "; ".join(f"{name}: {u['reason']}" for name, u in status["usecases"].items())
+            raise ServiceFailed(f"the model service is not ready: {reasons}")
         time.sleep(0.5)
     return httpx.post(f"{base}/status", json={}, timeout=30, verify=verify).json()

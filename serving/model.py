@@ -1,5 +1,6 @@
-"""The served model: loaded only after its manifest's signature and file hashes verify, its ONNX file
-decrypts under the serving identity, and its features mean what the online store's features mean."""
+"""A use case's served models: loaded only after their manifests' signatures and file hashes verify,
+their ONNX files decrypt under the serving identity, and their features mean what the online store's
+features mean; and its online features, read for a request's items."""
 
 from __future__ import annotations
 
@@ -19,11 +20,7 @@ from pipelines.security.store import ArtifactStore
 from pipelines.security.vault import Vault
 from pipelines.settings import Settings
 from pipelines.training.dataset import feature_definitions_hash
-from pipelines.usecases.spec import resolve_usecase
-from serving.schema import FlightRequest
-
-# The use case this service serves (usecases/flight_delay/usecase.yaml); one service per use case.
-MODEL_NAME = "flight_delay"
+from pipelines.usecases.spec import UseCase
 
 
 class ModelUnavailable(PlatformError):
@@ -35,7 +32,7 @@ class ServedModel:
     name: str
     version: int
     features: list[str]
-    threshold: float
+    threshold: float | None  # a classifier's decision threshold; None for a regressor
     scorer: OnnxScorer
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -44,6 +41,7 @@ class ServedModel:
 
 def load_model(
     settings: Settings,
+    usecase: UseCase,
     store: ArtifactStore,
     vault: Vault,
     ledger: AuditLedger,
@@ -52,17 +50,18 @@ def load_model(
 ) -> ServedModel:
     """A version (or the version an alias points at), verified, decrypted and checked against the features."""
     registry = Registry(store, vault, ledger)
+    name = usecase.name
     if version is None:
-        pointer = registry.alias(MODEL_NAME, alias)
+        pointer = registry.alias(name, alias)
         if pointer is None:
-            raise ModelUnavailable(f"{MODEL_NAME} has no {alias} yet: train one (the training DAG, or `make run`)")
+            raise ModelUnavailable(f"{name} has no {alias} yet: train one (its training DAG, or `make run`)")
         version = pointer["version"]
-    manifest, files = registry.load_files(MODEL_NAME, version, ["model.onnx"])  # signature, decrypt, hashes
+    manifest, files = registry.load_files(name, version, ["model.onnx"])  # signature, decrypt, hashes
     contract = manifest["lineage"]["feature_service"]
-    current = feature_definitions_hash(settings, resolve_usecase(settings, MODEL_NAME))
+    current = feature_definitions_hash(settings, usecase)
     if contract["definitions_sha256"] != current:
         raise ModelUnavailable(
-            f"{MODEL_NAME} v{version} was trained on FeatureService {contract['name']} with definitions "
+            f"{name} v{version} was trained on FeatureService {contract['name']} with definitions "
             f"{contract['definitions_sha256'][:12]}…, but the online store now defines it as {current[:12]}…; "
             "refusing to serve it. Retrain on the current features or restore the definitions it was trained on."
         )
@@ -70,36 +69,38 @@ def load_model(
     try:
         scorer = OnnxScorer(files["model.onnx"], io["output"])
     except Exception as exc:  # noqa: BLE001 (ONNX Runtime raises its own types for models it cannot run)
-        raise ModelUnavailable(f"ONNX Runtime cannot load {MODEL_NAME} v{version}: {str(exc)[-300:]}") from exc
-    return ServedModel(MODEL_NAME, version, io["features"], float(manifest["threshold"]), scorer)
+        raise ModelUnavailable(f"ONNX Runtime cannot load {name} v{version}: {str(exc)[-300:]}") from exc
+    threshold = manifest.get("threshold")
+    return ServedModel(name, version, io["features"], None if threshold is None else float(threshold), scorer)
 
 
 class OnlineFeatures:
-    """Stored features from the Feast online store plus request-time features, in a model's input order."""
+    """A use case's stored features from the Feast online store plus its request-time features, in a
+    model's input order: the join keys, the time and the inputs come from each item as the spec's
+    `serving` and `features` sections say."""
 
-    def __init__(self, settings: Settings, salt: str) -> None:
-        self.usecase = resolve_usecase(settings, MODEL_NAME)
+    def __init__(self, settings: Settings, usecase: UseCase, salt: str) -> None:
+        self.usecase = usecase
         self.store = feature_store(settings)
-        self.service = self.store.get_feature_service(self.usecase.features.feature_service)
+        self.service = self.store.get_feature_service(usecase.features.feature_service)
         self.salt = salt
 
-    def matrix(self, flights: list[FlightRequest], features: list[str]) -> np.ndarray:
+    def matrix(self, items: list[dict], features: list[str]) -> np.ndarray:
+        """`items`: the request's items as dicts of their fields."""
         import pandas as pd
 
-        rows = [
-            {
-                "carrier": f.carrier,
-                "route": f"{f.origin}-{f.destination}",
-                "origin": f.origin,
-                "tailnum_hash": hash_pii(f.tailnum, self.salt) if f.tailnum else "",
-            }
-            for f in flights
-        ]
+        serving, spec = self.usecase.serving, self.usecase.features
+        rows = [{key: serving.key_of(key, item, self._hash) for key in spec.join_keys} for item in items]
         stored = self.store.get_online_features(features=self.service, entity_rows=rows).to_dict()
-        local = pd.Series([f.scheduled_departure.replace(tzinfo=None) for f in flights])
-        request_time = time_features(local, self.usecase.features.request_time.prefix)
-        frame = pd.DataFrame({k: v for k, v in stored.items() if k in features}).join(request_time)
+        local = pd.Series([item[serving.time].replace(tzinfo=None) for item in items])
+        frame = pd.DataFrame({k: v for k, v in stored.items() if k in features})
+        frame = frame.join(time_features(local, spec.request_time.prefix))
+        for name in spec.request_inputs:
+            frame[name] = [item[name] for item in items]
         return frame.reindex(columns=features).to_numpy(dtype=np.float32, na_value=np.nan)
+
+    def _hash(self, value: str) -> str:
+        return hash_pii(value, self.salt)
 
 
 @dataclass
@@ -112,19 +113,19 @@ class Routing:
 
 @dataclass
 class Scored:
-    """Each flight's probability, the variant that answered it, why its own variant did not (or ""), and
-    how long its variant's call took."""
+    """Each item's prediction (probability or value), the variant that answered it, why its own variant did
+    not (or ""), and how long its variant's call took."""
 
-    probability: np.ndarray
+    prediction: np.ndarray
     answered: list[Variant]
     error: list[str]
     score_ms: list[float]
 
 
-def score(routing: Routing, x: np.ndarray, assigned: list[Variant]) -> Scored:
-    """Score each flight with its assigned variant; a variant that fails or answers outside [0, 1] is
-    replaced by the plan's fallback (the champion) for its flights, and the failure is recorded: the
-    consumer gets an answer and the canary sees the error rate."""
+def score(routing: Routing, x: np.ndarray, assigned: list[Variant], task: str) -> Scored:
+    """Score each item with its assigned variant; a variant that fails or answers what no `task` model may
+    (outside [0, 1] for a probability, not finite) is replaced by the plan's fallback (the champion) for its
+    items, and the failure is recorded: the consumer gets an answer and the canary sees the error rate."""
     import time
 
     n = len(assigned)
@@ -134,49 +135,57 @@ def score(routing: Routing, x: np.ndarray, assigned: list[Variant]) -> Scored:
         rows = [i for i, a in enumerate(assigned) if a.name == variant.name]
         started = time.perf_counter()
         try:
-            p = checked_probabilities(routing.models[variant.version].predict(x[rows]), len(rows))
+            p = checked_predictions(routing.models[variant.version].predict(x[rows]), len(rows), task)
         except Exception as exc:  # noqa: BLE001 (any failure of one variant falls back; it is recorded)
             if variant.name == fallback.name:
                 raise ModelUnavailable(f"the fallback {fallback.name} v{fallback.version} failed: {exc}") from exc
-            p = checked_probabilities(routing.models[fallback.version].predict(x[rows]), len(rows))
+            p = checked_predictions(routing.models[fallback.version].predict(x[rows]), len(rows), task)
             for i in rows:
                 scored.answered[i], scored.error[i] = fallback, f"{type(exc).__name__}: {exc}"[:500]
         elapsed = (time.perf_counter() - started) * 1000
-        scored.probability[rows] = p
+        scored.prediction[rows] = p
         for i in rows:
             scored.score_ms[i] = elapsed
     return scored
 
 
-def score_shadow(routing: Routing, x: np.ndarray) -> tuple[np.ndarray, str, float]:
-    """The shadow's probabilities (NaN when it failed), the failure ("" if none) and the call's milliseconds;
+def score_shadow(routing: Routing, x: np.ndarray, task: str) -> tuple[np.ndarray, str, float]:
+    """The shadow's predictions (NaN when it failed), the failure ("" if none) and the call's milliseconds;
     a failing shadow costs the consumer nothing."""
     import time
 
     started = time.perf_counter()
     try:
-        p, error = checked_probabilities(routing.models[routing.plan.shadow.version].predict(x), len(x)), ""
+        p, error = checked_predictions(routing.models[routing.plan.shadow.version].predict(x), len(x), task), ""
     except Exception as exc:  # noqa: BLE001 (never let the shadow fail a request)
         p, error = np.full(len(x), np.nan), f"{type(exc).__name__}: {exc}"[:500]
     return p, error, (time.perf_counter() - started) * 1000
 
 
-def checked_probabilities(p: np.ndarray, rows: int) -> np.ndarray:
+def checked_predictions(p: np.ndarray, rows: int, task: str) -> np.ndarray:
     p = np.asarray(p, dtype=np.float64).reshape(-1)
     if p.shape != (rows,):
-        raise ModelUnavailable(f"the model answered {p.shape[0]} probabilities for {rows} flights")
-    bad = ~np.isfinite(p) | (p < 0) | (p > 1)
-    if bad.any():
-        raise ModelUnavailable(f"the model answered {int(bad.sum())} probabilities outside [0, 1] (e.g. {p[bad][0]})")
+        raise ModelUnavailable(f"the model answered {p.shape[0]} predictions for {rows} items")
+    if task == "binary_classification":
+        bad = ~np.isfinite(p) | (p < 0) | (p > 1)
+        if bad.any():
+            raise ModelUnavailable(
+                f"the model answered {int(bad.sum())} probabilities outside [0, 1] (e.g. {p[bad][0]})"
+            )
+    elif not np.isfinite(p).all():
+        raise ModelUnavailable(f"the model answered {int((~np.isfinite(p)).sum())} predictions that are not numbers")
     return p
 
 
-def load_routing(settings: Settings, store: ArtifactStore, vault: Vault, ledger: AuditLedger) -> Routing:
-    """The plan in the registry (or all traffic to the champion when there is none), every model in it loaded."""
+def load_routing(
+    settings: Settings, usecase: UseCase, store: ArtifactStore, vault: Vault, ledger: AuditLedger
+) -> Routing:
+    """The use case's plan in the registry (or all traffic to the champion when there is none), every model
+    in it loaded."""
     registry = Registry(store, vault, ledger)
-    plan, _ = read_plan(registry, MODEL_NAME)
+    plan, _ = read_plan(registry, usecase.name)
     if plan is None:
-        champion = load_model(settings, store, vault, ledger)
+        champion = load_model(settings, usecase, store, vault, ledger)
         return Routing(DeploymentPlan([Variant("champion", champion.version, 100.0)]), {champion.version: champion})
-    models = {v: load_model(settings, store, vault, ledger, version=v) for v in sorted(plan.versions())}
+    models = {v: load_model(settings, usecase, store, vault, ledger, version=v) for v in sorted(plan.versions())}
     return Routing(plan, models)

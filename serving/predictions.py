@@ -1,35 +1,43 @@
-"""The prediction log: every answered request, losslessly, before its 200 leaves the service.
+"""The prediction log: every answered request, losslessly, before its 200 leaves the service; one log
+per use case.
 
 Two backends, chosen by PLATFORM_PREDICTION_LOG:
-- `parquet` (embedded default): one file per request under `predictions/date=YYYY-MM-DD/`, written
-  under a temporary name and renamed, so a reader never sees half a request;
-- `postgres` (production): table `serving.predictions`, one transaction per request; the feature
-  vector is stored as parallel name/value arrays (float8 keeps NaN, which JSON cannot).
+- `parquet` (embedded default): one file per request under `predictions/<use case>/date=YYYY-MM-DD/`,
+  written under a temporary name and renamed, so a reader never sees half a request;
+- `postgres` (production): table `serving.predictions`, one transaction per request, a column naming
+  the use case; the item's id, local time and answer in columns of their own, its other fields as
+  JSON, and the feature vector as parallel name/value arrays (float8 keeps NaN, which JSON cannot).
 
-Readers get the same DataFrame from both: one row per flight and variant, the features as columns.
+Readers get the same DataFrame from both, in the use case's own names (for flights: flight_id,
+carrier, ..., scheduled_departure, probability, late): one row per item and variant, the features as
+columns.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.settings import Settings
+from pipelines.usecases.spec import UseCase
 
-# Columns every row has; whatever else a row carries is the model's feature vector.
-FIXED = (
-    "request_id", "logged_at", "flight_id", "carrier", "origin", "destination", "scheduled_departure", "variant",
-    "assigned_variant", "model_version", "probability", "late", "error", "score_ms", "latency_ms", "caller",
-)  # fmt: skip
-COLUMNS = ", ".join((*FIXED, "feature_names", "feature_values"))
+# Columns every row has besides the use case's own (its item's fields, its answer) and the features.
+SERVED = ("request_id", "logged_at", "variant", "assigned_variant", "model_version", "error", "score_ms",
+          "latency_ms", "caller")  # fmt: skip
+
+
+def logged_fields(usecase: UseCase) -> list[str]:
+    """The item fields a row keeps: all but personal data (a PII field is used hashed, never logged)."""
+    return [name for name, spec in usecase.serving.fields.items() if not spec.pii]
 
 
 class ParquetLog:
-    def __init__(self, settings: Settings) -> None:
-        self.root = settings.data_root / "predictions"
+    def __init__(self, settings: Settings, usecase: UseCase) -> None:
+        self.root = settings.data_root / "predictions" / usecase.name
 
     def __str__(self) -> str:
         return str(self.root)
@@ -58,27 +66,31 @@ class ParquetLog:
 
 class PostgresLog:
     TABLE = "serving.predictions"
+    COLUMNS = ("request_id", "logged_at", "usecase", "entity_id", "request_time", "variant", "assigned_variant",
+               "model_version", "prediction", "decision", "error", "score_ms", "latency_ms", "caller", "fields",
+               "feature_names", "feature_values")  # fmt: skip
     DDL = f"""
         CREATE SCHEMA IF NOT EXISTS serving;
         CREATE TABLE IF NOT EXISTS {TABLE} (
-            request_id text NOT NULL, logged_at timestamptz NOT NULL, flight_id text NOT NULL,
-            carrier text, origin text, destination text, scheduled_departure timestamp,
-            variant text NOT NULL, assigned_variant text NOT NULL, model_version integer NOT NULL,
-            probability double precision, late boolean, error text NOT NULL, score_ms double precision,
-            latency_ms double precision, caller text, feature_names text[] NOT NULL,
+            request_id text NOT NULL, logged_at timestamptz NOT NULL, usecase text NOT NULL,
+            entity_id text NOT NULL, request_time timestamp, variant text NOT NULL,
+            assigned_variant text NOT NULL, model_version integer NOT NULL, prediction double precision,
+            decision boolean, error text NOT NULL, score_ms double precision, latency_ms double precision,
+            caller text, fields jsonb NOT NULL, feature_names text[] NOT NULL,
             feature_values double precision[] NOT NULL
         );
-        CREATE INDEX IF NOT EXISTS predictions_logged_at ON {TABLE} (logged_at);
+        CREATE INDEX IF NOT EXISTS predictions_usecase_logged_at ON {TABLE} (usecase, logged_at);
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, usecase: UseCase) -> None:
         from pipelines.security.secrets import postgres_connection
 
         self.dsn = postgres_connection(settings).dsn()
+        self.usecase = usecase
         self._created = False
 
     def __str__(self) -> str:
-        return f"PostgreSQL table {self.TABLE}"
+        return f"PostgreSQL table {self.TABLE} ({self.usecase.name})"
 
     def _connect(self):
         import psycopg2
@@ -91,21 +103,36 @@ class PostgresLog:
             self._created = True
         return con
 
+    def _names(self) -> dict[str, str | None]:
+        """The generic column of each of the use case's own names."""
+        u = self.usecase
+        return {"entity_id": u.features.entity_id, "request_time": u.serving.time,
+                "prediction": u.prediction_column, "decision": u.serving.decision}  # fmt: skip
+
     def write(self, request_id: str, rows: list[dict]) -> None:
         from psycopg2.extras import execute_values
 
         now = dt.datetime.now(dt.UTC)
+        names, fields = self._names(), logged_fields(self.usecase)
+        own = {*names.values(), *fields}
         records = []
         for row in rows:
-            features = {k: v for k, v in row.items() if k not in FIXED}
-            fixed = {**row, "request_id": request_id, "logged_at": now}
-            records.append(tuple(fixed.get(c) for c in FIXED) + (list(features), list(features.values())))
+            features = {k: float(row[k]) for k in row if k not in SERVED and k not in own}
+            item = {k: row[k] for k in fields if k not in names.values()}
+            values = {
+                **{k: row.get(k) for k in SERVED}, "request_id": request_id, "logged_at": now,
+                "usecase": self.usecase.name, "fields": json.dumps(item, default=str),
+                **{generic: row.get(name) if name else None for generic, name in names.items()},
+            }  # fmt: skip
+            values["entity_id"] = str(values["entity_id"])
+            record = [values[c] for c in self.COLUMNS[:-2]] + [list(features), list(features.values())]
+            records.append(tuple(record))
         con = self._connect()
         try:
             with con, con.cursor() as cursor:  # one transaction: the whole request or nothing
                 execute_values(
                     cursor,
-                    f"INSERT INTO {self.TABLE} ({COLUMNS}) VALUES %s",  # nosec B608 # identifiers are module constants; values are bound
+                    f"INSERT INTO {self.TABLE} ({', '.join(self.COLUMNS)}) VALUES %s",  # nosec B608 # identifiers are class constants; values are bound
                     records,
                 )
         finally:
@@ -118,16 +145,22 @@ class PostgresLog:
         try:
             with con.cursor() as cursor:
                 cursor.execute(
-                    f"SELECT {COLUMNS} FROM {self.TABLE} WHERE logged_at >= %s ORDER BY logged_at, request_id",  # nosec B608 # identifiers are module constants; values are bound
-                    (since or dt.datetime(1970, 1, 1, tzinfo=dt.UTC),),
+                    f"SELECT {', '.join(self.COLUMNS)} FROM {self.TABLE} WHERE usecase = %s AND logged_at >= %s "  # nosec B608 # identifiers are class constants; values are bound
+                    "ORDER BY logged_at, request_id",
+                    (self.usecase.name, since or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)),
                 )
                 rows = cursor.fetchall()
         finally:
             con.close()
-        records = [
-            {**dict(zip(FIXED, row[: len(FIXED)], strict=True)), **dict(zip(row[-2], row[-1], strict=True))}
-            for row in rows
-        ]
+        names = self._names()
+        records = []
+        for row in rows:
+            values = dict(zip(self.COLUMNS, row, strict=True))
+            record = {k: values[k] for k in SERVED}
+            record.update({name: values[generic] for generic, name in names.items() if name})
+            record.update(values["fields"] if isinstance(values["fields"], dict) else json.loads(values["fields"]))
+            record.update(zip(values["feature_names"], values["feature_values"], strict=True))
+            records.append(record)
         return pd.DataFrame.from_records(records)
 
 
@@ -137,10 +170,10 @@ def _since(frame, since: dt.datetime | None):
     return frame[frame["logged_at"] >= since].reset_index(drop=True)
 
 
-def prediction_log(settings: Settings) -> ParquetLog | PostgresLog:
-    return PostgresLog(settings) if settings.prediction_log == "postgres" else ParquetLog(settings)
+def prediction_log(settings: Settings, usecase: UseCase) -> ParquetLog | PostgresLog:
+    return PostgresLog(settings, usecase) if settings.prediction_log == "postgres" else ParquetLog(settings, usecase)
 
 
-def read(settings: Settings, since: dt.datetime | None = None):
-    """Every logged prediction (since a time), one row per flight and variant, features as columns."""
-    return prediction_log(settings).read(since)
+def read(settings: Settings, usecase: UseCase, since: dt.datetime | None = None):
+    """Every logged prediction of the use case (since a time), one row per item and variant, features as columns."""
+    return prediction_log(settings, usecase).read(since)

@@ -1,9 +1,10 @@
-"""Traffic replay: a day's scheduled flights sent to the endpoint as consumers would send them.
+"""Traffic replay: a day's requests sent to a use case's endpoint as consumers would send them.
 
-The requests come from the day's published schedule (the flights source, not the platform's raw
-zone: consumers ask about a day before the ingest DAG has landed it) and carry only what is known
-before departure; the day's actual arrivals, landed by the ingest DAG once the day is over, later
-become the labels of the logged predictions.
+The requests come from the day's rows of the source (not the platform's raw zone: consumers ask
+about a day before the ingest DAG has landed it), mapped to request fields by the spec's
+`serving.replay`, and carry only what is known beforehand (for flights the schedule; for bikes the
+calendar and the hour's weather, standing in for a forecast); the day's outcomes, landed by the
+ingest DAG once the day is over, later become the labels of the logged predictions.
 """
 
 from __future__ import annotations
@@ -19,87 +20,105 @@ import numpy as np
 from pipelines.ingest.landing import source_dir
 from pipelines.ingest.source import read_source, rows_of_day
 from pipelines.settings import Settings
-from pipelines.usecases.spec import resolve_usecase
+from pipelines.usecases.spec import ReplayRule, UseCase
 
 
-def day_requests(settings: Settings, day: dt.date) -> list[dict]:
-    """The day's scheduled flights as request bodies; MissingPartitionError if the source has none."""
+def day_requests(settings: Settings, usecase: UseCase, day: dt.date) -> list[dict]:
+    """The day's requests as consumers would send them, from the day's rows of the source table the spec's
+    `serving.replay` names; MissingPartitionError if the source has none."""
     from pipelines.errors import MissingPartitionError
-    from serving.model import MODEL_NAME
 
-    sources = resolve_usecase(settings, MODEL_NAME).sources
-    folder, flights = source_dir(settings, sources), sources.tables["flights"]
-    columns = ["sched_dep_time", "carrier", "flight", "origin", "dest", "tailnum"]
-    rows = rows_of_day(read_source(folder, "flights", flights), day, flights).select(columns).to_pylist()
+    replay = usecase.serving.replay
+    folder, table = source_dir(settings, usecase.sources), usecase.sources.tables[replay.table]
+    rows = rows_of_day(read_source(folder, replay.table, table), day, table).to_pylist()
     if not rows:
-        raise MissingPartitionError(f"the flights source in {folder} schedules no flights on {day}")
-    requests = []
-    for r in rows:
-        hhmm = int(r["sched_dep_time"])
-        departure = dt.datetime.combine(day, dt.time()) + dt.timedelta(hours=hhmm // 100, minutes=hhmm % 100)
-        requests.append(
-            {
-                "flight_id": f"{day.isoformat()}-{r['carrier']}{r['flight']}-{r['origin']}",
-                "carrier": r["carrier"],
-                "origin": r["origin"],
-                "destination": r["dest"],
-                "scheduled_departure": departure.isoformat(),
-                "tailnum": r["tailnum"],
-            }
-        )
-    return requests
+        raise MissingPartitionError(f"the {replay.table} source in {folder} has no rows on {day}")
+    midnight = dt.datetime.combine(day, dt.time())
+    return [{name: _value(rule, row, day, midnight) for name, rule in replay.fields.items()} for row in rows]
+
+
+def _value(rule: str | ReplayRule, row: dict, day: dt.date, midnight: dt.datetime):
+    if isinstance(rule, str):
+        return rule.format(date=day.isoformat(), **row)
+    if rule.clock_hhmm is not None:
+        hhmm = int(row[rule.clock_hhmm])
+        return (midnight + dt.timedelta(hours=hhmm // 100, minutes=hhmm % 100)).isoformat()
+    if rule.hour is not None:
+        return (midnight + dt.timedelta(hours=int(row[rule.hour]))).isoformat()
+    value = row[rule.column]
+    if rule.values is not None:
+        value = rule.values[value]
+    return value * rule.scale if rule.scale is not None and value is not None else value
 
 
 @dataclass
 class ReplayReport:
+    usecase: str
+    batch: str  # what an item is (flights, hours)
     sent: int
     answered: int
     failed: int
     p50_ms: float
     p99_ms: float
-    late_share: float
+    mean_answer: float  # the share predicted positive (a decision), or the mean prediction
+    answer: str  # what mean_answer means
 
     def render(self) -> str:
         return (
-            f"{self.answered}/{self.sent} flights answered ({self.failed} failed), request p50 {self.p50_ms:.1f} ms, "
-            f"p99 {self.p99_ms:.1f} ms, predicted late: {self.late_share:.1%}"
+            f"{self.answered}/{self.sent} {self.batch} answered ({self.failed} failed), request p50 "
+            f"{self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, {self.answer}: {self.mean_answer:.3g}"
         )
 
 
 def replay(
-    settings: Settings, day: dt.date, base: str, api_key: str, batch: int = 100, verify: bool | str = True
+    settings: Settings,
+    usecase: UseCase,
+    day: dt.date,
+    base: str,
+    api_key: str,
+    batch: int = 100,
+    verify: bool | str = True,
 ) -> ReplayReport:
-    requests = day_requests(settings, day)
-    latencies, late, answered, failed = [], [], 0, 0
+    """Send the day's requests to the use case's route in batches; what came back."""
+    requests = day_requests(settings, usecase, day)
+    serving = usecase.serving
+    answer = serving.decision or usecase.prediction_column
+    latencies, answers, answered, failed = [], [], 0, 0
     with httpx.Client(
         base_url=base, headers={"Authorization": f"Bearer {api_key}"}, timeout=60, verify=verify
     ) as client:
         for start in range(0, len(requests), batch):
             chunk = requests[start : start + batch]
             started = time.perf_counter()
-            response = client.post("/predict", json={"flights": chunk})
+            response = client.post(serving.route, json={serving.batch: chunk})
             latencies.append((time.perf_counter() - started) * 1000)
             if response.status_code == 200:
                 answered += len(chunk)
-                late += [p["late"] for p in response.json()["predictions"]]
+                answers += [float(p[answer]) for p in response.json()["predictions"]]
             else:
                 failed += len(chunk)
     return ReplayReport(
+        usecase.name,
+        serving.batch,
         len(requests),
         answered,
         failed,
         float(np.percentile(latencies, 50)),
         float(np.percentile(latencies, 99)),
-        float(np.mean(late)) if late else 0.0,
+        float(np.mean(answers)) if answers else 0.0,
+        f"share {answer}" if serving.decision else f"mean {answer}",
     )
 
 
 class ReplayLoop:
-    """Consumer traffic in a background thread: `flights` sent in batches, round and round, until the
-    block exits; every status (and every 200's answer) is kept. Canary steps need live traffic."""
+    """Consumer traffic in a background thread: `items` sent to the use case's route in batches, round and
+    round, until the block exits; every status (and every 200's answer) is kept. Canary steps need live
+    traffic."""
 
-    def __init__(self, base: str, api_key: str, flights: list[dict], batch: int = 100, verify: bool | str = True):
-        self.base, self.api_key, self.flights, self.batch, self.verify = base, api_key, flights, batch, verify
+    def __init__(self, base: str, api_key: str, usecase: UseCase, items: list[dict], batch: int = 100,
+                 verify: bool | str = True):  # fmt: skip
+        self.base, self.api_key, self.items, self.batch, self.verify = base, api_key, items, batch, verify
+        self.route, self.field = usecase.serving.route, usecase.serving.batch
         self.statuses: list[int] = []
         self.answers: list[dict] = []
         self._stop = threading.Event()
@@ -110,11 +129,11 @@ class ReplayLoop:
         with httpx.Client(base_url=self.base, headers=headers, timeout=60, verify=self.verify) as client:
             start = 0
             while not self._stop.is_set():
-                response = client.post("/predict", json={"flights": self.flights[start : start + self.batch]})
+                response = client.post(self.route, json={self.field: self.items[start : start + self.batch]})
                 self.statuses.append(response.status_code)
                 if response.status_code == 200:
                     self.answers.append(response.json())
-                start = (start + self.batch) % max(len(self.flights) - self.batch, 1)
+                start = (start + self.batch) % max(len(self.items) - self.batch, 1)
 
     def __enter__(self) -> ReplayLoop:
         self._thread.start()
@@ -124,5 +143,5 @@ class ReplayLoop:
         self._stop.set()
         self._thread.join(timeout=60)
 
-    def flights_answered(self) -> int:
+    def items_answered(self) -> int:
         return sum(len(a["predictions"]) for a in self.answers)

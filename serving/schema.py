@@ -1,96 +1,123 @@
-"""What consumers send and receive. Strict: unknown fields, wrong types, out-of-range values and
-oversized batches are refused with a 4xx that names the field, before any model code runs."""
+"""What consumers send and receive, per use case, from its spec's `serving` section. Strict: unknown
+fields, wrong types, out-of-range values, values outside the data contract and oversized batches are
+refused with a 4xx that names the field, before any model code runs."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+import functools
+import json
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, field_validator
+
+from pipelines.settings import REPO_ROOT
+from pipelines.usecases.spec import RequestField, UseCase
 
 MAX_BATCH = 1000
-# Departures a consumer may ask about: wide enough for any schedule, narrow enough for every date type.
-EARLIEST_DEPARTURE, LATEST_DEPARTURE = dt.datetime(1990, 1, 1), dt.datetime(2100, 1, 1)
-Carrier = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{2}$")]
-Airport = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-# The codes a request may use, from the same data contract the ingest validates against (the Great
-# Expectations suite of raw flights): the carriers, and the three New York origins the model has
-# weather for. Destinations are checked for form only: the FAA list lacks some that real flights use.
-# The OpenAPI document lists them, so consumers (and generated tests) know them too.
+# Local times a consumer may ask about: wide enough for any schedule, narrow enough for every date type.
+EARLIEST, LATEST = dt.datetime(1990, 1, 1), dt.datetime(2100, 1, 1)
 
 
-def _known_codes() -> dict[str, list[str]]:
-    import json
-
-    from pipelines.settings import REPO_ROOT
-
-    suite = json.loads((REPO_ROOT / "expectations" / "raw_flights.json").read_text())
-    known = {}
-    for expectation in suite["expectations"]:
-        column = expectation["kwargs"].get("column")
-        if expectation["type"] == "expect_column_values_to_be_in_set" and column in ("carrier", "origin"):
-            known[column] = sorted(expectation["kwargs"]["value_set"])
-    return known
+@functools.cache
+def known_values(suite: str, column: str) -> tuple[str, ...]:
+    """The values a request may use, from the same data contract the ingest validates against (the suite's
+    expect_column_values_to_be_in_set of `column`); the OpenAPI document lists them too."""
+    path = REPO_ROOT / "expectations" / f"{suite}.json"
+    for expectation in json.loads(path.read_text())["expectations"]:
+        if expectation["type"] == "expect_column_values_to_be_in_set" and expectation["kwargs"].get("column") == column:
+            return tuple(sorted(expectation["kwargs"]["value_set"]))
+    raise ValueError(f"{path} has no expect_column_values_to_be_in_set for {column!r} (a request field's `known`)")
 
 
-KNOWN = _known_codes()
+def _annotation(spec: RequestField) -> tuple[Any, Any]:
+    extra = {"enum": list(known_values(spec.known.suite, spec.known.column))} if spec.known else None
+    if spec.type == "string":
+        kind: Any = Annotated[str, StringConstraints(min_length=1, max_length=spec.max_length, pattern=spec.pattern)]
+    elif spec.type in ("number", "integer"):
+        base = float if spec.type == "number" else int
+        kind = Annotated[base, Field(ge=spec.minimum, le=spec.maximum, allow_inf_nan=False)]
+    else:
+        kind = dt.datetime
+    if spec.optional:
+        kind = kind | None
+    return kind, Field(None if spec.optional else ..., description=spec.description, json_schema_extra=extra)
 
 
-class FlightRequest(BaseModel):
-    """One scheduled flight, as a consumer knows it before departure."""
+def _validators(usecase: UseCase) -> dict:
+    serving = usecase.serving
+    validators = {}
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    def plausible(cls, value: dt.datetime) -> dt.datetime:
+        if not EARLIEST <= value.replace(tzinfo=None) < LATEST:
+            raise ValueError(
+                f"{serving.time} {value.isoformat()} is outside {EARLIEST.date()} .. {LATEST.date()}; send the "
+                "local wall-clock time, e.g. 2013-01-05T17:30:00"
+            )
+        return value
 
-    flight_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    carrier: Carrier = Field(description="IATA carrier code, e.g. UA", json_schema_extra={"enum": KNOWN["carrier"]})
-    origin: Airport = Field(description="Departure airport, e.g. EWR", json_schema_extra={"enum": KNOWN["origin"]})
-    destination: Airport = Field(description="Arrival airport, e.g. IAH")
-    scheduled_departure: dt.datetime = Field(description="Local wall-clock time at the origin, no time zone")
-    tailnum: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{2,8}$")] | None = Field(
-        None, description="Aircraft registration, e.g. N14228 (hashed on arrival, never stored in clear)"
+    validators["_plausible_time"] = field_validator(serving.time)(classmethod(plausible))
+    for name, spec in serving.fields.items():
+        if spec.known is None:
+            continue
+        known = known_values(spec.known.suite, spec.known.column)
+
+        def check(cls, value, name=name, known=known):
+            if value is not None and value not in known:
+                raise ValueError(f"unknown {name} {value!r}; known: {', '.join(known)}")
+            return value
+
+        validators[f"_known_{name}"] = field_validator(name)(classmethod(check))
+    return validators
+
+
+def _by_spec(build):
+    """Cache a model builder per spec (a UseCase is not hashable; its JSON is)."""
+    cached = functools.cache(lambda text: build(UseCase.model_validate_json(text)))
+    return functools.wraps(build)(lambda usecase: cached(usecase.model_dump_json()))
+
+
+@_by_spec
+def item_model(usecase: UseCase) -> type[BaseModel]:
+    """One item of a request (a flight, an hour), as the spec's `serving.fields` describe it."""
+    fields = {name: _annotation(spec) for name, spec in usecase.serving.fields.items()}
+    model = create_model(
+        f"{_camel(usecase.name)}{_camel(usecase.serving.batch).removesuffix('s')}",
+        __config__=ConfigDict(extra="forbid", str_strip_whitespace=True),
+        __validators__=_validators(usecase),
+        **fields,
     )
-
-    @field_validator("carrier")
-    @classmethod
-    def _known_carrier(cls, value: str) -> str:
-        if value not in KNOWN["carrier"]:
-            raise ValueError(f"unknown carrier {value!r}; known carriers: {', '.join(sorted(KNOWN['carrier']))}")
-        return value
-
-    @field_validator("scheduled_departure")
-    @classmethod
-    def _plausible_departure(cls, value: dt.datetime) -> dt.datetime:
-        if not EARLIEST_DEPARTURE <= value.replace(tzinfo=None) < LATEST_DEPARTURE:
-            raise ValueError(
-                f"scheduled departure {value.isoformat()} is outside {EARLIEST_DEPARTURE.date()} .. "
-                f"{LATEST_DEPARTURE.date()}; send the local departure time, e.g. 2013-01-05T17:30:00"
-            )
-        return value
-
-    @field_validator("origin")
-    @classmethod
-    def _known_origin(cls, value: str) -> str:
-        if value not in KNOWN["origin"]:
-            raise ValueError(
-                f"unknown origin {value!r}; the model serves departures from {', '.join(sorted(KNOWN['origin']))}"
-            )
-        return value
+    model.__doc__ = f"One item of a {usecase.title.lower()} request."
+    return model
 
 
-class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    flights: list[FlightRequest] = Field(min_length=1, max_length=MAX_BATCH)
-
-
-class Prediction(BaseModel):
-    flight_id: str
-    probability: float = Field(ge=0, le=1)
-    late: bool = Field(description="probability at or above the model's decision threshold")
-    model_version: int
-    variant: str
+@_by_spec
+def request_model(usecase: UseCase) -> type[BaseModel]:
+    """The request body: {<batch>: [item, ...]} with 1 to MAX_BATCH items."""
+    items = Annotated[list[item_model(usecase)], Field(min_length=1, max_length=MAX_BATCH)]
+    return create_model(f"{_camel(usecase.name)}Request", __config__=ConfigDict(extra="forbid"),
+                        **{usecase.serving.batch: (items, ...)})  # fmt: skip
 
 
-class PredictResponse(BaseModel):
-    request_id: str
-    predictions: list[Prediction]
+@_by_spec
+def prediction_model(usecase: UseCase) -> type[BaseModel]:
+    """One answer: the item's id, the model's answer (a probability and its decision, or a prediction),
+    the model version and the variant that answered."""
+    fields: dict[str, Any] = {usecase.features.entity_id: (str, ...)}
+    if usecase.task == "binary_classification":
+        fields["probability"] = (float, Field(ge=0, le=1))
+        fields[usecase.serving.decision] = (bool, Field(description="probability at or above the model's threshold"))
+    else:
+        fields["prediction"] = (float, Field(description=f"the predicted {usecase.features.label.column}"))
+    fields.update(model_version=(int, ...), variant=(str, ...))
+    return create_model(f"{_camel(usecase.name)}Prediction", **fields)
+
+
+@_by_spec
+def response_model(usecase: UseCase) -> type[BaseModel]:
+    return create_model(f"{_camel(usecase.name)}Response", request_id=(str, ...),
+                        predictions=(list[prediction_model(usecase)], ...))  # fmt: skip
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))

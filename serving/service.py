@@ -1,9 +1,15 @@
-"""The flight-delay BentoML service: `POST /predict` for consumers, `/admin/reload` for operators.
+"""The model service: one BentoML deployment serving the platform's use cases side by side.
 
-Run with `bentoml serve serving.service:FlightDelay` (add `--ssl-certfile/--ssl-keyfile` for HTTPS).
-It reaches Vault as the `serving` AppRole (PLATFORM_VAULT_ADDR, _ROLE_ID, _SECRET_ID). It is ready
-only once the champion's manifest verified, its ONNX file decrypted and its feature contract held;
-until then `/readyz` answers 503 and `/status` says why.
+Run with `bentoml serve serving.service:ModelService` (add `--ssl-certfile/--ssl-keyfile` for HTTPS).
+Every use case in PLATFORM_SERVED_USECASES (default: every spec under usecases/) answers at its
+spec's `serving.route` (flights: `POST /predict`, bikes: `POST /bike_rentals/predict`), with the
+request schema its spec declares, its own deployment plan (champion, canary, shadow), its own
+prediction log, and keys that may be limited to it (scope `predict:<use case>`; `predict` reaches
+every one). `/admin/reload` reloads keys and plans; `/status` says, per use case, what is served or
+why not. It reaches Vault as the `serving` AppRole (PLATFORM_VAULT_ADDR, _ROLE_ID, _SECRET_ID). A use
+case is served only once its champion's manifest verified, its ONNX file decrypted and its feature
+contract held; the service is ready once one use case is, and a use case without a model answers
+503 with the reason.
 """
 
 from __future__ import annotations
@@ -11,29 +17,52 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from typing import Annotated
+from dataclasses import dataclass
 
 import bentoml
-from pydantic import Field
 
-from serving.schema import MAX_BATCH, FlightRequest, Prediction, PredictResponse
+from pipelines.settings import get_settings
+from pipelines.usecases.spec import UseCase, available, resolve_usecase
+from serving.schema import MAX_BATCH, prediction_model, request_model, response_model
 
-# 1,000 flights of the largest legal request are about 250 KiB of JSON.
+# 1,000 items of the largest legal request are about 250 KiB of JSON.
 MAX_BODY_BYTES = 512 * 1024
-# Which scope each protected route needs; everything else (docs, /status, probes) is open.
-ROUTE_SCOPES = {"/predict": "predict", "/admin/reload": "admin"}
+
+
+def served_usecases() -> list[UseCase]:
+    """The use cases this process serves, as the settings resolve their specs."""
+    settings = get_settings()
+    return [resolve_usecase(settings, name) for name in settings.served_usecases or available(settings.usecases_dir)]
+
+
+SERVED = {usecase.name: usecase for usecase in served_usecases()}
+# Which scope each protected route needs, and for which use case; everything else (docs, /status,
+# probes) is open.
+ROUTES = {usecase.serving.route: ("predict", name) for name, usecase in SERVED.items()}
+ROUTES["/admin/reload"] = ("admin", None)
+
+
+@dataclass
+class Endpoint:
+    """What one use case answers with, swapped whole on reload."""
+
+    usecase: UseCase
+    routing: object  # serving.model.Routing
+    features: object  # serving.model.OnlineFeatures
+    log: object  # serving.predictions.ParquetLog | PostgresLog
 
 
 class State:
     """What the service instance has loaded, shared with the auth middleware of the same process."""
 
     keys: dict = {}
-    routing = None
-    reason = "starting"
+    endpoints: dict[str, Endpoint] = {}
+    reasons: dict[str, str] = dict.fromkeys(SERVED, "starting")
 
 
 class ApiKeyMiddleware:
-    """401 without a known key, 403 without the route's scope, 503 (with the reason) when no model is loaded.
+    """401 without a known key, 403 without the route's scope, 413 for an oversized body, 503 (with the
+    reason) when the use case has no model loaded.
 
     BentoML turns its own 401/403/5xx errors into fixed texts; answering here keeps the reasons.
     """
@@ -42,7 +71,7 @@ class ApiKeyMiddleware:
         self.app = app
 
     async def __call__(self, scope, receive, send) -> None:
-        needed = ROUTE_SCOPES.get(scope.get("path", "")) if scope["type"] == "http" else None
+        needed, name = ROUTES.get(scope.get("path", ""), (None, None)) if scope["type"] == "http" else (None, None)
         if needed is None:
             return await self.app(scope, receive, send)
         from starlette.responses import JSONResponse
@@ -54,7 +83,7 @@ class ApiKeyMiddleware:
         if needed == "predict" and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             message = (
                 f"request body of {length} bytes exceeds the {MAX_BODY_BYTES // 1024} KiB limit; send at most "
-                f"{MAX_BATCH} flights per request"
+                f"{MAX_BATCH} {SERVED[name].serving.batch} per request"
                 if length.isdigit()
                 else "send a Content-Length header"
             )
@@ -64,37 +93,38 @@ class ApiKeyMiddleware:
         bearer = headers.get("authorization", "")
         presented = bearer[7:].strip() if bearer.lower().startswith("bearer ") else headers.get("x-api-key")
         key = authenticate(State.keys, presented)
+        wanted = needed if name is None else f"predict:{name}"
         if key is None:
             response = JSONResponse(
                 {"error": "missing or unknown API key: send `Authorization: Bearer <key>`"},
                 status_code=401,
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        elif needed not in key.scopes:
-            response = JSONResponse({"error": f"API key {key.name!r} lacks the {needed!r} scope"}, status_code=403)
-        elif needed == "predict" and State.routing is None:
-            response = JSONResponse({"error": f"no model is being served: {State.reason}"}, status_code=503)
+        elif needed not in key.scopes and wanted not in key.scopes:
+            response = JSONResponse({"error": f"API key {key.name!r} lacks the {wanted!r} scope"}, status_code=403)
+        elif name is not None and name not in State.endpoints:
+            response = JSONResponse(
+                {"error": f"no {name} model is being served: {State.reasons.get(name)}"}, status_code=503
+            )
         else:
             scope.setdefault("state", {})["caller"] = key.name
             return await self.app(scope, receive, send)
         await response(scope, receive, send)
 
 
-@bentoml.service(name="flight_delay", traffic={"timeout": 30, "max_concurrency": 32})
-class FlightDelay:
+class _Service:
     def __init__(self) -> None:
-        from pipelines.settings import get_settings
-
         self.settings = get_settings()
         self._lock = threading.Lock()
-        self.routing = self.features = self.log = None
+        self.endpoints: dict[str, Endpoint] = {}
         self._load()
 
     def _load(self) -> None:
-        """(Re)load keys, features and the deployment plan's models; on failure keep what was loaded, or stay not-ready.
+        """(Re)load keys and every use case's features, deployment plan and models. A use case that fails
+        keeps what it had loaded (or stays unserved, with the reason); the others are not held back.
 
-        The new routing is built completely before it replaces the old one: requests in flight finish
-        on the models they started with, and none is dropped.
+        Each use case's new routing is built completely before it replaces the old one: requests in flight
+        finish on the models they started with, and none is dropped.
         """
         from pipelines.errors import PlatformError
         from pipelines.security.audit import audit_ledger
@@ -109,64 +139,86 @@ class FlightDelay:
             vault = Vault.from_settings(self.settings)
             ledger = audit_ledger(self.settings)
             keys = load_keys(vault)
-            features = OnlineFeatures(self.settings, variable(vault, PII_SALT_VARIABLE))
-            routing = load_routing(self.settings, artifact_store(self.settings, ledger), vault, ledger)
-            log = prediction_log(self.settings)
+            salt = variable(vault, PII_SALT_VARIABLE)
+            store = artifact_store(self.settings, ledger)
         except PlatformError as exc:
-            State.reason = f"{type(exc).__name__}: {exc}"
+            State.reasons = dict.fromkeys(SERVED, f"{type(exc).__name__}: {exc}")
             return
+        loaded, reasons = {}, {}
+        for name, usecase in SERVED.items():
+            try:
+                loaded[name] = Endpoint(
+                    usecase,
+                    load_routing(self.settings, usecase, store, vault, ledger),
+                    OnlineFeatures(self.settings, usecase, salt),
+                    prediction_log(self.settings, usecase),
+                )
+                reasons[name] = "ready"
+            except PlatformError as exc:
+                reasons[name] = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # noqa: BLE001 (Feast raises its own types for a service it does not know)
+                reasons[name] = f"{type(exc).__name__}: {str(exc)[:300]}"
         with self._lock:
-            self.features, self.routing, self.log = features, routing, log
-            State.keys, State.routing, State.reason = keys, routing, "ready"
-        plan = routing.plan
-        ledger.append(
-            "deployment.loaded",
-            "flight_delay",
-            {
-                "variants": [[v.name, v.version, v.weight] for v in plan.variants],
-                "shadow": [plan.shadow.name, plan.shadow.version] if plan.shadow else None,
-            },
-            actor="serving",
-        )
+            self.endpoints = {**{n: e for n, e in self.endpoints.items() if n not in loaded}, **loaded}
+            State.keys, State.endpoints, State.reasons = keys, self.endpoints, reasons
+        for name, endpoint in loaded.items():
+            plan = endpoint.routing.plan
+            ledger.append(
+                "deployment.loaded",
+                name,
+                {
+                    "variants": [[v.name, v.version, v.weight] for v in plan.variants],
+                    "shadow": [plan.shadow.name, plan.shadow.version] if plan.shadow else None,
+                },
+                actor="serving",
+            )
 
     def __is_ready__(self) -> bool:
-        return self.routing is not None
+        return bool(self.endpoints)
 
     def _status(self) -> dict:
-        routing = self.routing
-        if routing is None:
-            return {"ready": False, "reason": State.reason, "variants": [], "shadow": None}
-        plan = routing.plan
-        return {
-            "ready": True,
-            "reason": State.reason,
-            "variants": [{"name": v.name, "version": v.version, "weight": v.weight} for v in plan.variants],
-            "shadow": {"name": plan.shadow.name, "version": plan.shadow.version} if plan.shadow else None,
-        }
+        usecases = {}
+        for name, usecase in SERVED.items():
+            endpoint = self.endpoints.get(name)
+            plan = endpoint.routing.plan if endpoint else None
+            usecases[name] = {
+                "ready": endpoint is not None,
+                "reason": State.reasons.get(name, "starting"),
+                "route": usecase.serving.route,
+                "variants": [{"name": v.name, "version": v.version, "weight": v.weight} for v in plan.variants]
+                if plan
+                else [],
+                "shadow": {"name": plan.shadow.name, "version": plan.shadow.version} if plan and plan.shadow else None,
+            }
+        return {"ready": bool(self.endpoints), "usecases": usecases}
 
     @bentoml.api(route="/status")
     def status(self) -> dict:
-        """Readiness with its reason, and the variants being served (no key needed; nothing secret)."""
+        """Readiness per use case with its reason, and the variants each serves (no key needed; nothing secret)."""
         return self._status()
 
-    @bentoml.api(route="/predict")
-    def predict(
-        self, flights: Annotated[list[FlightRequest], Field(min_length=1, max_length=MAX_BATCH)], ctx: bentoml.Context
-    ) -> PredictResponse:
-        """Probability that each flight arrives more than 15 minutes late, with the decision, model and variant.
+    @bentoml.api(route="/admin/reload")
+    def reload(self) -> dict:
+        """Reload API keys and every use case's plan and models (admin scope); requests in flight finish on
+        the old ones."""
+        self._load()
+        return self._status()
 
-        Each flight goes to the variant its flight id is assigned to (sticky); a shadow variant scores
-        every flight too, and its answers are logged, never returned.
-        """
+    def answer(self, name: str, items: list, ctx: bentoml.Context):
+        """Each item's answer from the variant its id is assigned to (sticky); a shadow variant scores every
+        item too, and its answers are logged, never returned."""
         from serving.model import score
 
+        endpoint = self.endpoints[name]  # one snapshot for the whole request
+        usecase, routing = endpoint.usecase, endpoint.routing
         caller = ctx.request.scope.get("state", {}).get("caller", "?")  # set by ApiKeyMiddleware
-        routing, features = self.routing, self.features  # one snapshot for the whole request
         started = time.perf_counter()
+        items = [item.model_dump() for item in items]
+        entity_id = usecase.features.entity_id
         reference = next(iter(routing.models.values()))
-        x = features.matrix(flights, reference.features)
-        assigned = [routing.plan.assign(f.flight_id) for f in flights]
-        scored = score(routing, x, assigned)
+        x = endpoint.features.matrix(items, reference.features)
+        assigned = [routing.plan.assign(str(item[entity_id])) for item in items]
+        scored = score(routing, x, assigned, usecase.task)
         request = {
             "request_id": uuid.uuid4().hex,
             "latency_ms": (time.perf_counter() - started) * 1000,
@@ -174,71 +226,78 @@ class FlightDelay:
             "features": reference.features,
         }
         out, logged = [], []
-        for i, flight in enumerate(flights):
+        for i, item in enumerate(items):
             model = routing.models[scored.answered[i].version]
-            p = float(scored.probability[i])
-            prediction = Prediction(
-                flight_id=flight.flight_id,
-                probability=p,
-                late=bool(p >= model.threshold),
-                model_version=model.version,
-                variant=scored.answered[i].name,
-            )
-            out.append(prediction)
-            logged.append(
-                _log_row(flight, prediction, assigned[i].name, scored.error[i], scored.score_ms[i], x[i], request)
-            )
+            answer = _answer(usecase, item, float(scored.prediction[i]), model, scored.answered[i].name)
+            out.append(answer)
+            logged.append(_log_row(usecase, item, answer, assigned[i].name, scored.error[i], scored.score_ms[i],
+                                   x[i], request))  # fmt: skip
         if routing.plan.shadow is not None:
-            logged += _shadow_rows(routing, flights, x, request)
-        self.log.write(request["request_id"], logged)
-        return PredictResponse(request_id=request["request_id"], predictions=out)
-
-    @bentoml.api(route="/admin/reload")
-    def reload(self) -> dict:
-        """Reload API keys and the deployment plan's models (admin scope); requests in flight finish on the old ones."""
-        self._load()
-        return self._status()
+            logged += _shadow_rows(usecase, routing, items, x, request)
+        endpoint.log.write(request["request_id"], logged)
+        return response_model(usecase).model_validate({"request_id": request["request_id"], "predictions": out})
 
 
-FlightDelay.add_asgi_middleware(ApiKeyMiddleware)
+def _predict_api(usecase: UseCase):
+    """`POST <serving.route>` of one use case: its request schema in, its answers out."""
+    batch = usecase.serving.batch
+    noun = "probability of the positive class and the decision" if usecase.task == "binary_classification" else (
+        f"predicted {usecase.features.label.column}")  # fmt: skip
+
+    def predict(self, ctx: bentoml.Context, **body):
+        return self.answer(usecase.name, body[batch], ctx)
+
+    predict.__name__ = f"predict_{usecase.name}"
+    predict.__doc__ = (
+        f"{usecase.title}: the {noun} for each of the {batch} (at most {MAX_BATCH}).\n\n{usecase.description}"
+    )
+    return bentoml.api(route=usecase.serving.route, input_spec=request_model(usecase),
+                       output_spec=response_model(usecase))(predict)  # fmt: skip
 
 
-def _shadow_rows(routing, flights: list[FlightRequest], x, request: dict) -> list[dict]:
+ModelService = bentoml.service(name="model_service", traffic={"timeout": 30, "max_concurrency": 32})(
+    type("ModelService", (_Service,), {f"predict_{name}": _predict_api(u) for name, u in SERVED.items()})
+)
+ModelService.add_asgi_middleware(ApiKeyMiddleware)
+
+
+def _answer(usecase: UseCase, item: dict, value: float, model, variant: str) -> dict:
+    """One answer as the use case's response schema has it."""
+    answer = {usecase.features.entity_id: str(item[usecase.features.entity_id]), usecase.prediction_column: value}
+    if usecase.serving.decision:
+        answer[usecase.serving.decision] = bool(value >= model.threshold)
+    answer.update(model_version=model.version, variant=variant)
+    return prediction_model(usecase).model_construct(**answer).model_dump()
+
+
+def _shadow_rows(usecase: UseCase, routing, items: list[dict], x, request: dict) -> list[dict]:
     """The shadow's answers, for the log only; a failing shadow is logged as failing and costs the consumer nothing."""
     from serving.model import score_shadow
 
     shadow = routing.plan.shadow
     model = routing.models[shadow.version]
-    p, error, elapsed = score_shadow(routing, x)
+    p, error, elapsed = score_shadow(routing, x, usecase.task)
     rows = []
-    for flight, probability, values in zip(flights, p, x, strict=True):
-        shadowed = Prediction.model_construct(
-            flight_id=flight.flight_id,
-            probability=float(probability),
-            late=bool(probability >= model.threshold),
-            model_version=model.version,
-            variant=f"shadow:{shadow.name}",
-        )
-        rows.append(_log_row(flight, shadowed, shadowed.variant, error, elapsed, values, request))
+    for item, value, values in zip(items, p, x, strict=True):
+        answer = _answer(usecase, item, float(value), model, f"shadow:{shadow.name}")
+        rows.append(_log_row(usecase, item, answer, answer["variant"], error, elapsed, values, request))
     return rows
 
 
 def _log_row(
-    flight: FlightRequest, prediction: Prediction, assigned: str, error: str, score_ms: float, x, request: dict
+    usecase: UseCase, item: dict, answer: dict, assigned: str, error: str, score_ms: float, x, request: dict
 ) -> dict:
-    """One logged prediction: the request, what answered it and how, and the features it was scored on.
-    `assigned_variant` is the variant the flight belongs to; `variant` the one that answered (they differ
-    when the assigned one failed and the champion stood in; `error` says why)."""
+    """One logged prediction: the item's fields (personal data left out), what answered it and how, and the
+    features it was scored on. `assigned_variant` is the variant the item belongs to; `variant` the one that
+    answered (they differ when the assigned one failed and the champion stood in; `error` says why)."""
+    from serving.predictions import logged_fields
+
+    fields = {name: item[name] for name in logged_fields(usecase)}
+    fields[usecase.serving.time] = item[usecase.serving.time].replace(tzinfo=None)
     return {
-        "flight_id": flight.flight_id,
-        "carrier": flight.carrier,
-        "origin": flight.origin,
-        "destination": flight.destination,
-        "scheduled_departure": flight.scheduled_departure.replace(tzinfo=None),
-        "variant": prediction.variant,
-        "model_version": prediction.model_version,
-        "probability": prediction.probability,
-        "late": prediction.late,
+        **fields,
+        **answer,
+        usecase.features.entity_id: str(item[usecase.features.entity_id]),
         "assigned_variant": assigned,
         "error": error,
         "score_ms": score_ms,

@@ -12,15 +12,7 @@ with flights as (
 ),
 
 as_of_dates as (
-    {% if var('ds') is not none %}
-    select cast('{{ var("ds") }}' as date) as as_of_date
-    union all
-    select cast(cast('{{ var("ds") }}' as date) + {{ days(1) }} as date)
-    {% else %}
-    select distinct flight_date as as_of_date from flights
-    union
-    select cast(max(flight_date) + {{ days(1) }} as date) from flights
-    {% endif %}
+    {{ snapshot_dates('flights', 'flight_date') }}
 ),
 
 keys as (

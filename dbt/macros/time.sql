@@ -23,3 +23,18 @@
 {% macro utc_to_local(instant, tz) -%}
     ({{ instant }} at time zone {{ tz }})
 {%- endmacro %}
+
+{# The as-of dates of daily snapshots: the logical date ds and the day after it (the snapshot serving
+   reads once ds is over), or, building every date, each date of `relation`'s `date_column` and the day
+   after the last. #}
+{% macro snapshot_dates(relation, date_column) -%}
+    {% if var('ds') is not none %}
+    select cast('{{ var("ds") }}' as date) as as_of_date
+    union all
+    select cast(cast('{{ var("ds") }}' as date) + {{ days(1) }} as date)
+    {% else %}
+    select distinct {{ date_column }} as as_of_date from {{ relation }}
+    union
+    select cast(max({{ date_column }}) + {{ days(1) }} as date) from {{ relation }}
+    {% endif %}
+{%- endmacro %}

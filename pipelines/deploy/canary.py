@@ -4,10 +4,11 @@ step promotes the challenger. No person is needed either way; every move is audi
 
 What is compared, per step, from the prediction log (challenger against the champion over the
 same window):
-- error rate: the share of the variant's flights it failed to score (the champion stood in);
+- error rate: the share of the variant's items it failed to score (the champion stood in);
 - latency: p95 of the variant's scoring call, with an absolute slack for tiny batches;
-- prediction distribution: the two-sample Kolmogorov-Smirnov statistic of the probabilities.
-Assignment is by a stable hash of the flight id, so both variants see comparable traffic.
+- prediction distribution: the two-sample Kolmogorov-Smirnov statistic of the predictions
+  (probabilities, or a regressor's values).
+Assignment is by a stable hash of the item's id, so both variants see comparable traffic.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from pipelines.deploy.plan import DeploymentPlan, Variant, read_plan, write_plan
 from pipelines.errors import DeployFailed, PlatformError
 from pipelines.registry.registry import Registry
 from pipelines.settings import Settings
+from pipelines.usecases.spec import UseCase
 
 
 class ModelService(Protocol):
     def reload(self) -> dict: ...
 
-    def predict(self, flights: list[dict]) -> dict: ...
+    def predict(self, items: list[dict]) -> dict: ...
 
 
 @dataclass(frozen=True)
@@ -63,25 +65,26 @@ class VariantStats:
     predictions: int
     errors: int
     latency_p95_ms: float
-    probabilities: np.ndarray = field(repr=False)
+    predictions_seen: np.ndarray = field(repr=False)  # what the variant answered (probabilities or values)
 
     @property
     def error_rate(self) -> float:
         return self.errors / self.predictions if self.predictions else 0.0
 
     def summary(self) -> dict:
-        p = self.probabilities
+        p = self.predictions_seen
         return {
             "predictions": self.predictions,
             "errors": self.errors,
             "error_rate": round(self.error_rate, 6),
             "latency_p95_ms": round(self.latency_p95_ms, 3),
-            "mean_probability": round(float(p.mean()), 6) if len(p) else None,
+            "mean_prediction": round(float(p.mean()), 6) if len(p) else None,
         }
 
 
-def variant_stats(log, name: str) -> VariantStats:
-    """A live variant's flights in a window of the prediction log (by assignment, whoever answered)."""
+def variant_stats(log, name: str, prediction: str = "probability") -> VariantStats:
+    """A live variant's items in a window of the prediction log (by assignment, whoever answered);
+    `prediction` is the log's answer column (the use case's: probability, or prediction)."""
     mine = log[log["assigned_variant"] == name] if len(log) else log
     if not len(mine):
         return VariantStats(name, 0, 0, float("nan"), np.array([]))
@@ -93,7 +96,7 @@ def variant_stats(log, name: str) -> VariantStats:
         len(mine),
         int(failed.sum()),
         float(np.percentile(calls, 95)) if len(calls) else float("nan"),
-        ok["probability"].to_numpy(dtype=float),
+        ok[prediction].to_numpy(dtype=float),
     )
 
 
@@ -102,7 +105,7 @@ def judge(
 ) -> list[str]:
     """The policy's breaches by the challenger (empty: healthy). Needs enough challenger predictions.
 
-    `expected_shift` is the KS statistic between the two models' probabilities that the gate saw on
+    `expected_shift` is the KS statistic between the two models' predictions that the gate saw on
     its holdout: a retrain for drift is meant to answer differently, and what the canary catches is
     a shift beyond that (by more than `max_distribution_shift`), not the one the gate accepted."""
     from scipy.stats import ks_2samp
@@ -120,13 +123,13 @@ def judge(
             f"scoring p95 {challenger.latency_p95_ms:.1f} ms vs champion {champion.latency_p95_ms:.1f} ms "
             f"(limit {policy.max_latency_ratio:g}x + {policy.latency_slack_ms:g} ms = {limit:.1f} ms)"
         )
-    if len(challenger.probabilities) and len(champion.probabilities):
-        shift = float(ks_2samp(challenger.probabilities, champion.probabilities).statistic)
+    if len(challenger.predictions_seen) and len(champion.predictions_seen):
+        shift = float(ks_2samp(challenger.predictions_seen, champion.predictions_seen).statistic)
         if shift > expected_shift + policy.max_distribution_shift:
             breaches.append(
                 f"prediction distribution shifted: KS statistic {shift:.3f} > {expected_shift:.3f} on the gate's "
-                f"holdout + {policy.max_distribution_shift:g} (mean probability "
-                f"{challenger.probabilities.mean():.3f} vs {champion.probabilities.mean():.3f})"
+                f"holdout + {policy.max_distribution_shift:g} (mean prediction "
+                f"{challenger.predictions_seen.mean():.4g} vs {champion.predictions_seen.mean():.4g})"
             )
     return breaches
 
@@ -164,8 +167,8 @@ class CanaryOutcome:
         for s in self.steps:
             ch, cc = s.challenger, s.champion
             lines.append(
-                f"  {s.weight:>5g}%  {s.seconds:5.0f} s  challenger {ch['predictions']} flights, errors "
-                f"{ch['error_rate']:.2%}, p95 {ch['latency_p95_ms']} ms | champion {cc['predictions']} flights, "
+                f"  {s.weight:>5g}%  {s.seconds:5.0f} s  challenger {ch['predictions']} predictions, errors "
+                f"{ch['error_rate']:.2%}, p95 {ch['latency_p95_ms']} ms | champion {cc['predictions']} predictions, "
                 f"errors {cc['error_rate']:.2%}, p95 {cc['latency_p95_ms']} ms"
             )
             lines += [f"         breach: {b}" for b in s.breaches]
@@ -179,13 +182,15 @@ class Canary:
     def __init__(
         self,
         registry: Registry,
-        model: str,
+        usecase: UseCase,
         service: ModelService,
         read_log: Callable[[dt.datetime], object],
         policy: CanaryPolicy,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.registry, self.model, self.service, self.read_log = registry, model, service, read_log
+        """`service`: the use case's endpoint of the model service (serving.client.UseCaseEndpoint)."""
+        self.registry, self.model, self.service, self.read_log = registry, usecase.name, service, read_log
+        self.prediction = usecase.prediction_column
         self.policy, self.sleep = policy, sleep
 
     def champion(self) -> int:
@@ -208,8 +213,8 @@ class Canary:
     def serve_champion_only(self, version: int, reason: str) -> None:
         self.apply(DeploymentPlan([Variant("champion", version, 100.0)], reason=reason))
 
-    def smoke(self, challenger: int, flights: list[dict]) -> None:
-        """The challenger scores real flights in shadow (consumers see only the champion); any error,
+    def smoke(self, challenger: int, items: list[dict]) -> None:
+        """The challenger scores real requests' items in shadow (consumers see only the champion); any error,
         non-finite or out-of-range answer puts the champion-only plan back and raises DeployFailed."""
         champion = self.champion()
         started = dt.datetime.now(dt.UTC)
@@ -220,14 +225,14 @@ class Canary:
                     [Variant("champion", champion, 100.0)], Variant("challenger", challenger), reason="smoke test"
                 )
             )
-            answer = self.service.predict(flights)
-            if len(answer["predictions"]) != len(flights):
-                problems.append(f"{len(answer['predictions'])} answers for {len(flights)} flights")
+            answer = self.service.predict(items)
+            if len(answer["predictions"]) != len(items):
+                problems.append(f"{len(answer['predictions'])} answers for {len(items)} items")
             log = self.read_log(started)
             shadow = log[log["request_id"] == answer["request_id"]] if len(log) else log
             shadow = shadow[shadow["variant"] == "shadow:challenger"] if len(shadow) else shadow
-            if len(shadow) != len(flights):
-                problems.append(f"the challenger logged {len(shadow)} shadow answers for {len(flights)} flights")
+            if len(shadow) != len(items):
+                problems.append(f"the challenger logged {len(shadow)} shadow answers for {len(items)} items")
             failures = sorted(set(shadow["error"].fillna(""))) if len(shadow) else []
             problems += [f"the challenger failed: {f}" for f in failures if f]
         except PlatformError as exc:
@@ -235,7 +240,7 @@ class Canary:
         if problems:
             self._back_to_champion(champion, challenger, "smoke test failed", problems)
             raise DeployFailed(f"{self.model} v{challenger} failed its smoke test: " + "; ".join(problems))
-        self.registry.ledger.append("deployment.smoke_passed", f"{self.model}/v{challenger}", {"flights": len(flights)})
+        self.registry.ledger.append("deployment.smoke_passed", f"{self.model}/v{challenger}", {"items": len(items)})
 
     def walk(self, challenger: int) -> CanaryOutcome:
         """Give the challenger each step's share of traffic for an observation window; roll back on the
@@ -278,7 +283,8 @@ class Canary:
         self.sleep(self.policy.observe_seconds)
         while True:
             log = self.read_log(started)
-            champion, challenger = variant_stats(log, "champion"), variant_stats(log, "challenger")
+            champion = variant_stats(log, "champion", self.prediction)
+            challenger = variant_stats(log, "challenger", self.prediction)
             waited = time.monotonic() - clock
             if challenger.predictions >= self.policy.min_predictions:
                 breaches = judge(champion, challenger, self.policy, expected_shift)

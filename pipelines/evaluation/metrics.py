@@ -13,8 +13,8 @@ from pipelines.usecases.spec import Behaviour
 CALIBRATION_BINS = 10
 
 
-def flight_log_losses(y: np.ndarray, p: np.ndarray, eps: float = 1e-7) -> np.ndarray:
-    """Each flight's log loss, probabilities clipped to [eps, 1 - eps]: sum or average them as needed."""
+def log_losses(y: np.ndarray, p: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """Each row's log loss, probabilities clipped to [eps, 1 - eps]: sum or average them as needed."""
     p = np.clip(np.asarray(p, dtype=float), eps, 1 - eps)
     return -(y * np.log(p) + (1 - y) * np.log(1 - p))
 
@@ -22,7 +22,7 @@ def flight_log_losses(y: np.ndarray, p: np.ndarray, eps: float = 1e-7) -> np.nda
 def row_losses(task: str, y: np.ndarray, p: np.ndarray) -> np.ndarray:
     """Each row's loss under the task's training objective: log loss, or squared error."""
     if task == "binary_classification":
-        return flight_log_losses(y, p)
+        return log_losses(y, p)
     return (np.asarray(p, dtype=float) - np.asarray(y, dtype=float)) ** 2
 
 

@@ -41,7 +41,8 @@ def default_source_dir(sources: Sources) -> Path:
     spec = importlib.util.find_spec(sources.package)
     if spec is None or not spec.submodule_search_locations:
         raise SourceFormatError(
-            f"package {sources.package} is not installed; run `make setup` (it is in requirements.txt)"
+            f"package {sources.package} is not installed; pin it in requirements.txt (requirements-data.txt for a "
+            "data package) and run `make setup`"
         )
     return Path(next(iter(spec.submodule_search_locations))) / sources.folder
 

@@ -74,6 +74,12 @@ def window_data(data: TrainingData, usecase: UseCase, window: TrainingWindow) ->
     return TrainingData(part.reset_index(drop=True), data.features, window, data.label, data.entity_id, data.task)
 
 
+def _frame_data(usecase: UseCase, frame: pd.DataFrame, features: list[str], window: TrainingWindow | None = None):
+    """Rows of the backtest's frame as the use case's training data (the window, if any, set later)."""
+    f = usecase.features
+    return TrainingData(frame, features, window, f.label.column, f.entity_id, usecase.task)
+
+
 def fit(usecase: UseCase, data: TrainingData, version: int, seed: int) -> tuple[Champion, dict]:
     """Train XGBoost as the training DAG does with the use case's spec; the model, its reference and its
     gate evaluation."""
@@ -88,26 +94,27 @@ def fit(usecase: UseCase, data: TrainingData, version: int, seed: int) -> tuple[
 class _Monitor:
     """One model's day: the window written as the monitoring DAG writes it, detected, assessed."""
 
-    def __init__(self, detectors, folder: Path, policy: RetrainPolicy):
-        self.detectors, self.folder, self.policy = detectors, folder, policy
+    def __init__(self, detectors, folder: Path, policy: RetrainPolicy, usecase: UseCase):
+        self.detectors, self.folder, self.policy, self.usecase = detectors, folder, policy, usecase
 
     def assess(
         self, champion: Champion, day: dt.date, current: pd.DataFrame, history: list[dict]
     ) -> tuple[Assessment, np.ndarray]:
         from pipelines.orchestration.monitoring import live_performance
 
-        features = champion.config["features"]
-        probability = champion.predict(current[features].to_numpy(dtype=np.float32))
-        served = current[["flight_id", *champion.config["categorical"], *features]].assign(probability=probability)
+        features, key = champion.config["features"], self.usecase.features.entity_id
+        prediction = champion.predict(current[features].to_numpy(dtype=np.float32))
+        columns = list(dict.fromkeys([key, *champion.config["categorical"], *features]))
+        served = current[columns].assign(prediction=prediction)
         folder = self.folder / day.isoformat()
         folder.mkdir(parents=True, exist_ok=True)
         champion.reference.to_parquet(folder / "reference.parquet", index=False)
         served.to_parquet(folder / "current.parquet", index=False)
         (folder / "config.json").write_text(json.dumps(champion.config))
         report = self.detectors.run(str(folder), multivariate=False)
-        performance = live_performance(served, current[["flight_id", champion.config["label"]]])
+        performance = live_performance(self.usecase, served, current[[key, champion.config["label"]]])
         assessment = assess(day, report, champion.config, performance, self.policy, history, champion.version)
-        return assessment, probability
+        return assessment, prediction
 
 
 @dataclass
@@ -144,7 +151,7 @@ def replay(
     """Serve `champion` from `first_day` to `last_day`, retraining as the policy decides."""
     features = champion.config["features"]
     stale = champion
-    monitor = _Monitor(detectors, folder, policy)
+    monitor = _Monitor(detectors, folder, policy, usecase)
     result = ReplayResult()
     history: list[dict] = []
     last_request: dt.date | None = None
@@ -166,18 +173,7 @@ def replay(
             })  # fmt: skip
             if decision.retrain:
                 last_request = day
-                data = window_data(
-                    TrainingData(
-                        frame,
-                        features,
-                        lengths.ending(day),
-                        usecase.features.label.column,
-                        usecase.features.entity_id,
-                        usecase.task,
-                    ),
-                    usecase,
-                    lengths.ending(day),
-                )
+                data = window_data(_frame_data(usecase, frame, features), usecase, lengths.ending(day))
                 candidate, evaluation = fit(usecase, data, champion.version + 1, seed)
                 # the gate's comparison
                 theirs, _ = evaluate_predictions("xgboost", champion.predict, data, usecase)
@@ -217,11 +213,10 @@ def null_control(
         reference_days = sorted(period[i] for i in shuffled[:half])
         current_days = sorted(period[i] for i in shuffled[half:])
         part = frame[day_of.isin(reference_days)].assign(split="validation").reset_index(drop=True)
-        reference, config = build_reference(
-            TrainingData(part, features, champion.window), champion.predict, seed, champion.config["categorical"]
-        )
+        labelled = _frame_data(usecase, part, features, champion.window)
+        reference, config = build_reference(labelled, champion.predict, seed, usecase)
         pair_champion = Champion(champion.version, champion.window, champion.predict, reference, config)
-        monitor = _Monitor(detectors, folder / f"pair-{pair:02d}", policy)
+        monitor = _Monitor(detectors, folder / f"pair-{pair:02d}", policy, usecase)
         history: list[dict] = []
         last_request: dt.date | None = None
         breaches, requests = [], []

@@ -68,8 +68,8 @@ def detect(reference, current, config: dict, seed: int = 0, multivariate: bool =
 
     from scipy.stats import ks_2samp
 
-    predictions = ks_2samp(current["probability"].to_numpy(float), reference["probability"].to_numpy(float))
-    natural = float(config["natural_drift"].get("probability", 0.0))
+    predictions = ks_2samp(current["prediction"].to_numpy(float), reference["prediction"].to_numpy(float))
+    natural = float(config["natural_drift"].get("prediction", 0.0))
     return {
         "rows": {"reference": len(reference), "current": len(current)},
         "numeric": numeric,
@@ -80,8 +80,8 @@ def detect(reference, current, config: dict, seed: int = 0, multivariate: bool =
             "p_value": float(predictions.pvalue),
             "natural": natural,
             "excess": max(float(predictions.statistic) - natural, 0.0),
-            "mean_reference": float(reference["probability"].mean()),
-            "mean_current": float(current["probability"].mean()),
+            "mean_reference": float(reference["prediction"].mean()),
+            "mean_current": float(current["prediction"].mean()),
         },
     }
 

@@ -6,10 +6,11 @@ what is normal for this model:
   the reference period, if positive) x the model's reliance on the feature (permutation importance);
 - prediction drift: the KS statistic of the model's probabilities beyond their natural drift;
 - with labels, pooled over the model's last `performance_days` assessed days, once it has served
-  that many: live log loss against the reference log loss, and the calibration gap (mean predicted
-  probability against the observed late rate). One day's late rate swings with the weather: judged
-  day by day, these two alarm on every null pair of the backtest (bench/retrain_policy.py).
-A day with fewer than `min_rows` scored flights says nothing. A retrain is requested (`decide`)
+  that many: the live loss against the reference's (log loss, or squared error for a regressor),
+  and the bias (mean prediction against the mean label: a classifier's calibration gap). One day's
+  late rate swings with the weather: judged day by day, these two alarm on every null pair of the
+  backtest (bench/retrain_policy.py).
+A day with fewer than `min_rows` scored rows says nothing. A retrain is requested (`decide`)
 when the evidence breaches on `consecutive` assessed days in a row, no retrain was requested in
 the last `cooldown_days` days, and none is still in flight (requested, no model registered since).
 A use case's limits (its spec's `monitoring.retraining`) are calibrated on real data by
@@ -30,8 +31,8 @@ class RetrainPolicy:
     min_rows: int
     max_feature_drift: float
     max_prediction_drift: float
-    max_log_loss_ratio: float
-    max_calibration_gap: float
+    max_loss_ratio: float
+    max_bias: float
     consecutive: int
     cooldown_days: int
     performance_days: int
@@ -43,8 +44,8 @@ class RetrainPolicy:
             min_rows=retraining.min_rows,
             max_feature_drift=retraining.max_feature_drift,
             max_prediction_drift=retraining.max_prediction_drift,
-            max_log_loss_ratio=retraining.max_log_loss_ratio,
-            max_calibration_gap=retraining.max_calibration_gap,
+            max_loss_ratio=retraining.max_loss_ratio,
+            max_bias=retraining.max_bias,
             consecutive=retraining.consecutive_days,
             cooldown_days=retraining.cooldown_days,
             performance_days=retraining.performance_days,
@@ -57,13 +58,13 @@ class Assessment:
     rows: int
     feature_drift: float
     prediction_drift: float
-    log_loss_ratio: float | None
-    calibration_gap: float | None
+    loss_ratio: float | None
+    bias: float | None
     breaches: list[str]
     drifted_features: list[str] = field(default_factory=list)
     version: int | None = None
-    labels: dict | None = None  # the day's labelled flights: rows, log_loss_sum, probability_sum, late
-    pooled_days: int = 0  # days in the pooled log loss and calibration gap
+    labels: dict | None = None  # the day's labelled rows: rows, loss_sum, prediction_sum, label_sum
+    pooled_days: int = 0  # days in the pooled loss and bias
 
     @property
     def counts(self) -> bool:
@@ -79,9 +80,9 @@ def _labels(performance: dict | None) -> dict | None:
     rows = performance["rows"]
     return {
         "rows": rows,
-        "log_loss_sum": performance["log_loss"] * rows,
-        "probability_sum": performance["mean_probability"] * rows,
-        "late": performance["late_rate"] * rows,
+        "loss_sum": performance["loss"] * rows,
+        "prediction_sum": performance["mean_prediction"] * rows,
+        "label_sum": performance["label_mean"] * rows,
     }
 
 
@@ -94,7 +95,7 @@ def assess(
     history: list[dict] = (),
     version: int | None = None,
 ) -> Assessment:
-    """`history`: earlier assessments (as dicts), oldest first; the labelled flights of `version`'s
+    """`history`: earlier assessments (as dicts), oldest first; the labelled rows of `version`'s
     last `performance_days - 1` assessed days among them are pooled with today's."""
     rows = report["rows"]["current"]
     numeric = report["numeric"]
@@ -109,8 +110,8 @@ def assess(
     labelled = sum(p["rows"] for p in pooled)
     ratio = gap = None
     if len(pooled) >= policy.performance_days and labelled >= policy.min_rows:  # a model's first days say little
-        ratio = sum(p["log_loss_sum"] for p in pooled) / labelled / config["reference_loss"]
-        gap = abs(sum(p["probability_sum"] for p in pooled) - sum(p["late"] for p in pooled)) / labelled
+        ratio = sum(p["loss_sum"] for p in pooled) / labelled / config["reference_loss"]
+        gap = abs(sum(p["prediction_sum"] for p in pooled) - sum(p["label_sum"] for p in pooled)) / labelled
     evidence = dict(drifted_features=drifted, version=version, labels=labels, pooled_days=len(pooled))
     if rows < policy.min_rows:
         return Assessment(day.isoformat(), 0, feature_drift, prediction_drift, ratio, gap, [], **evidence)
@@ -121,10 +122,10 @@ def assess(
     if prediction_drift > policy.max_prediction_drift:
         breaches.append(f"prediction drift {prediction_drift:.3f} beyond natural > {policy.max_prediction_drift:g}")
     over = f"over {len(pooled)} day{'s' if len(pooled) > 1 else ''}"
-    if ratio is not None and ratio > policy.max_log_loss_ratio:
-        breaches.append(f"log loss {ratio:.2f}x the reference's {over} > {policy.max_log_loss_ratio:g}x")
-    if gap is not None and gap > policy.max_calibration_gap:
-        breaches.append(f"calibration gap {gap:.3f} {over} > {policy.max_calibration_gap:g}")
+    if ratio is not None and ratio > policy.max_loss_ratio:
+        breaches.append(f"live loss {ratio:.2f}x the reference's {over} > {policy.max_loss_ratio:g}x")
+    if gap is not None and gap > policy.max_bias:
+        breaches.append(f"bias (mean prediction - mean label) {gap:.3g} {over} > {policy.max_bias:g}")
     return Assessment(day.isoformat(), rows, feature_drift, prediction_drift, ratio, gap, breaches, **evidence)
 
 

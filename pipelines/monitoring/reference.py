@@ -64,14 +64,14 @@ def build_reference(data: TrainingData, predict, seed: int, usecase: UseCase) ->
         frame = frame.sample(REFERENCE_ROWS, random_state=seed).reset_index(drop=True)
     x = frame[data.features].to_numpy(dtype=np.float32)
     y = frame[data.label].to_numpy(dtype=int if data.task == "binary_classification" else float)
-    probability = predict(x)
+    prediction = predict(x)
     sample = frame[list(categorical)].copy()
     sample[data.features] = x
-    sample["probability"] = probability
+    sample["prediction"] = prediction
     sample[data.label] = y
     sample["day"] = pd.to_datetime(frame[usecase.features.request_time.column]).dt.date.astype(str)
     weights = permutation_importance(data.task, predict, x, y, seed)
-    natural = natural_drift(sample, [*data.features, "probability"], sample["day"])
+    natural = natural_drift(sample, [*data.features, "prediction"], sample["day"])
     config = {
         "features": data.features,
         "label": data.label,
@@ -79,7 +79,8 @@ def build_reference(data: TrainingData, predict, seed: int, usecase: UseCase) ->
         "categories": {c: sorted(sample[c].astype(str).unique()) for c in categorical},
         "weights": dict(zip(data.features, map(float, weights), strict=True)),
         "natural_drift": natural,
-        "reference_loss": float(row_losses(data.task, y, probability).mean()),
+        "task": data.task,
+        "reference_loss": float(row_losses(data.task, y, prediction).mean()),
         "reference_label_mean": float(y.mean()),
         "reference_days": sorted(sample["day"].unique()),
         "rows": len(sample),

@@ -67,9 +67,11 @@ def assets(spec: UseCase) -> tuple[Asset, Asset, Asset]:
 def _doc(spec: UseCase, kind: str, what: str) -> str:
     overrides = get_settings().usecase_overrides.get(spec.name)
     shown = f" with PLATFORM_USECASE_OVERRIDES {overrides}" if overrides else ""
+    path = spec_path(get_settings().usecases_dir, spec.name)
+    path = path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
     return (
         f"# {spec.title}: {kind}\n\n{spec.description}\n\n## This DAG\n\n{what}\n\n"
-        f"## Use-case spec\n\n`{spec_path(get_settings().usecases_dir, spec.name).relative_to(REPO_ROOT)}`"
+        f"## Use-case spec\n\n`{path}`"
         f"{shown}:\n\n```yaml\n{spec.as_yaml()}```\n"
     )
 

@@ -18,9 +18,9 @@ from pipelines.security.audit import audit_ledger
 from pipelines.security.store import artifact_store
 from pipelines.security.vault import Vault, evaluation_vault
 from pipelines.settings import REPO_ROOT, Settings
-from pipelines.usecases.spec import resolve_usecase
+from pipelines.usecases.spec import UseCase, resolve_usecase
 
-SMOKE_FLIGHTS = 50
+SMOKE_ITEMS = 50
 
 
 def build_bento(settings: Settings) -> str:
@@ -53,31 +53,32 @@ def release_target(conf: dict | None, events: list[dict]) -> tuple[str, int] | N
     return None
 
 
-def canary(settings: Settings, model: str) -> Canary:
+def canary(settings: Settings, usecase: UseCase) -> Canary:
     from serving import predictions
     from serving.client import ServiceClient
 
     ledger = audit_ledger(settings)
     registry = Registry(artifact_store(settings, ledger), evaluation_vault(settings), ledger)
-    service = ServiceClient.from_connection(settings, Vault.from_settings(settings))
+    service = ServiceClient.from_connection(settings, Vault.from_settings(settings)).endpoint(usecase)
     policy = CanaryPolicy.from_settings(settings)
-    return Canary(registry, model, service, lambda since: predictions.read(settings, since), policy)
+    return Canary(registry, usecase, service, lambda since: predictions.read(settings, usecase, since), policy)
 
 
 def release(settings: Settings, model: str, alias: str, version: int) -> dict:
-    """Put `version` live. Raises DeployFailed (smoke test) or CanaryRolledBack (canary) after the
-    champion-only plan is back in place, so the run shows red and consumers never noticed."""
+    """Put `version` of use case `model` live. Raises DeployFailed (smoke test) or CanaryRolledBack (canary)
+    after the champion-only plan is back in place, so the run shows red and consumers never noticed."""
     from serving.replay import day_requests
 
-    controller = canary(settings, model)
-    flights = day_requests(settings, newest_landed_day(settings, resolve_usecase(settings, model)))[:SMOKE_FLIGHTS]
+    usecase = resolve_usecase(settings, model)
+    controller = canary(settings, usecase)
+    items = day_requests(settings, usecase, newest_landed_day(settings, usecase))[:SMOKE_ITEMS]
     if alias == "champion":  # the first model: nothing to compare against
         controller.serve_champion_only(version, "first champion")
-        answer = controller.service.predict(flights)
+        answer = controller.service.predict(items)
         if {p["model_version"] for p in answer["predictions"]} != {version}:
             raise DeployFailed(f"the service answered with {answer['predictions'][:1]}, not v{version}")
         return {"model": model, "champion": version, "promoted": True, "steps": []}
-    controller.smoke(version, flights)
+    controller.smoke(version, items)
     outcome = controller.walk(version)
     print(outcome.render())
     path = deployment_report(settings, model, version)

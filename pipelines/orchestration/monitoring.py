@@ -1,7 +1,7 @@
-"""The monitoring DAG's steps as plain functions, for one day of served traffic:
-window (the champion's logged answers for the day's flights, and its reference sample) →
+"""The monitoring DAG's steps as plain functions, for one day of a use case's served traffic:
+window (the champion's logged answers for the day's items, and its reference sample) →
 drift detectors (alibi-detect, in the drift virtualenv) → live performance on the landed
-arrivals → assessment and retraining decision → report."""
+outcomes → assessment and retraining decision → report."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.errors import NotEnoughData, PlatformError
-from pipelines.evaluation.metrics import scores
+from pipelines.evaluation.metrics import row_losses, scores
 from pipelines.monitoring.policy import Assessment, Decision, RetrainPolicy, assess, decide
 from pipelines.orchestration.training import REFERENCE_FILE
 from pipelines.registry.registry import Registry
@@ -34,23 +34,28 @@ def _registry(settings: Settings) -> Registry:
     return Registry(artifact_store(settings, ledger), evaluation_vault(settings), ledger)
 
 
-def day_log(settings: Settings, day: dt.date):
-    """Every logged answer (all variants, shadows included) for flights scheduled on `day`."""
+def day_log(settings: Settings, usecase: UseCase, day: dt.date):
+    """Every logged answer of the use case (all variants, shadows included) for items of `day` (by their local
+    time: a flight's scheduled departure, an hour's start)."""
     from serving import predictions
 
-    log = predictions.read(settings)
-    return log[log["scheduled_departure"].dt.date == day].reset_index(drop=True) if len(log) else log
+    log = predictions.read(settings, usecase)
+    if not len(log):
+        return log
+    return log[log[usecase.serving.time].dt.date == day].reset_index(drop=True)
 
 
-def served_day(settings: Settings, day: dt.date, version: int):
-    """The answers `version` gave live (not shadow, not failed) for flights scheduled on `day`, one per flight."""
-    log = day_log(settings, day)
+def served_day(settings: Settings, usecase: UseCase, day: dt.date, version: int):
+    """The answers `version` gave live (not shadow, not failed) for items of `day`, one per item, the answer in
+    a column named `prediction`."""
+    log = day_log(settings, usecase, day)
     if not len(log):
         return log
     mine = log[
         (log["model_version"] == version) & ~log["variant"].str.startswith("shadow:") & (log["error"].fillna("") == "")
     ]
-    return mine.sort_values("logged_at").drop_duplicates("flight_id").reset_index(drop=True)
+    mine = mine.sort_values("logged_at").drop_duplicates(usecase.features.entity_id).reset_index(drop=True)
+    return mine.rename(columns={usecase.prediction_column: "prediction"})
 
 
 def prepare_window(settings: Settings, usecase: UseCase, day: dt.date) -> str:
@@ -66,14 +71,16 @@ def prepare_window(settings: Settings, usecase: UseCase, day: dt.date) -> str:
         raise NotEnoughData(f"{model} v{version} was registered without a drift reference; retrain it")
     _, files = registry.load_files(model, version, [REFERENCE_FILE])
     config = manifest["monitoring"]
-    current = served_day(settings, day, version)
+    current = served_day(settings, usecase, day, version)
     if len(current) == 0:
-        raise NotEnoughData(f"no live answers of {model} v{version} for flights of {day} in the prediction log")
+        raise NotEnoughData(f"no live answers of {model} v{version} for {usecase.serving.batch} of {day} in its "
+                            "prediction log")  # fmt: skip
     folder = day_folder(settings, model, day)
     folder.mkdir(parents=True, exist_ok=True)
     write_snapshot(usecase, folder)
     (folder / "reference.parquet").write_bytes(files[REFERENCE_FILE])
-    columns = ["flight_id", *config["categorical"], *config["features"], "probability"]
+    columns = list(dict.fromkeys([usecase.features.entity_id, *config["categorical"], *config["features"],
+                                  "prediction"]))  # fmt: skip
     current[columns].to_parquet(folder / "current.parquet", index=False)
     (folder / "config.json").write_text(json.dumps({**config, "model": model, "version": version}, indent=2))
     return str(folder)
@@ -127,19 +134,27 @@ class DriftDetectors:
         self._stderr.close()
 
 
-def live_performance(current, labels) -> dict | None:
-    """The champion's served answers scored on the landed arrivals, overall and per carrier and origin."""
-    joined = current.merge(labels, on="flight_id", how="inner")
+def live_performance(usecase: UseCase, current, labels) -> dict | None:
+    """The champion's served answers (`current`, its `prediction` column) scored on the landed labels, overall
+    and per value of the spec's categorical monitoring columns."""
+    key, label = usecase.features.entity_id, usecase.features.label.column
+    joined = current.merge(labels, on=key, how="inner")
     if not len(joined):
         return None
-    y, p = joined["is_late_arrival"].to_numpy(), joined["probability"].to_numpy(dtype=float)
-    overall = {k: v for k, v in scores(y, p).items() if k != "calibration"}
+    y, p = joined[label].to_numpy(), joined["prediction"].to_numpy(dtype=float)
+    overall = {k: v for k, v in scores(usecase.task, y, p).items() if k != "calibration"}
     slices = {
-        f"{column}={value}": {"rows": len(part), "late_rate": float(part["is_late_arrival"].mean()),
-                              "mean_probability": float(part["probability"].mean())}
-        for column in ("carrier", "origin") for value, part in joined.groupby(column)
+        f"{column}={_category(value)}": {"rows": len(part), "label_mean": float(part[label].mean()),
+                              "mean_prediction": float(part["prediction"].mean())}
+        for column in usecase.monitoring.categorical for value, part in joined.groupby(column)
     }  # fmt: skip
-    return {**overall, "late_rate": float(np.mean(y)), "mean_probability": float(np.mean(p)), "slices": slices}
+    return {**overall, "loss": float(row_losses(usecase.task, y, p).mean()), "label_mean": float(np.mean(y)),
+            "mean_prediction": float(np.mean(p)), "slices": slices}  # fmt: skip
+
+
+def _category(value) -> str:
+    """A category as people write it: a code logged as a float feature (1.0) reads 1."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def _history(settings: Settings, model: str, day: dt.date) -> list[dict]:
@@ -162,9 +177,9 @@ def assess_and_decide(settings: Settings, folder: str, day: dt.date) -> dict:
     report = json.loads((f / "drift.json").read_text())
     current = pd.read_parquet(f / "current.parquet")
     labels = labels_of(settings, usecase, day, day)
-    performance = live_performance(current, labels)
-    everyone = day_log(settings, day)
-    variants = ab_report(everyone, labels) if len(everyone) and len(labels) else None  # every variant, shadows too
+    performance = live_performance(usecase, current, labels)
+    everyone = day_log(settings, usecase, day)
+    variants = ab_report(usecase, everyone, labels) if len(everyone) and len(labels) else None  # shadows too
     policy = RetrainPolicy.of(usecase.monitoring.retraining)
     history = _history(settings, usecase.name, day)
     assessment = assess(day, report, config, performance, policy, [h["assessment"] for h in history], config["version"])
@@ -211,14 +226,12 @@ def _registered_since(settings: Settings, model: str, requested_at: str) -> bool
 
 def render(outcome: dict) -> str:
     a, d = Assessment(**outcome["assessment"]), Decision(**outcome["decision"])
-    lines = [f"Monitoring {outcome['model']} v{outcome['version']} on {a.day}: {a.rows} scored flights"]
+    lines = [f"Monitoring {outcome['model']} v{outcome['version']} on {a.day}: {a.rows} scored rows"]
     lines.append(
         f"  feature drift (weighted, beyond natural) {a.feature_drift:.3f}; prediction drift {a.prediction_drift:.3f}"
     )
-    if a.log_loss_ratio is not None:
-        lines.append(
-            f"  live log loss {a.log_loss_ratio:.2f}x the reference's; calibration gap {a.calibration_gap:.3f}"
-        )
+    if a.loss_ratio is not None:
+        lines.append(f"  live loss {a.loss_ratio:.2f}x the reference's; bias {a.bias:.3g}")
     lines += [f"  breach: {b}" for b in a.breaches]
     lines.append(f"  {'RETRAIN requested' if d.retrain else 'no retrain'}: {d.reason}")
     if outcome.get("report_html"):

@@ -76,13 +76,13 @@ class OperatedDay:
 
 def release(settings: Settings, usecase: UseCase, base: str, key: str, version: int, alias: str,
             traffic_day: dt.date) -> Release:  # fmt: skip
-    """Run the deploy DAG for `version` while `traffic_day`'s flights are replayed as consumer traffic
+    """Run the deploy DAG for `version` while `traffic_day`'s requests are replayed as consumer traffic
     (a challenger's canary is judged on that traffic)."""
     from pipelines.orchestration import local_airflow
     from serving.replay import ReplayLoop, day_requests
 
     started = time.monotonic()
-    with ReplayLoop(base, key, day_requests(settings, traffic_day)) as traffic:
+    with ReplayLoop(base, key, usecase, day_requests(settings, usecase, traffic_day)) as traffic:
         try:
             local_airflow.test_run(settings, usecase.dag_id("deploy"), {"version": version, "alias": alias})
             released, detail = True, ""
@@ -143,7 +143,7 @@ def _operate_day(settings: Settings, usecase: UseCase, airflow_scheduler, day: d
 
     seconds = {}
     started = time.monotonic()
-    served = replay(settings, day, base, key)
+    served = replay(settings, usecase, day, base, key)
     seconds["serve"] = time.monotonic() - started
     started = time.monotonic()
     airflow_scheduler.backfill(usecase.dag_id("ingest"), day, day, usecase.tz)

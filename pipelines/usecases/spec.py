@@ -187,6 +187,106 @@ class Features(_Section):
         return self.request_time.features + self.request_inputs
 
 
+class KnownValues(_Section):
+    suite: str = Field(description="The Great Expectations suite (expectations/<suite>.json) holding the list.")
+    column: str = Field(description="Its column whose expect_column_values_to_be_in_set lists the known values.")
+
+
+class RequestField(_Section):
+    type: Literal["string", "number", "integer", "local_datetime"]
+    description: str = ""
+    optional: bool = Field(False, description="May be left out or null.")
+    pattern: str | None = Field(None, description="A string's regular expression.")
+    max_length: int | None = Field(None, ge=1, description="A string's longest length.")
+    minimum: float | None = Field(None, description="A number's smallest value.")
+    maximum: float | None = Field(None, description="A number's largest value.")
+    known: KnownValues | None = Field(None, description="A string must be one of the values its suite allows.")
+    pii: bool = Field(False, description="Personal data: only its salted hash is used, it is never logged.")
+
+
+class JoinKeyRule(_Section):
+    hash: str | None = Field(None, description="The salted SHA-256 of this (PII) field; empty when it is missing.")
+    hour_of: str | None = Field(None, description="The hour (0-23) of this local_datetime field.")
+
+    @model_validator(mode="after")
+    def _one(self) -> JoinKeyRule:
+        if (self.hash is None) == (self.hour_of is None):
+            raise ValueError("give exactly one of hash or hour_of")
+        return self
+
+
+class ReplayRule(_Section):
+    column: str | None = Field(None, description="The source column's value...")
+    scale: float | None = Field(None, description="...times this factor...")
+    values: dict[str, float | int | str] | None = Field(None, description="...or mapped through this table.")
+    clock_hhmm: str | None = Field(None, description="The local time on the day given by this HHMM column.")
+    hour: str | None = Field(None, description="The local time on the day at the hour in this column.")
+
+    @model_validator(mode="after")
+    def _one(self) -> ReplayRule:
+        if sum(v is not None for v in (self.column, self.clock_hhmm, self.hour)) != 1:
+            raise ValueError("give exactly one of column, clock_hhmm or hour")
+        if self.column is None and (self.scale is not None or self.values is not None):
+            raise ValueError("scale and values apply to a column")
+        return self
+
+
+class Replay(_Section):
+    table: str = Field(description="The day-partitioned source table whose rows of a day become the requests.")
+    fields: dict[str, str | ReplayRule] = Field(
+        description="Each request field from a source row: a template ('{date}-{carrier}{flight}', python format "
+        "specs allowed) or a rule."
+    )
+
+
+TEMPLATE_FIELD = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+
+
+class Serving(_Section):
+    route: str = Field(pattern=r"^/[a-z0-9_/]+$", description="The HTTP route of the use case's predictions.")
+    batch: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="The request body's list of items, e.g. flights.")
+    time: str = Field(description="The field holding features.request_time: a local wall-clock time.")
+    decision: str | None = Field(
+        None, description="A binary model's yes/no answer (its probability at or above the model's threshold)."
+    )
+    fields: dict[str, RequestField] = Field(min_length=1, description="What one item of a request carries.")
+    join_keys: dict[str, str | JoinKeyRule] = Field(
+        description="How an item gives each feature view's join key: a template of fields ('{origin}-{destination}', "
+        "'{carrier}'), a constant, or a rule (hash, hour_of)."
+    )
+    replay: Replay = Field(
+        description="How a day of the source becomes the requests consumers would send about it (make run's "
+        "traffic, the deploy smoke test)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Serving:
+        if self.fields.get(self.time) is None or self.fields[self.time].type != "local_datetime":
+            raise ValueError(f"time {self.time!r} must be a field of type local_datetime")
+        for key, rule in self.join_keys.items():
+            used = TEMPLATE_FIELD.findall(rule) if isinstance(rule, str) else [rule.hash or rule.hour_of]
+            missing = [name for name in used if name not in self.fields]
+            if missing:
+                raise ValueError(f"join_keys.{key} uses {missing}, which are not among the fields")
+        unknown = sorted(set(self.replay.fields) - set(self.fields))
+        uncovered = sorted(n for n, f in self.fields.items() if not f.optional and n not in self.replay.fields)
+        if unknown or uncovered:
+            raise ValueError(f"replay.fields: {unknown} are not fields; required fields {uncovered} are not replayed")
+        return self
+
+    def key_of(self, key: str, item: dict, hash_pii) -> object:
+        """Join key `key` of one request item (a dict of its fields); `hash_pii(value)` hashes personal data."""
+        rule = self.join_keys[key]
+        if isinstance(rule, JoinKeyRule):
+            if rule.hash:
+                return hash_pii(item[rule.hash]) if item.get(rule.hash) else ""
+            return item[rule.hour_of].hour
+        whole = TEMPLATE_FIELD.fullmatch(rule)
+        if whole:  # one field as it is (an integer key stays an integer)
+            return item[whole.group(1)]
+        return TEMPLATE_FIELD.sub(lambda m: str(item[m.group(1)]), rule)
+
+
 class Ingest(_Section):
     schedule: str = Field(description="Cron of the daily ingest, in the use case's time zone; one run per day.")
     first_day: dt.date = Field(description="The first operations day the source holds.")
@@ -284,8 +384,12 @@ class Retraining(_Section):
     min_rows: int = Field(ge=1, description="Scored rows a day needs to count.")
     max_feature_drift: float = Field(gt=0, description="Importance-weighted KS beyond natural drift.")
     max_prediction_drift: float = Field(gt=0, description="Prediction KS beyond natural drift.")
-    max_log_loss_ratio: float = Field(gt=1, description="Pooled live log loss / reference log loss.")
-    max_calibration_gap: float = Field(gt=0, description="Pooled |mean prediction - observed rate|.")
+    max_loss_ratio: float = Field(
+        gt=1, description="Pooled live loss / the reference's (log loss, or squared error for a regressor)."
+    )
+    max_bias: float = Field(
+        gt=0, description="Pooled |mean prediction - mean label| (a classifier's calibration gap), in label units."
+    )
     consecutive_days: int = Field(ge=1, description="Breaching days in a row before a retrain.")
     cooldown_days: int = Field(ge=0, description="Days after a retrain request before another.")
     performance_days: int = Field(ge=1, description="Assessed days pooled for log loss and calibration.")
@@ -313,6 +417,7 @@ class UseCase(_Section):
     ingest: Ingest
     training: Training
     gate: Gate
+    serving: Serving
     monitoring: Monitoring
 
     @field_validator("name")
@@ -339,6 +444,30 @@ class UseCase(_Section):
         if task and unknown:
             raise ValueError(f"limits {unknown} are not metrics of a {task} model: {sorted(METRICS[task])}")
         return gate
+
+    @model_validator(mode="after")
+    def _served_as_featured(self) -> UseCase:
+        f, s = self.features, self.serving
+        problems = []
+        if f.entity_id not in s.fields:
+            problems.append(f"the entity id {f.entity_id!r} (features.entity_id) is not a field")
+        for name in f.request_inputs:
+            if s.fields.get(name) is None or s.fields[name].type not in ("number", "integer"):
+                problems.append(f"request input {name!r} (features.request_inputs) is not a number field")
+        if sorted(s.join_keys) != sorted(f.join_keys):
+            problems.append(f"join_keys {sorted(s.join_keys)} differ from features.join_keys {sorted(f.join_keys)}")
+        if s.replay.table not in self.sources.partitioned:
+            problems.append(f"replay.table {s.replay.table!r} is not a day-partitioned source table")
+        if (s.decision is None) != (self.task == "regression"):
+            problems.append("decision names a binary model's yes/no answer: required for one, refused for a regressor")
+        if problems:
+            raise ValueError("serving: " + "; ".join(problems))
+        return self
+
+    @property
+    def prediction_column(self) -> str:
+        """What the model answers, in responses and the prediction log: a probability, or a prediction."""
+        return "probability" if self.task == "binary_classification" else "prediction"
 
     @property
     def primary_metric(self) -> str:

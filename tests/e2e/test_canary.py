@@ -22,6 +22,7 @@ from serving.auth import create_key
 from serving.client import ServiceClient
 from serving.local import wait_ready
 from serving.replay import ReplayLoop, day_requests
+from tests.conftest import FLIGHT_DELAY
 from tests.e2e.conftest import serve
 
 pytestmark = pytest.mark.e2e
@@ -48,9 +49,9 @@ def release(service, openbao):
     ledger = audit_ledger(settings)
     registry = Registry(artifact_store(settings, ledger), openbao.role("evaluation"), ledger)
     policy = CanaryPolicy.from_settings(settings)
-    canary = Canary(
-        registry, MODEL_NAME, ServiceClient(base, key), lambda since: predictions.read(settings, since), policy
-    )
+    endpoint = ServiceClient(base, key).endpoint(FLIGHT_DELAY)
+    canary = Canary(registry, FLIGHT_DELAY, endpoint, lambda since: predictions.read(settings, FLIGHT_DELAY, since),
+                    policy)  # fmt: skip
     canary.serve_champion_only(canary.champion(), "test start")
     return canary
 
@@ -104,8 +105,8 @@ def test_a_sound_challenger_walks_every_step_and_is_promoted(service, release, t
     settings, champion, base, key = service
     challenger = trained_models[1]["challenger"]
     before = ledger_head(settings)
-    with ReplayLoop(base, key, day_requests(settings, built.days[-1])) as traffic:
-        release.smoke(challenger, day_requests(settings, built.days[-2])[:50])
+    with ReplayLoop(base, key, FLIGHT_DELAY, day_requests(settings, FLIGHT_DELAY, built.days[-1])) as traffic:
+        release.smoke(challenger, day_requests(settings, FLIGHT_DELAY, built.days[-2])[:50])
         outcome = release.walk(challenger)
     assert outcome.promoted, outcome.render()
     assert [s.weight for s in outcome.steps] == [10, 50]
@@ -115,7 +116,7 @@ def test_a_sound_challenger_walks_every_step_and_is_promoted(service, release, t
     served = {p["variant"] for a in traffic.answers for p in a["predictions"]}
     assert served == {"champion", "challenger"}  # consumers met both during the canary
     assert release.registry.alias(MODEL_NAME, "champion")["version"] == challenger
-    status = httpx.post(f"{base}/status", json={}).json()
+    status = httpx.post(f"{base}/status", json={}).json()["usecases"][MODEL_NAME]
     assert status["variants"] == [{"name": "champion", "version": challenger, "weight": 100.0}]
     actions = [(r.action, r.subject) for r in ledger_since(settings, before)]
     assert ("deployment.smoke_passed", f"{MODEL_NAME}/v{challenger}") in actions
@@ -129,14 +130,15 @@ def test_a_challenger_with_shifted_predictions_is_rolled_back_at_the_first_step(
     settings, champion, base, key = service
     broken = register_broken(settings, openbao, champion, 0.99)
     before = ledger_head(settings)
-    with ReplayLoop(base, key, day_requests(settings, built.days[-1])) as traffic:
-        release.smoke(broken, day_requests(settings, built.days[-2])[:50])  # it scores: the smoke test passes
+    with ReplayLoop(base, key, FLIGHT_DELAY, day_requests(settings, FLIGHT_DELAY, built.days[-1])) as traffic:
+        # it scores: the smoke test passes
+        release.smoke(broken, day_requests(settings, FLIGHT_DELAY, built.days[-2])[:50])
         outcome = release.walk(broken)
     assert not outcome.promoted
     assert [s.weight for s in outcome.steps] == [10]
     assert any("prediction distribution shifted" in r for r in outcome.reasons), outcome.reasons
     assert release.registry.alias(MODEL_NAME, "champion")["version"] == champion
-    status = httpx.post(f"{base}/status", json={}).json()
+    status = httpx.post(f"{base}/status", json={}).json()["usecases"][MODEL_NAME]
     assert status["variants"] == [{"name": "champion", "version": champion, "weight": 100.0}]
     plan, _ = read_plan(release.registry, MODEL_NAME)
     assert plan.history[-1]["reason"].startswith(f"rollback of v{broken}: canary 10% breached")
@@ -149,12 +151,12 @@ def test_a_challenger_with_shifted_predictions_is_rolled_back_at_the_first_step(
 def test_a_challenger_that_cannot_score_fails_its_smoke_test_unseen_by_consumers(service, release, openbao, built):
     settings, champion, base, key = service
     broken = register_broken(settings, openbao, champion, float("nan"))
-    with ReplayLoop(base, key, day_requests(settings, built.days[-1])) as traffic:
+    with ReplayLoop(base, key, FLIGHT_DELAY, day_requests(settings, FLIGHT_DELAY, built.days[-1])) as traffic:
         with pytest.raises(DeployFailed, match=r"failed its smoke test: .*outside \[0, 1\]"):
-            release.smoke(broken, day_requests(settings, built.days[-2])[:50])
+            release.smoke(broken, day_requests(settings, FLIGHT_DELAY, built.days[-2])[:50])
     assert set(traffic.statuses) == {200}
     assert {p["model_version"] for a in traffic.answers for p in a["predictions"]} == {champion}
-    status = httpx.post(f"{base}/status", json={}).json()
+    status = httpx.post(f"{base}/status", json={}).json()["usecases"][MODEL_NAME]
     assert status["variants"] == [{"name": "champion", "version": champion, "weight": 100.0}]
     assert status["shadow"] is None
 
@@ -164,7 +166,7 @@ def test_live_scoring_errors_fall_back_to_the_champion_and_the_canary_rolls_back
     logged with the error, and the error rate rolls the canary back."""
     settings, champion, base, key = service
     broken = register_broken(settings, openbao, champion, float("nan"))
-    flights = day_requests(settings, built.days[-1])[:200]
+    flights = day_requests(settings, FLIGHT_DELAY, built.days[-1])[:200]
     _, raw = read_plan(release.registry, MODEL_NAME)
     split = DeploymentPlan([Variant("champion", champion, 50), Variant("challenger", broken, 50)], reason="test")
     write_plan(release.registry, MODEL_NAME, split, expected=raw)
@@ -172,7 +174,7 @@ def test_live_scoring_errors_fall_back_to_the_champion_and_the_canary_rolls_back
     answer = release.service.predict(flights)
     assert {p["variant"] for p in answer["predictions"]} == {"champion"}
     assert all(np.isfinite(p["probability"]) for p in answer["predictions"])
-    logged = predictions.read(settings)
+    logged = predictions.read(settings, FLIGHT_DELAY)
     mine = logged[logged.request_id == answer["request_id"]]
     failed = mine[mine.assigned_variant == "challenger"]
     assert len(failed) == pytest.approx(100, abs=30) and (failed.variant == "champion").all()
@@ -181,43 +183,13 @@ def test_live_scoring_errors_fall_back_to_the_champion_and_the_canary_rolls_back
         and (mine[mine.assigned_variant == "champion"].error == "").all()
     )
 
-    with ReplayLoop(base, key, day_requests(settings, built.days[-1])) as traffic:
+    with ReplayLoop(base, key, FLIGHT_DELAY, day_requests(settings, FLIGHT_DELAY, built.days[-1])) as traffic:
         outcome = release.walk(broken)
     assert not outcome.promoted and [s.weight for s in outcome.steps] == [10]
     assert outcome.steps[0].challenger["error_rate"] == 1.0
     assert any(r.startswith("error rate 100.00%") for r in outcome.reasons), outcome.reasons
     assert set(traffic.statuses) == {200}
     assert release.registry.alias(MODEL_NAME, "champion")["version"] == champion
-
-
-def test_the_deploy_dag_builds_the_bento_and_releases_through_the_canary(
-    service, release, openbao, trained_models, built, tmp_path
-):
-    """`airflow dags test flight_delay_deploy`: Bento built, challenger smoke-tested, walked, promoted."""
-    from urllib.parse import urlparse
-
-    from pipelines.orchestration import deploy, local_airflow
-    from serving.client import register_service
-
-    settings, champion, base, key = service
-    challenger = trained_models[1]["challenger"]
-    settings = settings.model_copy(update={"airflow_home": tmp_path / "airflow"})
-    register_service(openbao.root, settings, urlparse(base).port, key)
-    local_airflow.prepare(settings)
-    before = ledger_head(settings)
-    with ReplayLoop(base, key, day_requests(settings, built.days[-1])) as traffic:
-        local_airflow.test_run(settings, "flight_delay_deploy", {"version": challenger})
-    assert set(traffic.statuses) == {200}
-    assert release.registry.alias(MODEL_NAME, "champion")["version"] == challenger
-    actions = [(r.action, r.subject) for r in ledger_since(settings, before)]
-    built_bento = [s for a, s in actions if a == "deployment.bento_built"]
-    assert len(built_bento) == 1 and built_bento[0].startswith("flight_delay:")
-    source = settings.data_root / "bentoml" / "bentos" / "flight_delay" / built_bento[0].split(":")[1] / "src"
-    assert sorted(p.name for p in source.iterdir()) == [
-        "bentofile.yaml", "expectations", "feature_repo", "pipelines", "pyproject.toml", "serving"]  # fmt: skip
-    assert deploy.build_bento(settings) != built_bento[0]  # a rebuild never walks the Bento store or the venvs
-    assert ("deployment.promoted", f"{MODEL_NAME}/v{challenger}") in actions
-    release.registry.promote(MODEL_NAME, champion, "champion", reason="test reset")
 
 
 def test_the_ab_report_scores_variants_on_the_landed_arrivals(service, release, openbao, trained_models, built):
@@ -228,7 +200,7 @@ def test_the_ab_report_scores_variants_on_the_landed_arrivals(service, release, 
     from sklearn.metrics import log_loss
 
     from pipelines.deploy.analysis import ab_report, render
-    from pipelines.features.store import flight_labels
+    from pipelines.features.store import labels as labels_of
     from serving.replay import replay
 
     settings, champion, base, key = service
@@ -240,9 +212,9 @@ def test_the_ab_report_scores_variants_on_the_landed_arrivals(service, release, 
     release.service.reload()
     day = built.days[-1]
     started = dt.datetime.now(dt.UTC)
-    assert replay(settings, day, base, key, batch=200).failed == 0
-    log, labels = predictions.read(settings, started), flight_labels(settings, day, day)
-    report = ab_report(log, labels)
+    assert replay(settings, FLIGHT_DELAY, day, base, key, batch=200).failed == 0
+    log, labels = predictions.read(settings, FLIGHT_DELAY, started), labels_of(settings, FLIGHT_DELAY, day, day)
+    report = ab_report(FLIGHT_DELAY, log, labels)
     print(render(report))
     live = log[~log.variant.str.startswith("shadow:")].merge(labels, on="flight_id")
     assert report["variants"]["champion"]["rows"] + report["variants"]["challenger"]["rows"] == len(live)
@@ -254,7 +226,7 @@ def test_the_ab_report_scores_variants_on_the_landed_arrivals(service, release, 
     [ab] = [c for c in report["comparisons"] if c["variant"] == "challenger"]
     assert not ab["paired"] and ab["verdict"] == "worse" and ab["ci_low"] > 0.5  # 0.99 for every flight is costly
     [shadow] = [c for c in report["comparisons"] if c["variant"] == "shadow:candidate"]
-    assert shadow["paired"] and shadow["flights"] == len(labels) and shadow["verdict"] == "better"
+    assert shadow["paired"] and shadow["rows"] == len(labels) and shadow["verdict"] == "better"
     assert shadow["ci_low"] < shadow["mean_difference"] < shadow["ci_high"] < 0
 
 

@@ -57,7 +57,7 @@ def operated(season, openbao, tmp_path_factory):
                                                                                   ["admin", "predict"]))  # fmt: skip
         wait_ready(base)
         days = operate(settings, resolve_usecase(settings, MODEL), JULY, JULY + dt.timedelta(days=6), base, key)
-        status = wait_ready(base)
+        status = wait_ready(base)["usecases"][MODEL]
     return settings, champion, days, status
 
 
@@ -103,3 +103,18 @@ def test_the_candidate_passes_the_gate_and_enters_the_canary(operated):
     if release.released:  # promoted through every step
         assert registry.alias("flight_delay", "champion")["version"] == challenger
         assert [v["version"] for v in status["variants"]] == [challenger]
+
+
+def test_the_deploy_dag_built_the_bento_of_the_model_service(operated):
+    """The deploy DAG's first task: `bentoml build` of the code and dependencies (models load from the
+    registry); a rebuild never walks the Bento store or the virtualenvs."""
+    from pipelines.orchestration import deploy
+
+    settings = operated[0]
+    built = [r.subject for r in audit_ledger(settings).records() if r.action == "deployment.bento_built"]
+    assert len(built) == 1 and built[0].startswith("model_service:")
+    source = settings.data_root / "bentoml" / "bentos" / "model_service" / built[0].split(":")[1] / "src"
+    assert sorted(p.name for p in source.iterdir()) == ["bentofile.yaml", "expectations", "feature_repo", "pipelines",
+                                                        "pyproject.toml", "serving", "usecases"]  # fmt: skip
+    assert sorted(p.name for p in (source / "usecases").iterdir()) == ["bike_rentals", "flight_delay"]
+    assert deploy.build_bento(settings) != built[0]

@@ -18,6 +18,7 @@ from pipelines.usecases.spec import resolve_usecase, with_overrides
 from serving.auth import create_key
 from serving.local import wait_ready
 from serving.replay import replay
+from tests.conftest import FLIGHT_DELAY
 from tests.e2e.conftest import serve
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +33,7 @@ def served(champion, openbao, built, tmp_path_factory):
     with serve(settings, openbao, tmp_path_factory.mktemp("monitoring")) as base:
         wait_ready(base)
         for day in built.days[-3:]:
-            assert replay(settings, day, base, key, batch=200).failed == 0
+            assert replay(settings, FLIGHT_DELAY, day, base, key, batch=200).failed == 0
     shutil.rmtree(settings.data_root / "monitoring", ignore_errors=True)
     return settings, version
 

@@ -20,6 +20,7 @@ from serving.auth import create_key
 from serving.local import ServiceFailed, wait_ready
 from serving.model import ModelUnavailable, load_model
 from serving.schema import MAX_BATCH
+from tests.conftest import FLIGHT_DELAY
 from tests.e2e.conftest import auth, flight, serve
 
 pytestmark = pytest.mark.e2e
@@ -31,22 +32,43 @@ def service(champion, openbao, tmp_path_factory):
     keys = {
         "predict": create_key(openbao.root, "consumer-test", ["predict"]),
         "admin": create_key(openbao.root, "operator-test", ["admin"]),
+        "bikes": create_key(openbao.root, "bikes-only", ["predict:bike_rentals"]),
+        "flights": create_key(openbao.root, "flights-only", ["predict:flight_delay"]),
     }
     with serve(settings, openbao, tmp_path_factory.mktemp("svc")) as base:
         wait_ready(base)
         yield settings, version, base, keys
 
 
-def test_ready_and_serving_the_champion(service):
-    settings, version, base, _ = service
+def test_ready_and_serving_the_champion_beside_a_use_case_without_a_model(service):
+    settings, version, base, keys = service
     status = httpx.post(f"{base}/status", json={}).json()
-    assert status == {"ready": True, "reason": "ready", "shadow": None,
-                      "variants": [{"name": "champion", "version": version, "weight": 100.0}]}  # fmt: skip
+    assert status["ready"] is True
+    assert status["usecases"]["flight_delay"] == {"ready": True, "reason": "ready", "route": "/predict", "shadow": None,
+                                                  "variants": [{"name": "champion", "version": version,
+                                                                "weight": 100.0}]}  # fmt: skip
+    # the bike-rental use case is served by the same deployment, at its own route; it has no model here
+    bikes = status["usecases"]["bike_rentals"]
+    assert (bikes["ready"], bikes["route"]) == (False, "/bike_rentals/predict")
+    assert "bike_rentals has no champion yet" in bikes["reason"]
+    hour = {
+        "hour_id": "2013-01-05T08",
+        "hour_start": "2013-01-05T08:00:00",
+        "temp_c": 3.0,
+        "feels_like_c": 1.0,
+        "humidity_pct": 60.0,
+        "wind_speed": 12.0,
+        "weather_code": 1,
+        "is_holiday": 0,
+        "is_workingday": 0,
+    }
+    response = httpx.post(f"{base}/bike_rentals/predict", json={"hours": [hour]}, headers=auth(keys["predict"]))
+    assert response.status_code == 503 and "no bike_rentals model is being served" in response.json()["error"]
 
 
 def test_predict_answers_and_every_answer_is_logged(service):
     settings, version, base, keys = service
-    before = len(predictions.read(settings))
+    before = len(predictions.read(settings, FLIGHT_DELAY))
     responses = []
     for n in range(5):
         body = {"flights": [flight(n), flight(100 + n, carrier="AA", origin="JFK", destination="LAX", tailnum=None)]}
@@ -56,7 +78,7 @@ def test_predict_answers_and_every_answer_is_logged(service):
     for answer in responses:
         assert [p["model_version"] for p in answer["predictions"]] == [version, version]
         assert all(0 <= p["probability"] <= 1 and p["variant"] == "champion" for p in answer["predictions"])
-    logged = predictions.read(settings)
+    logged = predictions.read(settings, FLIGHT_DELAY)
     assert len(logged) - before == 10
     mine = logged[logged.request_id.isin([a["request_id"] for a in responses])]
     served = {(a["request_id"], p["flight_id"]): p["probability"] for a in responses for p in a["predictions"]}
@@ -69,10 +91,10 @@ def test_the_served_probability_is_the_models_on_the_online_features(service, op
     settings, version, base, keys = service
     response = httpx.post(f"{base}/predict", json={"flights": [flight(7)]}, headers=auth(keys["predict"]))
     served = response.json()["predictions"][0]["probability"]
-    logged = predictions.read(settings)
+    logged = predictions.read(settings, FLIGHT_DELAY)
     row = logged[logged.request_id == response.json()["request_id"]].iloc[0]
     ledger = audit_ledger(settings)
-    model = load_model(settings, artifact_store(settings, ledger), openbao.role("serving"), ledger)
+    model = load_model(settings, FLIGHT_DELAY, artifact_store(settings, ledger), openbao.role("serving"), ledger)
     x = np.array([[row[f] for f in model.features]], dtype=np.float32)
     assert model.predict(x)[0] == pytest.approx(served, abs=1e-6)
     assert row["dep_hour"] == pytest.approx(17.5)
@@ -83,7 +105,8 @@ def test_the_served_probability_is_the_models_on_the_online_features(service, op
     [
         ({}, "/predict", 401, "missing or unknown API key"),
         ({"Authorization": "Bearer fo_not-a-key"}, "/predict", 401, "missing or unknown API key"),
-        ("admin", "/predict", 403, "lacks the 'predict' scope"),
+        ("admin", "/predict", 403, "lacks the 'predict:flight_delay' scope"),
+        ("bikes", "/predict", 403, "lacks the 'predict:flight_delay' scope"),
         ("predict", "/admin/reload", 403, "lacks the 'admin' scope"),
     ],
 )
@@ -120,7 +143,7 @@ def test_a_key_created_later_works_after_an_admin_reload(service, openbao):
     late = create_key(openbao.root, "late-consumer", ["predict"])
     assert httpx.post(f"{base}/predict", json={"flights": [flight(3)]}, headers=auth(late)).status_code == 401
     reload = httpx.post(f"{base}/admin/reload", json={}, headers=auth(keys["admin"]), timeout=60)
-    assert reload.status_code == 200 and reload.json()["variants"][0]["version"] == version
+    assert reload.status_code == 200 and reload.json()["usecases"]["flight_delay"]["variants"][0]["version"] == version
     assert httpx.post(f"{base}/predict", json={"flights": [flight(3)]}, headers=auth(late)).status_code == 200
 
 
@@ -162,8 +185,10 @@ def test_no_champion_means_not_ready_with_the_reason(built, openbao, tmp_path):
     with serve(settings, openbao, tmp_path) as base:
         assert httpx.get(f"{base}/readyz", timeout=60).status_code == 503
         status = httpx.post(f"{base}/status", json={}).json()
-        assert status["ready"] is False and "has no champion yet" in status["reason"]
-        with pytest.raises(ServiceFailed, match="not ready: ModelUnavailable: flight_delay has no champion"):
+        assert status["ready"] is False and "has no champion yet" in status["usecases"]["flight_delay"]["reason"]
+        with pytest.raises(
+            ServiceFailed, match="not ready: .*flight_delay: ModelUnavailable: flight_delay has no champion"
+        ):
             wait_ready(base, timeout_s=1)
 
 
@@ -180,7 +205,7 @@ def test_a_tampered_champion_is_never_loaded(champion, openbao, tmp_path):
     store.put(key, bytes(damaged), overwrite=True)
     try:
         with pytest.raises(ArtifactTampered):
-            load_model(settings, store, openbao.role("serving"), ledger)
+            load_model(settings, FLIGHT_DELAY, store, openbao.role("serving"), ledger)
     finally:
         store.put(key, original, overwrite=True)
 
@@ -192,7 +217,7 @@ def test_a_model_trained_on_other_feature_definitions_is_refused(champion, openb
 
     monkeypatch.setattr(serving.model, "feature_definitions_hash", lambda *_: "0" * 64)  # definitions changed
     with pytest.raises(ModelUnavailable, match="FeatureService flight_delay_v1 with definitions .* refusing"):
-        load_model(settings, artifact_store(settings, ledger), openbao.role("serving"), ledger)
+        load_model(settings, FLIGHT_DELAY, artifact_store(settings, ledger), openbao.role("serving"), ledger)
 
 
 def test_replaying_a_day_sends_its_flights_and_logs_them(service, built):
@@ -200,11 +225,11 @@ def test_replaying_a_day_sends_its_flights_and_logs_them(service, built):
 
     settings, _, base, keys = service
     day = built.days[-1]
-    before = len(predictions.read(settings))
-    report = replay(settings, day, base, keys["predict"], batch=200)
-    assert report.sent == len(day_requests(settings, day)) > 500
+    before = len(predictions.read(settings, FLIGHT_DELAY))
+    report = replay(settings, FLIGHT_DELAY, day, base, keys["flights"], batch=200)
+    assert report.sent == len(day_requests(settings, FLIGHT_DELAY, day)) > 500
     assert report.answered == report.sent and report.failed == 0
-    assert len(predictions.read(settings)) - before == report.sent
+    assert len(predictions.read(settings, FLIGHT_DELAY)) - before == report.sent
 
 
 def test_ab_split_and_shadow_from_the_deployment_plan(service, openbao, trained_models):
@@ -220,7 +245,7 @@ def test_ab_split_and_shadow_from_the_deployment_plan(service, openbao, trained_
                            shadow=None, reason="A/B test")  # fmt: skip
     raw_written = write_plan(registry, "flight_delay", split, expected=raw).to_json()
     reload = httpx.post(f"{base}/admin/reload", json={}, headers=auth(keys["admin"]), timeout=60).json()
-    assert [(v["name"], v["version"], v["weight"]) for v in reload["variants"]] == [
+    assert [(v["name"], v["version"], v["weight"]) for v in reload["usecases"]["flight_delay"]["variants"]] == [
         ("champion", champion_version, 70.0), ("challenger", challenger, 30.0)]  # fmt: skip
     body = {"flights": [flight(n) for n in range(400)]}
     first = httpx.post(f"{base}/predict", json=body, headers=auth(keys["predict"]), timeout=60).json()
@@ -238,7 +263,7 @@ def test_ab_split_and_shadow_from_the_deployment_plan(service, openbao, trained_
         f"{base}/predict", json={"flights": [flight(1), flight(2)]}, headers=auth(keys["predict"])
     ).json()
     assert [p["variant"] for p in answer["predictions"]] == ["champion", "champion"]
-    logged = predictions.read(settings)
+    logged = predictions.read(settings, FLIGHT_DELAY)
     mine = logged[logged.request_id == answer["request_id"]]
     assert sorted(mine.variant) == ["champion", "champion", "shadow:challenger", "shadow:challenger"]
 
@@ -248,8 +273,9 @@ def test_a_burst_beyond_the_concurrency_limit_gets_429_loses_nothing_and_recover
     from concurrent.futures import ThreadPoolExecutor
 
     settings, _, base, keys = service
-    rows_per_flight = 2 if httpx.post(f"{base}/status", json={}).json()["shadow"] else 1  # a shadow logs too
-    before = len(predictions.read(settings))
+    status = httpx.post(f"{base}/status", json={}).json()["usecases"]["flight_delay"]
+    rows_per_flight = 2 if status["shadow"] else 1  # a shadow logs too
+    before = len(predictions.read(settings, FLIGHT_DELAY))
     body = {"flights": [flight(n) for n in range(300)]}
 
     def call(_: int) -> int:
@@ -259,7 +285,10 @@ def test_a_burst_beyond_the_concurrency_limit_gets_429_loses_nothing_and_recover
         statuses = list(pool.map(call, range(96)))
     assert set(statuses) <= {200, 429}, statuses
     assert statuses.count(429) > 0 and statuses.count(200) > 0
-    assert len(predictions.read(settings)) - before == statuses.count(200) * len(body["flights"]) * rows_per_flight
+    assert (
+        len(predictions.read(settings, FLIGHT_DELAY)) - before
+        == statuses.count(200) * len(body["flights"]) * rows_per_flight
+    )
     assert call(0) == 200  # and it recovers
 
 

@@ -12,7 +12,7 @@ from pipelines.security.secrets import LOCAL_POSTGRES, put_connection
 from serving import predictions
 from serving.auth import create_key
 from serving.local import wait_ready
-from tests.conftest import fresh_postgres_database
+from tests.conftest import FLIGHT_DELAY, fresh_postgres_database
 from tests.e2e.conftest import auth, flight, serve
 
 pytestmark = pytest.mark.e2e
@@ -37,7 +37,7 @@ def test_under_load_every_200_is_in_the_postgres_log(champion, openbao, tmp_path
                 responses = list(pool.map(call, range(64)))
         statuses = [r.status_code for r in responses]
         assert set(statuses) <= {200, 429} and statuses.count(200) > 0, statuses
-        logged = predictions.read(settings)
+        logged = predictions.read(settings, FLIGHT_DELAY)
         answered = {r.json()["request_id"] for r in responses if r.status_code == 200}
         assert set(logged.request_id) == answered
         assert len(logged) == len(answered) * 200

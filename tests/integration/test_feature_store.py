@@ -115,15 +115,16 @@ def test_serving_reads_for_the_next_day_exactly_what_training_joins_for_it(built
     of day D gets the stored features that the point-in-time join gives that flight in training."""
     from serving.model import OnlineFeatures
     from serving.replay import day_requests
-    from serving.schema import FlightRequest
+    from serving.schema import item_model
 
     day = built.days[-1] + dt.timedelta(days=1)  # not ingested: served from what D-1 left
-    flights = [FlightRequest(**r) for r in day_requests(built.settings, day)]
+    flights = [item_model(FLIGHT_DELAY)(**r) for r in day_requests(built.settings, FLIGHT_DELAY, day)]
     salt = pii_salt(built.settings)
     features = [
         f for f in feature_columns(built.settings, FLIGHT_DELAY) if f not in FLIGHT_DELAY.features.request_features
     ]
-    online = pd.DataFrame(OnlineFeatures(built.settings, salt).matrix(flights, features), columns=features)
+    items = [f.model_dump() for f in flights]
+    online = pd.DataFrame(OnlineFeatures(built.settings, FLIGHT_DELAY, salt).matrix(items, features), columns=features)
     entities = pd.DataFrame(
         {
             "flight_id": [f.flight_id for f in flights],

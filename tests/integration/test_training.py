@@ -75,8 +75,8 @@ def test_a_training_run_registers_an_encrypted_signed_champion_that_traces_to_it
     monitoring = manifest["monitoring"]
     assert set(monitoring["features"]) <= set(reference.columns) and {"carrier", "origin"} <= set(reference.columns)
     assert sorted(reference.day.unique()) == monitoring["reference_days"] == [d.isoformat() for d in built.days[-2:]]
-    assert reference.probability.between(0, 1).all() and sum(monitoring["weights"].values()) == pytest.approx(1)
-    assert set(monitoring["natural_drift"]) == {*monitoring["features"], "probability"}
+    assert reference.prediction.between(0, 1).all() and sum(monitoring["weights"].values()) == pytest.approx(1)
+    assert set(monitoring["natural_drift"]) == {*monitoring["features"], "prediction"}
     # at rest, nothing of the model is readable
     stored = b"".join(registry.store.get(k) for k in registry.store.keys("sealed"))
     assert files["model.onnx"][:200] not in stored

@@ -43,7 +43,7 @@ def test_a_healthy_challenger_has_no_breach():
 def test_errors_count_against_the_variant_assigned_not_the_one_that_answered():
     champion, challenger = stats(pd.concat([window("champion", 2000), window("challenger", 300, errors=30)]))
     assert (challenger.predictions, challenger.errors, champion.errors) == (300, 30, 0)
-    assert len(challenger.probabilities) == 270  # only its own answers describe its distribution
+    assert len(challenger.predictions_seen) == 270  # only its own answers describe its distribution
     [breach] = judge(champion, challenger, POLICY)
     assert breach.startswith("error rate 10.00% vs champion 0.00%")
 
@@ -63,7 +63,7 @@ def test_latency_breaches_only_beyond_ratio_plus_slack():
 def test_a_shifted_distribution_breaches():
     frame = pd.concat([window("champion", 2000), window("challenger", 300, p=np.full(300, 0.99))])
     [breach] = judge(*stats(frame), POLICY)
-    assert "KS statistic 1.000 > 0.000 on the gate's holdout + 0.2" in breach and "mean probability 0.990" in breach
+    assert "KS statistic 1.000 > 0.000 on the gate's holdout + 0.2" in breach and "mean prediction 0.99 vs" in breach
 
 
 def test_the_shift_the_gate_accepted_is_expected_live_and_only_more_breaches():
@@ -72,7 +72,7 @@ def test_the_shift_the_gate_accepted_is_expected_live_and_only_more_breaches():
     recalibrated = RNG.beta(3, 5, 300)  # mean 0.375 against the champion's 0.25
     frame = pd.concat([window("champion", 2000), window("challenger", 300, p=recalibrated)])
     champion, challenger = stats(frame)
-    live = ks_2samp(challenger.probabilities, champion.probabilities).statistic
+    live = ks_2samp(challenger.predictions_seen, champion.predictions_seen).statistic
     assert live > POLICY.max_distribution_shift and judge(champion, challenger, POLICY)  # a breach, unexpected
     assert judge(champion, challenger, POLICY, expected_shift=live - 0.1) == []  # the gate saw nearly as much
     [breach] = judge(champion, challenger, POLICY, expected_shift=live - POLICY.max_distribution_shift - 0.01)
@@ -81,7 +81,7 @@ def test_the_shift_the_gate_accepted_is_expected_live_and_only_more_breaches():
 
 def test_no_traffic_means_no_statistics():
     champion, challenger = stats(window("champion", 50))
-    assert challenger.predictions == 0 and challenger.summary()["mean_probability"] is None
+    assert challenger.predictions == 0 and challenger.summary()["mean_prediction"] is None
 
 
 @pytest.mark.parametrize("steps", ["[5, 25, 50]", "[25, 5, 100]", "[0, 100]", "[]"])

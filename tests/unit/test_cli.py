@@ -5,9 +5,11 @@ import pytest
 from pipelines.cli import build_parser
 
 
-def test_run_takes_a_window_of_days():
+def test_run_takes_a_use_case_and_a_window_of_days():
     args = build_parser().parse_args(["run", "--start", "2013-03-01", "--days", "3"])
-    assert (args.start, args.days) == (dt.date(2013, 3, 1), 3)
+    assert (args.usecase, args.start, args.days) == ("flight_delay", dt.date(2013, 3, 1), 3)
+    args = build_parser().parse_args(["run", "--usecase", "bike_rentals", "--days", "42"])
+    assert (args.usecase, args.start, args.operate_days) == ("bike_rentals", None, 0)  # start: the spec's first day
 
 
 @pytest.mark.parametrize(
@@ -62,6 +64,19 @@ def test_a_stage_command_for_an_unknown_use_case_names_the_known_ones(data_root)
     from pipelines.cli import cmd_stage
     from pipelines.usecases.spec import UseCaseError
 
-    with pytest.raises(UseCaseError, match=r"use case 'taxi_fares' has no spec.*known: \['flight_delay'\]"):
+    with pytest.raises(
+        UseCaseError, match=r"use case 'taxi_fares' has no spec.*known: \['bike_rentals', 'flight_delay'\]"
+    ):
         cmd_stage(build_parser().parse_args(["land", "2013-01-02", "--usecase", "taxi_fares"]))
     assert not (data_root / "raw").exists()
+
+
+def test_the_stage_commands_take_any_use_case(data_root, capsys):
+    """The guide's first command on the bike-rental use case: one day of its source landed."""
+    import json
+
+    from pipelines.cli import cmd_stage
+
+    cmd_stage(build_parser().parse_args(["land", "2011-05-01", "--usecase", "bike_rentals"]))
+    assert json.loads(capsys.readouterr().out)["bikeshare_hours"]["rows"] == 24
+    assert (data_root / "raw" / "bikeshare_hours" / "date=2011-05-01" / "part.parquet").is_file()

@@ -9,8 +9,8 @@ import pytest
 
 from pipelines.monitoring.policy import Assessment, RetrainPolicy, assess, decide
 
-POLICY = RetrainPolicy(min_rows=300, max_feature_drift=0.05, max_prediction_drift=0.10, max_log_loss_ratio=1.20,
-                       max_calibration_gap=0.08, consecutive=2, cooldown_days=7, performance_days=7)  # fmt: skip
+POLICY = RetrainPolicy(min_rows=300, max_feature_drift=0.05, max_prediction_drift=0.10, max_loss_ratio=1.20,
+                       max_bias=0.08, consecutive=2, cooldown_days=7, performance_days=7)  # fmt: skip
 CONFIG = {"reference_loss": 0.45}
 
 
@@ -41,7 +41,8 @@ def test_each_kind_of_evidence_breaches_alone():
 
 
 def labelled(log_loss=0.45, mean_probability=0.2, late_rate=0.2, rows=900) -> dict:
-    return {"rows": rows, "log_loss": log_loss, "mean_probability": mean_probability, "late_rate": late_rate}
+    """A day's live performance as monitoring measures it (the loss of a classifier: log loss)."""
+    return {"rows": rows, "loss": log_loss, "mean_prediction": mean_probability, "label_mean": late_rate}
 
 
 def week(version: int = 1, **performance) -> list[dict]:
@@ -51,20 +52,20 @@ def week(version: int = 1, **performance) -> list[dict]:
 
 def test_performance_is_judged_on_the_models_last_seven_days():
     worse = assess(day(6), report(), CONFIG, labelled(log_loss=0.56), POLICY, week(log_loss=0.56), 1)
-    assert worse.pooled_days == 7 and worse.log_loss_ratio == pytest.approx(0.56 / 0.45)
-    assert worse.breaches == ["log loss 1.24x the reference's over 7 days > 1.2x"]
+    assert worse.pooled_days == 7 and worse.loss_ratio == pytest.approx(0.56 / 0.45)
+    assert worse.breaches == ["live loss 1.24x the reference's over 7 days > 1.2x"]
     miscalibrated = assess(day(6), report(), CONFIG, labelled(late_rate=0.3), POLICY, week(late_rate=0.3), 1)
-    assert miscalibrated.breaches == ["calibration gap 0.100 over 7 days > 0.08"]
+    assert miscalibrated.breaches == ["bias (mean prediction - mean label) 0.1 over 7 days > 0.08"]
 
 
 def test_one_stormy_day_in_a_normal_week_is_no_breach():
     storm = assess(day(6), report(), CONFIG, labelled(log_loss=0.9, late_rate=0.45), POLICY, week(), 1)
-    assert storm.log_loss_ratio == pytest.approx((6 * 0.45 + 0.9) / 7 / 0.45) and storm.breaches == []
+    assert storm.loss_ratio == pytest.approx((6 * 0.45 + 0.9) / 7 / 0.45) and storm.breaches == []
 
 
 def test_a_models_first_days_and_another_versions_days_give_no_performance_evidence():
     young = assess(day(3), report(), CONFIG, labelled(log_loss=0.9), POLICY, week(log_loss=0.9)[:3], 1)
-    assert young.pooled_days == 4 and young.log_loss_ratio is None and young.breaches == []
+    assert young.pooled_days == 4 and young.loss_ratio is None and young.breaches == []
     successor = assess(day(6), report(), CONFIG, labelled(log_loss=0.9), POLICY, week(log_loss=0.9), 2)
     assert successor.pooled_days == 1 and successor.breaches == []
 

@@ -83,7 +83,9 @@ def test_an_invalid_field_fails_naming_its_path(specs, change, field, words):
 
 
 def test_a_missing_spec_names_the_known_ones_and_the_scaffold(specs):
-    with pytest.raises(UseCaseError, match=r"no spec at .*known: \['flight_delay'.*platform new-usecase taxi_fares"):
+    with pytest.raises(
+        UseCaseError, match=r"no spec at .*known: \['bike_rentals', 'flight_delay'.*platform new-usecase taxi_fares"
+    ):
         load_usecase(specs, "taxi_fares")
 
 

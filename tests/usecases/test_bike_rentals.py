@@ -34,7 +34,8 @@ FIRST, LAST = dt.date(2011, 4, 1), dt.date(2011, 5, 12)  # 42 days: a week of hi
 @pytest.fixture(scope="module")
 def bikes(tmp_path_factory):
     settings = make_settings(tmp_path_factory.mktemp("bikes") / "var", usecase_overrides={NAME: windows(21, 7, 7)})
-    build_days(settings, resolve_usecase(settings, NAME), FIRST, LAST)  # land, validate, load, dbt, Feast
+    # land, load, dbt, Feast; its suite is run on days of its own below
+    build_days(settings, resolve_usecase(settings, NAME), FIRST, LAST, validate=False)
     folder = training.prepare_run(settings, NAME, LAST, "bikes-1")
     for family in SPEC.training.families:
         training.train_candidate(settings, folder, family)
@@ -66,6 +67,32 @@ def test_the_dataset_is_a_time_split_regression_frame_of_whole_days(bikes):
     window = source[(source.date >= "2011-04-08") & (source.date <= "2011-05-12")]
     assert len(data.frame) == len(window)  # every published hour of the window, none twice
     assert data.frame["riders"].sum() == window["bikers"].sum()
+
+
+def test_its_suite_passes_the_published_days_and_stops_a_bad_one(bikes):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.errors import ValidationFailed
+    from pipelines.ingest.landing import partition_path
+    from pipelines.validation import validate_partition
+
+    settings = bikes[0]
+    for day in (FIRST, LAST):
+        outcome = validate_partition(settings, SPEC, "bikeshare_hours", day)
+        assert outcome.success and outcome.evaluated == 33
+    path = partition_path(settings, "bikeshare_hours", LAST)
+    landed, good = path.read_bytes(), pq.read_table(path)
+    riders = good["bikers"].to_pylist()
+    bad = good.set_column(
+        good.schema.get_field_index("bikers"), "bikers", pa.array([-riders[0], *riders[1:]], pa.int32())
+    )
+    pq.write_table(bad, path)
+    try:
+        with pytest.raises(ValidationFailed, match="bikers"):
+            validate_partition(settings, SPEC, "bikeshare_hours", LAST)
+    finally:
+        path.write_bytes(landed)
 
 
 def test_stored_features_are_what_was_known_at_the_start_of_the_day(bikes):
@@ -141,3 +168,118 @@ def test_a_regressor_trained_on_shuffled_labels_is_rejected_against_the_champion
     assert entry["passed"] is False and "champion" not in outcome and "challenger" not in outcome
     assert any("RMSE" in r or "rmse vs baseline" in r for r in entry["reasons"])
     assert registry.alias(NAME, "champion")["version"] == champion
+
+
+# Served beside the flights in the same model service: the day after the trained window, from the online
+# store materialized to its start; a challenger walked through the canary; the day judged by monitoring.
+SERVED_DAY = LAST + dt.timedelta(days=1)
+CANARY = {"canary_steps": [25, 100], "canary_observe_seconds": 1, "canary_max_wait_seconds": 30,
+          "canary_min_predictions": 60}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def served(bikes, openbao, tmp_path_factory):
+    from pipelines.features.store import materialize
+    from serving.auth import create_key
+    from serving.local import wait_ready
+    from tests.e2e.conftest import serve
+
+    settings, folder, outcome, registry = bikes
+    settings = settings.model_copy(update=CANARY)
+    materialize(settings, SPEC, dt.datetime.combine(SERVED_DAY, dt.time(), SPEC.tz))
+    key = create_key(openbao.root, "fleet-team", ["predict:bike_rentals", "admin"])
+    with serve(settings, openbao, tmp_path_factory.mktemp("bikes-svc")) as base:
+        status = wait_ready(base)
+        yield settings, registry, base, key, status
+
+
+def test_the_model_service_serves_the_regressor_at_its_own_route(served, openbao):
+    import json
+
+    import httpx
+
+    from serving import predictions
+    from serving.model import load_model
+    from serving.replay import day_requests, replay
+    from tests.e2e.conftest import auth
+
+    settings, registry, base, key, status = served
+    champion = registry.alias(NAME, "champion")["version"]
+    assert status["usecases"][NAME]["variants"] == [{"name": "champion", "version": champion, "weight": 100.0}]
+    assert not status["usecases"]["flight_delay"]["ready"]  # the same deployment; no flights model here
+    report = replay(settings, SPEC, SERVED_DAY, base, key)
+    assert (report.sent, report.answered, report.failed) == (24, 24, 0)
+    hours = day_requests(settings, SPEC, SERVED_DAY)
+    answer = httpx.post(f"{base}/bike_rentals/predict", json={"hours": hours[8:10]}, headers=auth(key)).json()
+    assert [sorted(p) for p in answer["predictions"]] == [["hour_id", "model_version", "prediction", "variant"]] * 2
+    assert all(p["prediction"] > 0 for p in answer["predictions"])
+    log = predictions.read(settings, SPEC)
+    row = log[log.request_id == answer["request_id"]].iloc[0]
+    assert row["hour_id"] == "2011-05-13T08" and row["hour_start"] == pd.Timestamp(2011, 5, 13, 8)
+    from pipelines.security.audit import audit_ledger
+    from pipelines.security.store import artifact_store
+
+    ledger = audit_ledger(settings)
+    model = load_model(settings, SPEC, artifact_store(settings, ledger), openbao.role("serving"), ledger)
+    x = np.array([[row[f] for f in model.features]], dtype=np.float32)
+    assert model.predict(x)[0] == pytest.approx(answer["predictions"][0]["prediction"], rel=1e-6)
+    # the request of the README's guide (Add a use case), as written there
+    import re
+
+    guide = (REPO_ROOT / "README.md").read_text()
+    body = json.loads(re.search(r"/bike_rentals/predict .*?-d '(\{.*?\})'", guide, re.S).group(1))
+    answer = httpx.post(f"{base}/bike_rentals/predict", json=body, headers=auth(key)).json()
+    assert answer["predictions"][0]["hour_id"] == "2011-05-13T08" and answer["predictions"][0]["prediction"] > 0
+    bad = {**hours[0], "weather_code": 9}
+    refused = httpx.post(f"{base}/bike_rentals/predict", json={"hours": [bad]}, headers=auth(key))
+    assert refused.status_code == 400 and "weather_code" in refused.text
+    assert httpx.post(f"{base}/predict", json={"flights": []}, headers=auth(key)).status_code == 403
+
+
+def test_a_challenger_regressor_walks_the_canary_and_is_promoted(served, bikes):
+    from pipelines.deploy.canary import Canary, CanaryPolicy
+    from serving import predictions
+    from serving.client import ServiceClient
+    from serving.replay import ReplayLoop, day_requests
+
+    settings, registry, base, key, _ = served
+    champion = registry.alias(NAME, "champion")["version"]
+    folder = training.prepare_run(settings, NAME, LAST, "bikes-2")  # the same window and seed: a tie passes
+    training.train_candidate(settings, folder, "xgboost")
+    challenger = training.gate_and_register(settings, folder, ["xgboost"])["challenger"]
+    endpoint, policy = ServiceClient(base, key).endpoint(SPEC), CanaryPolicy.from_settings(settings)
+    canary = Canary(registry, SPEC, endpoint, lambda since: predictions.read(settings, SPEC, since), policy)
+    # two weeks of hours as traffic: a sticky split of one day's 24 hours would give the variants different hours
+    hours = [h for n in range(14) for h in day_requests(settings, SPEC, SERVED_DAY - dt.timedelta(days=n))]
+    with ReplayLoop(base, key, SPEC, hours, batch=24) as traffic:
+        canary.smoke(challenger, hours[:24])
+        outcome = canary.walk(challenger)
+    assert outcome.promoted, outcome.render()
+    assert set(traffic.statuses) == {200} and traffic.items_answered() > 80
+    assert registry.alias(NAME, "champion")["version"] == challenger != champion
+    assert outcome.steps[0].challenger["mean_prediction"] > 1  # riders, not a probability
+
+
+def test_the_served_day_is_monitored_on_its_landed_riders(served):
+    import json
+
+    from pipelines.orchestration import monitoring
+    from serving.replay import replay
+
+    settings, _, base, key, _ = served
+    assert replay(settings, SPEC, SERVED_DAY, base, key).failed == 0  # the day, served by today's champion
+    build_days(settings, SPEC, SERVED_DAY, SERVED_DAY)  # its riders land after it
+    folder = monitoring.prepare_window(settings, SPEC, SERVED_DAY)
+    with monitoring.DriftDetectors(settings) as detectors:
+        drift = detectors.run(folder)
+    outcome = monitoring.assess_and_decide(settings, folder, SERVED_DAY)
+    performance = outcome["performance"]
+    assert performance["rows"] == 24 and performance["rmse"] > 0 and "roc_auc" not in performance
+    assert performance["loss"] == pytest.approx(performance["rmse"] ** 2)
+    assert set(performance["slices"]) <= {f"weather_code={c}" for c in (1, 2, 3, 4)}
+    assert set(drift["categorical"]) == {"weather_code"} and drift["rows"]["current"] == 24
+    assert outcome["variants"]["variants"]["champion"]["rows"] == 24  # the A/B report: every variant, labelled
+    assert not outcome["decision"]["retrain"]  # one day is never enough (consecutive_days 3)
+    page = (Path(folder) / "report.html").read_text()
+    assert "RMSE" in page and "<svg" in page
+    assert json.loads((Path(folder) / "assessment.json").read_text())["model"] == NAME

@@ -8,15 +8,7 @@ with days as (
 ),
 
 as_of_dates as (
-    {% if var('ds') is not none %}
-    select cast('{{ var("ds") }}' as date) as as_of_date
-    union all
-    select cast(cast('{{ var("ds") }}' as date) + {{ days(1) }} as date)
-    {% else %}
-    select distinct rental_date as as_of_date from days
-    union
-    select cast(max(rental_date) + {{ days(1) }} as date) from days
-    {% endif %}
+    {{ snapshot_dates('days', 'rental_date') }}
 ),
 
 windowed as (
