@@ -12,7 +12,7 @@ CHROMIUM ?= /usr/bin/chromium
 UV_FIND_LINKS ?= /opt/wheels
 UV_INSTALL = $(UV) pip install --compile-bytecode --find-links $(UV_FIND_LINKS)
 # `make run` runs one use case: flight_delay by default (7 days, then a week of July operated), or
-# e.g. `make run USECASE=bike_rentals DAYS=42` (START: the spec's first day unless given).
+# e.g. `make run USECASE=bike_rentals START=2011-04-01 DAYS=42` (START: the spec's first day unless given).
 USECASE ?= flight_delay
 DAYS ?= 7
 ifeq ($(USECASE),flight_delay)

@@ -99,15 +99,19 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def _first_window(settings: Settings, usecase: UseCase, days: int) -> Settings:
     """`settings` with the spec's training windows shrunk to the first `days` ingested days when they are
-    fewer than the spec's windows (those are for months of history): all but 3 to fit, 1 to early-stop,
-    2 to judge. Overrides already set win."""
+    fewer (the spec's are for months of history), in the spec's proportions: at least 1 day to early-stop
+    and 2 to judge, the rest to fit (flights' 21/7/7 on 7 days: 4/1/2). Overrides already set win."""
     spec = usecase.training.windows
-    if days >= spec.train_days + spec.validation_days + spec.holdout_days:
+    total = spec.train_days + spec.validation_days + spec.holdout_days
+    if days >= total:
         return settings
     if days < 4:
         raise PlatformError(f"--days {days}: the first model needs at least 4 ingested days (fit, early-stop, judge)")
+    validation = max(1, round(days * spec.validation_days / total))
+    holdout = max(2, round(days * spec.holdout_days / total))
     chosen = settings.usecase_overrides.get(usecase.name, {})
-    return with_overrides(settings, usecase.name, {k: v for k, v in windows(days - 3, 1, 2).items() if k not in chosen})
+    shrunk = windows(days - validation - holdout, validation, holdout)
+    return with_overrides(settings, usecase.name, {k: v for k, v in shrunk.items() if k not in chosen})
 
 
 def _serving_identity(settings):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import hvac.exceptions
 
+from pipelines.errors import SettingsError
 from pipelines.security.vault import KV_MOUNT, Vault
 
 KEYS_PATH = "serving/api-keys"
@@ -33,7 +34,7 @@ def create_key(vault: Vault, name: str, scopes: list[str]) -> str:
     """A new random key under `name` (operator); returns the key, which is shown once and never stored."""
     unknown = {scope for scope in scopes if scope not in SCOPES and not USECASE_SCOPE.match(scope)}
     if unknown or not scopes:
-        raise ValueError(f"scopes must be among {', '.join(SCOPES)} or predict:<use case>; got {scopes}")
+        raise SettingsError(f"scopes must be among {', '.join(SCOPES)} or predict:<use case>; got {scopes}")
     key = f"fo_{secrets.token_urlsafe(32)}"
     vault.write_secret(f"{KEYS_PATH}/{name}", {"sha256": _digest(key), "scopes": sorted(scopes)})
     return key

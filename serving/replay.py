@@ -60,13 +60,16 @@ class ReplayReport:
     failed: int
     p50_ms: float
     p99_ms: float
-    mean_answer: float  # the share predicted positive (a decision), or the mean prediction
-    answer: str  # what mean_answer means
+    mean_answer: float  # the share answered yes (a decision), or the mean prediction
+    answer: str  # the decision's name, or the prediction's
+    decision: bool  # whether mean_answer is a share of decisions
 
     def render(self) -> str:
+        answered = (f"predicted {self.answer}: {self.mean_answer:.1%}" if self.decision
+                    else f"mean {self.answer}: {self.mean_answer:.4g}")  # fmt: skip
         return (
             f"{self.answered}/{self.sent} {self.batch} answered ({self.failed} failed), request p50 "
-            f"{self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, {self.answer}: {self.mean_answer:.3g}"
+            f"{self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, {answered}"
         )
 
 
@@ -106,7 +109,8 @@ def replay(
         float(np.percentile(latencies, 50)),
         float(np.percentile(latencies, 99)),
         float(np.mean(answers)) if answers else 0.0,
-        f"share {answer}" if serving.decision else f"mean {answer}",
+        answer,
+        serving.decision is not None,
     )
 
 

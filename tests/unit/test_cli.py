@@ -80,3 +80,23 @@ def test_the_stage_commands_take_any_use_case(data_root, capsys):
     cmd_stage(build_parser().parse_args(["land", "2011-05-01", "--usecase", "bike_rentals"]))
     assert json.loads(capsys.readouterr().out)["bikeshare_hours"]["rows"] == 24
     assert (data_root / "raw" / "bikeshare_hours" / "date=2011-05-01" / "part.parquet").is_file()
+
+
+def test_an_operator_creates_a_key_for_one_use_case(openbao, monkeypatch, capsys):
+    """The guide's `platform api-key fleet-team --scope predict:bike_rentals`, as the operator AppRole."""
+    from pipelines.cli import main
+    from pipelines.security.vault import issue_credentials
+    from pipelines.settings import get_settings
+    from serving.auth import authenticate, load_keys
+
+    role_id, secret_id = issue_credentials(openbao.root, "operator")
+    monkeypatch.setenv("PLATFORM_VAULT_ROLE_ID", role_id)
+    monkeypatch.setenv("PLATFORM_VAULT_SECRET_ID", secret_id)
+    get_settings.cache_clear()
+    assert main(["api-key", "fleet-team", "--scope", "predict:bike_rentals"]) == 0
+    key = capsys.readouterr().out.split(": ", 1)[1].split()[0]
+    found = authenticate(load_keys(openbao.root), key)
+    assert found.name == "fleet-team" and found.scopes == {"predict:bike_rentals"}
+    assert main(["api-key", "other", "--scope", "predict:Bikes!"]) == 1
+    assert "scopes must be among predict, admin or predict:<use case>" in capsys.readouterr().err
+    get_settings.cache_clear()
