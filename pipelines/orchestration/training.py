@@ -311,7 +311,7 @@ def latest_outcome(settings: Settings, window_end: dt.date) -> dict:
 SUMMARY_COLUMNS = {
     "binary_classification": [("roc_auc", "ROC AUC", 8), ("pr_auc", "PR AUC", 8), ("log_loss", "log loss", 9),
                               ("brier", "Brier", 8)],
-    "regression": [("rmse", "RMSE", 9), ("mae", "MAE", 9), ("bias", "bias", 8), ("r2", "R²", 7)],
+    "regression": [("rmse", "RMSE", 10), ("mae", "MAE", 10), ("bias", "bias", 10), ("r2", "R²", 8)],
 }  # fmt: skip
 
 
