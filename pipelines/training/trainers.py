@@ -36,6 +36,7 @@ def resolve_device(setting: str) -> str:
 @dataclass
 class TrainedModel:
     family: str
+    task: str  # the spec's task: binary_classification or regression
     features: list[str]
     native: bytes  # XGBoost UBJ, or a torch state dict (loaded with weights_only=True)
     native_format: str
@@ -48,8 +49,9 @@ class TrainedModel:
     model: object = field(default=None, repr=False)  # the in-memory model, for native predictions
 
     def predict_native(self, x: np.ndarray) -> np.ndarray:
+        """The probability of the positive class, or the predicted value."""
         if self.family == "xgboost":
-            if self.threshold is None:
+            if self.task == "regression":
                 return self.model.predict(x)
             return self.model.predict_proba(x)[:, 1]
         import torch
@@ -134,6 +136,7 @@ def _xgboost_trained(model, data: TrainingData, params: dict, seed: int, device:
     native = bytes(model.get_booster()[: model.best_iteration + 1].save_raw(raw_format="ubj"))
     trained = TrainedModel(
         "xgboost",
+        data.task,
         data.features,
         native,
         "xgboost-ubj",
@@ -246,6 +249,7 @@ def train_mlp(data: TrainingData, params: dict, *, seed: int, device: str) -> Tr
     torch.save(best_state, buffer)
     trained = TrainedModel(
         "mlp",
+        data.task,
         data.features,
         buffer.getvalue(),
         "torch-state-dict",

@@ -109,6 +109,24 @@ def test_a_training_run_registers_an_encrypted_signed_champion_that_traces_to_it
 
 
 @pytest.mark.parametrize("family", ["xgboost", "mlp"])
+def test_the_decision_threshold_is_chosen_on_the_validation_days_probabilities(trained, family):
+    """Between 0 and 1, and neither everything nor nothing late on the holdout (a threshold chosen on
+    class labels instead of probabilities would be 0 or 1: every flight late, or none)."""
+    settings, folder, outcome, registry = trained
+    [entry] = [r for r in outcome["registered"] if r["family"] == family]
+    manifest, files = registry.load_files(MODEL, entry["version"])
+    data = TrainingData.load(Path(folder))
+    from pipelines.export.onnx import OnnxScorer
+
+    p = OnnxScorer(files["model.onnx"], manifest["onnx_io"]["output"]).predict(
+        data.split("holdout")[data.features].to_numpy(dtype=np.float32)
+    )
+    threshold = manifest["threshold"]
+    assert 0 < threshold < 1 and len(np.unique(p)) > 100
+    assert 0.05 < float(np.mean(p >= threshold)) < 0.95
+
+
+@pytest.mark.parametrize("family", ["xgboost", "mlp"])
 def test_onnx_matches_the_native_model_reloaded_from_its_safe_format(trained, family):
     settings, folder, outcome, registry = trained
     [entry] = [r for r in outcome["registered"] if r["family"] == family]
