@@ -23,11 +23,20 @@ import datetime as dt
 import functools
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from pipelines.errors import SettingsError
 
@@ -36,6 +45,8 @@ if TYPE_CHECKING:
 
 SPEC_FILE = "usecase.yaml"
 NAME = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
+# A table or column the stages put into SQL (marts, the entity mart's columns): a plain lowercase identifier.
+Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 # The hyperparameters each family's trainer (pipelines/training/trainers.py) takes, and their values
 # where a spec leaves one out.
 HYPERPARAMETERS: dict[str, dict[str, Any]] = {
@@ -143,7 +154,7 @@ class Transform(_Section):
 
 
 class RequestTime(_Section):
-    column: str = Field(description="The entity mart's local wall-clock time a request carries (no time zone).")
+    column: Identifier = Field(description="The entity mart's local wall-clock time a request carries (no time zone).")
     prefix: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Its features: <prefix>_hour, _weekday, _month.")
 
     @property
@@ -152,20 +163,20 @@ class RequestTime(_Section):
 
 
 class Label(_Section):
-    column: str = Field(description="The entity mart's column the model predicts.")
-    available_at: str = Field(description="The entity mart's column saying when the label became known (UTC).")
+    column: Identifier = Field(description="The entity mart's column the model predicts.")
+    available_at: Identifier = Field(description="The entity mart's column saying when the label became known (UTC).")
 
 
 class Features(_Section):
     definitions: str = Field("features.py", description="The Feast objects of the use case, in its folder.")
     feature_service: str = Field(description="The Feast FeatureService the model is trained and served on.")
-    marts: list[str] = Field(min_length=1, description="The dbt marts the feature store reads (Feast sources).")
-    entity_mart: str = Field(description="The mart with one row per prediction: ids, join keys, label.")
-    entity_id: str = Field(description="Its unique id of a prediction (a flight, an hour).")
-    join_keys: list[str] = Field(description="Its columns the feature views join on.")
-    day: str = Field(description="Its operations day: a row is predicted with what was known at 00:00 local.")
+    marts: list[Identifier] = Field(min_length=1, description="The dbt marts the feature store reads (Feast sources).")
+    entity_mart: Identifier = Field(description="The mart with one row per prediction: ids, join keys, label.")
+    entity_id: Identifier = Field(description="Its unique id of a prediction (a flight, an hour).")
+    join_keys: list[Identifier] = Field(description="Its columns the feature views join on.")
+    day: Identifier = Field(description="Its operations day: a row is predicted with what was known at 00:00 local.")
     request_time: RequestTime
-    request_inputs: list[str] = Field(
+    request_inputs: list[Identifier] = Field(
         default_factory=list, description="Its numeric columns a request carries as model inputs (e.g. a forecast)."
     )
     label: Label

@@ -51,6 +51,7 @@ def test_the_shipped_flight_delay_spec_is_valid_and_complete():
         (lambda d: d["gate"]["limits"].update(roc_auc={}), "gate.limits.roc_auc", "needs a min or a max"),
         (lambda d: d.update(task="ranking"), "task", "'regression'"),
         (lambda d: d["features"].update(entity_mart="hours"), "features", "not among the marts"),
+        (lambda d: d["features"].update(entity_id="flight_id; drop table x"), "features.entity_id", "pattern"),
         (lambda d: d["features"]["request_time"].update(prefix="Dep"), "features.request_time.prefix", "pattern"),
         (lambda d: d["training"].update(schedule="every monday"), "training.schedule", "not a cron expression"),
         (lambda d: d["training"]["windows"].update(train_days=0), "training.windows.train_days", "greater than"),
