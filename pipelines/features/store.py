@@ -232,7 +232,7 @@ def _query_warehouse(settings: Settings, query: str):
 
 def training_entities(settings: Settings, usecase: UseCase, start: dt.date, end: dt.date, known_at: dt.datetime):
     """The entity mart's rows of the days [start, end] whose label was known by `known_at`, as a Feast
-    entity frame whose event_timestamp is each row's prediction time (the start of its operations day):
+    entity frame whose event_timestamp is each row's prediction time (the spec's `prediction.lead_time`):
     id, join keys, event_timestamp, the request's time and inputs, the label and when it became known."""
     import pandas as pd
 
@@ -248,8 +248,9 @@ def training_entities(settings: Settings, usecase: UseCase, start: dt.date, end:
         ORDER BY {f.request_time.column}, {f.entity_id}
     """  # nosec B608 # dates formatted from date objects, identifiers from the validated spec
     frame = _query_warehouse(settings, query)
-    frame.insert(len(keys), "event_timestamp", prediction_time(frame.pop(f.day), usecase.tz))
     frame[f.request_time.column] = pd.to_datetime(frame[f.request_time.column])
+    instant = prediction_time(usecase.prediction, frame.pop(f.day), frame[f.request_time.column], usecase.tz)
+    frame.insert(len(keys), "event_timestamp", instant)
     frame[f.label.column] = frame[f.label.column].astype(_label_dtype(usecase))
     return frame
 

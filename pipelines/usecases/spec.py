@@ -39,6 +39,8 @@ from pydantic import (
 )
 
 from pipelines.errors import SettingsError
+from pipelines.usecases.prediction import Prediction
+from pipelines.usecases.streaming import Streaming, check_streams
 
 if TYPE_CHECKING:
     from pipelines.settings import Settings
@@ -174,7 +176,7 @@ class Features(_Section):
     entity_mart: Identifier = Field(description="The mart with one row per prediction: ids, join keys, label.")
     entity_id: Identifier = Field(description="Its unique id of a prediction (a flight, an hour).")
     join_keys: list[Identifier] = Field(description="Its columns the feature views join on.")
-    day: Identifier = Field(description="Its operations day: a row is predicted with what was known at 00:00 local.")
+    day: Identifier = Field(description="Its operations day (a local date): what a day's ingest lands and builds.")
     request_time: RequestTime
     request_inputs: list[Identifier] = Field(
         default_factory=list, description="Its numeric columns a request carries as model inputs (e.g. a forecast)."
@@ -425,6 +427,8 @@ class UseCase(_Section):
     sources: Sources
     transform: Transform
     features: Features
+    prediction: Prediction = Field(default_factory=Prediction)
+    streaming: Streaming | None = Field(None, description="Event streams that keep online features current.")
     ingest: Ingest
     training: Training
     gate: Gate
@@ -473,6 +477,13 @@ class UseCase(_Section):
             problems.append("decision names a binary model's yes/no answer: required for one, refused for a regressor")
         if problems:
             raise ValueError("serving: " + "; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _streams_fit(self) -> UseCase:
+        problems = check_streams(self.streaming, self.sources, self.features.views) if self.streaming else []
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property

@@ -132,10 +132,11 @@ def test_serving_reads_for_the_next_day_exactly_what_training_joins_for_it(built
             "route": [f"{f.origin}-{f.destination}" for f in flights],
             "tailnum_hash": [hash_pii(f.tailnum, salt) if f.tailnum else "" for f in flights],
             "origin": [f.origin for f in flights],
-            "event_timestamp": prediction_time(pd.Series([day] * len(flights)), FLIGHT_DELAY.tz),
             "scheduled_departure_local": pd.to_datetime([f.scheduled_departure for f in flights]),
         }
     )
+    days = pd.Series([day] * len(flights))
+    entities.insert(5, "event_timestamp", prediction_time(FLIGHT_DELAY.prediction, days, None, FLIGHT_DELAY.tz))
     offline = build_training_set(built.settings, FLIGHT_DELAY, entities).set_index("flight_id").loc[entities.flight_id]
     assert len(flights) > 500
     weather = ["temperature_f", "humidity_pct", "pressure_mb"]
