@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from pipelines.commands import stream as stream_commands
 from pipelines.errors import PlatformError
 from pipelines.settings import REPO_ROOT, Settings, get_settings, settings_environment
 from pipelines.usecases.spec import UseCase, resolve_usecase, windows, with_overrides
@@ -363,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "rewrap", help="rewrap every sealed artifact's data key to the newest key version (operator)"
     ).set_defaults(handler=cmd_keys)
+    stream_commands.add_commands(commands)
     return parser
 
 

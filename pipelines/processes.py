@@ -1,9 +1,14 @@
-"""Local server processes the platform starts (OpenBao, Airflow, the model service): probe and stop."""
+"""Local server processes the platform starts (OpenBao, Airflow, the model service, the stream processor):
+probe and stop."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import subprocess
+import time
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -23,3 +28,28 @@ def stop(process: subprocess.Popen | None, timeout_s: float = 30) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def stop_groups(processes: list[subprocess.Popen], timeout_s: float = 60) -> None:
+    """SIGTERM each process's group (it leads one: started with start_new_session), so that what it started
+    (a scheduler's LocalExecutor workers and log server, a Celery pool) stops with it; SIGKILL whatever of a
+    group is left after `timeout_s`."""
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        while _group_alive(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

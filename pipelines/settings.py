@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         "parquet", description="Where the model service logs every prediction (postgres: production)."
     )
     serving_port: int = Field(3000, ge=1, le=65535, description="Port of the model service (make run, make up).")
+    # The real-time path (pipelines/streaming; the streams themselves are in the use-case spec).
+    stream_broker_url: str = Field(
+        "redis://127.0.0.1:6379/2", description="The event broker: Redis Streams (a database of its own)."
+    )
+    stream_processor_port: int = Field(8300, ge=1, le=65535, description="The stream processor's /healthz, /metrics.")
     # Use cases: one spec per model (pipelines/usecases/spec.py).
     usecases_dir: Path = Field(REPO_ROOT / "usecases", description="Where the use-case specs live.")
     served_usecases: list[str] = Field(

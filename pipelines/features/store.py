@@ -207,12 +207,13 @@ def labels(settings: Settings, usecase: UseCase, start: dt.date, end: dt.date):
         SELECT {f.entity_id}, {f.label.column} FROM {MARTS_SCHEMA}.{f.entity_mart}
         WHERE {f.day} BETWEEN '{start.isoformat()}' AND '{end.isoformat()}' AND {f.label.column} IS NOT NULL
     """  # nosec B608 # dates formatted from date objects, identifiers from the validated spec
-    frame = _query_warehouse(settings, query)
+    frame = query_warehouse(settings, query)
     frame[f.label.column] = frame[f.label.column].astype(_label_dtype(usecase))
     return frame
 
 
-def _query_warehouse(settings: Settings, query: str):
+def query_warehouse(settings: Settings, query: str):
+    """The rows of a read-only query of the warehouse (DuckDB file or PostgreSQL), as a DataFrame."""
     import pandas as pd
 
     if settings.warehouse_target == "duckdb":
@@ -247,7 +248,7 @@ def training_entities(settings: Settings, usecase: UseCase, start: dt.date, end:
           AND {f.label.available_at} <= '{known_at.isoformat()}'
         ORDER BY {f.request_time.column}, {f.entity_id}
     """  # nosec B608 # dates formatted from date objects, identifiers from the validated spec
-    frame = _query_warehouse(settings, query)
+    frame = query_warehouse(settings, query)
     frame[f.request_time.column] = pd.to_datetime(frame[f.request_time.column])
     instant = prediction_time(usecase.prediction, frame.pop(f.day), frame[f.request_time.column], usecase.tz)
     frame.insert(len(keys), "event_timestamp", instant)

@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import httpx
 
 from pipelines.errors import PlatformError
 from pipelines.orchestration.airflow_env import airflow_environment
-from pipelines.processes import port_open
+from pipelines.processes import port_open, stop_groups
 from pipelines.settings import Settings
 
 POOLS = {
@@ -119,31 +118,6 @@ def services(settings: Settings, *names: str, timeout_s: float = 180) -> Iterato
         yield processes
     finally:
         stop_groups(list(processes.values()))
-
-
-def stop_groups(processes: list[subprocess.Popen], timeout_s: float = 60) -> None:
-    """SIGTERM each process's group (it leads one: started with start_new_session), so that what it started
-    (a scheduler's LocalExecutor workers and log server, a Celery pool) stops with it; SIGKILL whatever of a
-    group is left after `timeout_s`."""
-    for process in processes:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    for process in processes:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        while _group_alive(process.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 class Scheduling:

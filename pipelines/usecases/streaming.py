@@ -70,4 +70,3 @@ def check_streams(streaming: Streaming, sources, views: list[str]) -> list[str]:
     if doubled:
         problems.append(f"streaming: views {doubled} are updated by more than one stream")
     return problems
-

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from pipelines.orchestration.local_airflow import stop_groups
+from pipelines.processes import stop_groups
 
 CHILD = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); " \
         "print(flush=True); time.sleep(600)"  # fmt: skip

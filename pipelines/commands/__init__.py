@@ -1,0 +1,1 @@
+"""The `platform` command line's command groups, one module each (pipelines/cli.py wires them)."""

@@ -1,0 +1,358 @@
+"""The real-time path on a real broker (Redis Streams) and a real Feast store: replayed weather events
+through the stream processor into the online store and the stream sink; what serving reads at the
+prediction time equals training's point-in-time join; the stream agrees with the batch's dbt mart;
+bad events are dead-lettered with their reason; redeliveries, duplicates and a SIGKILLed processor
+lose and duplicate nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.features.store import export_marts, feature_store, materialize
+from pipelines.streaming.broker import RedisStreams, dead_letter_key, stream_key
+from pipelines.streaming.events import to_json
+from pipelines.streaming.processor import GROUP, StreamProcessor
+from pipelines.streaming.reconcile import StreamBatchMismatch, reconcile_day
+from pipelines.streaming.replay import replay_events, stream_events
+from pipelines.streaming.status import stream_status
+from pipelines.usecases.spec import UseCaseError, load_usecase, resolve_usecase
+from tests.conftest import FLIGHT_DELAY, REPO_ROOT, make_settings, require_service
+from tests.integration.conftest import build_days
+
+BROKER_URL = "redis://127.0.0.1:6379/12"  # a database of its own, emptied before each test
+DAYS = [dt.date(2013, 1, 1), dt.date(2013, 1, 2)]
+STREAMED_DAY = DAYS[1]  # the batch has materialized the online store to its start; the stream carries it
+TZ = FLIGHT_DELAY.tz
+LEAD = {"prediction.lead_time": "PT2H"}
+
+
+def _local(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(hour, minute), TZ)
+
+
+# When the streamed day's 72 observations become known: its 00:00 hour at 01:00, its 23:00 hour at midnight.
+DAY_EVENTS = (_local(STREAMED_DAY, 1), _local(STREAMED_DAY + dt.timedelta(days=1), 0, 1))
+
+
+@pytest.fixture(scope="module")
+def batch_root(tmp_path_factory):
+    """Two days built by the batch; the online store materialized to the start of the second."""
+    settings = make_settings(tmp_path_factory.mktemp("streaming") / "var")
+    build_days(settings, DAYS)
+    export_marts(settings, FLIGHT_DELAY)
+    materialize(settings, FLIGHT_DELAY, _local(STREAMED_DAY, 0))
+    return settings.data_root
+
+
+@pytest.fixture
+def platform(batch_root, tmp_path):
+    """A private copy of the built platform, on an empty broker database."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(BROKER_URL, socket_connect_timeout=3)
+        client.flushdb()
+    except redis.RedisError as exc:
+        require_service(False, f"Redis is not reachable at {BROKER_URL}: {exc}")
+    shutil.copytree(batch_root, tmp_path / "var")
+    return make_settings(tmp_path / "var", stream_broker_url=BROKER_URL, usecase_overrides={"flight_delay": LEAD})
+
+
+class Running:
+    """A StreamProcessor in a thread of this process, until stopped."""
+
+    def __init__(self, settings, usecase):
+        self.processor = StreamProcessor(settings, usecase)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.processor.run, args=(self.stop,), daemon=True)
+        self.thread.start()
+
+    def drain(self, timeout_s: float = 60) -> dict:
+        """Wait until every published event is acknowledged; the processor's health then."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            health = self.processor.health()
+            if all(s["lag"] == 0 for s in health["streams"].values()) and self.thread.is_alive():
+                return health
+            time.sleep(0.05)
+        raise AssertionError(f"the processor did not catch up: {self.processor.health()}")
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
+def _served_and_joined(settings, usecase, departing_from: dt.datetime, departing_to: dt.datetime):
+    """For the flights departing in [from, to): what the service's online lookup reads now, and what
+    training's point-in-time join gives them at their prediction time, side by side (one row per flight)."""
+    from pipelines.features.store import build_training_set, training_entities
+    from pipelines.security.secrets import pii_salt
+    from pipelines.training.dataset import feature_columns
+    from serving.model import OnlineFeatures
+    from serving.replay import day_requests
+    from serving.schema import item_model
+
+    day = departing_from.date()
+    stored = [f for f in feature_columns(settings, usecase) if f not in usecase.features.request_features]
+    requests = [r for r in day_requests(settings, usecase, day)
+                if departing_from.replace(tzinfo=None) <= dt.datetime.fromisoformat(r["scheduled_departure"])
+                < departing_to.replace(tzinfo=None)]  # fmt: skip
+    items = [item_model(usecase)(**r).model_dump() for r in requests]
+    online = pd.DataFrame(OnlineFeatures(settings, usecase, pii_salt(settings)).matrix(items, stored), columns=stored)
+    online.index = [i["flight_id"] for i in items]
+    entities = training_entities(settings, usecase, day, day, _local(day + dt.timedelta(days=2), 0))
+    entities = entities[entities.flight_id.isin(online.index)].drop(columns=["is_late_arrival", "label_available_at"])
+    online = online.loc[entities.flight_id]  # a cancelled flight has no label, so no training row
+    offline = build_training_set(settings, usecase, entities).set_index("flight_id").loc[online.index, stored]
+    return online, offline.astype("float64")
+
+
+def test_served_features_at_the_prediction_time_equal_the_training_join(platform):
+    usecase = resolve_usecase(platform, "flight_delay")
+    running = Running(platform, usecase)
+    try:
+        for hour in (6, 7):  # the stream an hour further each time; flights departing two hours after it
+            report = replay_events(platform, usecase, _local(STREAMED_DAY, 0), _local(STREAMED_DAY, hour, 30), 0)
+            running.drain()
+            online, offline = _served_and_joined(platform, usecase, _local(STREAMED_DAY, hour + 2),
+                                                 _local(STREAMED_DAY, hour + 3))  # fmt: skip
+            assert len(online) > 20, f"flights departing at {hour + 2}:00"
+            assert report.published["weather_observations"] == 3 * hour + 3  # 3 airports, hours 00 .. hour (ends)
+            weather = ["temperature_f", "humidity_pct", "pressure_mb", "visibility_mi"]
+            assert online[weather].notna().all().all(), "the weather of the hour before the prediction time"
+            for feature in online.columns:
+                np.testing.assert_allclose(
+                    online[feature], offline[feature], rtol=1e-6, err_msg=feature
+                )  # float32 inputs
+    finally:
+        running.close()
+    # The stream, not the batch, brought that weather: the batch's online store stopped at midnight.
+    sink = stream_status(platform, usecase).streams[0]
+    assert sink.processed == 24 and sink.dead_lettered == 0 and sink.lag == 0
+    assert sink.newest == _local(STREAMED_DAY, 7).astimezone(dt.UTC).isoformat()
+
+
+def test_a_skewed_stream_fails_parity_and_reconciliation_naming_keys_and_values(platform):
+    """The stream feeds temperature_f from the dew point instead of the temperature: the service reads a
+    value the training join never had, and the day's reconciliation names each differing value."""
+    skewed_features = {**FLIGHT_DELAY.streaming.streams["weather_observations"].features, "temperature_f": "dewp"}
+    overrides = {**LEAD, "streaming.streams.weather_observations.features": skewed_features}
+    skewed = load_usecase(platform.usecases_dir, "flight_delay", overrides)
+    running = Running(platform, skewed)
+    try:
+        replay_events(platform, skewed, _local(STREAMED_DAY, 0), _local(STREAMED_DAY, 7, 30), 0)
+        running.drain()
+        online, offline = _served_and_joined(platform, skewed, _local(STREAMED_DAY, 9), _local(STREAMED_DAY, 10))
+        assert (online["temperature_f"] != offline["temperature_f"]).all()
+        np.testing.assert_allclose(online["pressure_mb"], offline["pressure_mb"], rtol=1e-6)
+        replay_events(platform, skewed, *DAY_EVENTS, 0)
+        running.drain()
+    finally:
+        running.close()
+    with pytest.raises(StreamBatchMismatch) as caught:
+        reconcile_day(platform, skewed, STREAMED_DAY)
+    message = str(caught.value)
+    assert "0 rows missing from the stream, 0 not in the batch, 72 values differ" in message
+    assert "'origin': 'EWR'" in message and "temperature_f: stream" in message
+
+
+def test_the_stream_agrees_with_the_batch_for_a_whole_day(platform):
+    usecase = resolve_usecase(platform, "flight_delay")
+    running = Running(platform, usecase)
+    try:
+        replay_events(platform, usecase, *DAY_EVENTS, 0)
+        running.drain()
+    finally:
+        running.close()
+    (result,) = reconcile_day(platform, usecase, STREAMED_DAY)
+    assert result.agrees and result.stream_rows == result.batch_rows == 72, result.describe()
+
+
+def _publish(settings, events: list[dict]) -> None:
+    broker = RedisStreams(settings.stream_broker_url)
+    key = stream_key("flight_delay", "weather_observations")
+    broker.publish(key, [(f"test/{i}", str(e.get("time_hour")), e) for i, e in enumerate(events)], time.time())
+
+
+def _valid_event(hour: int) -> dict:
+    return {"origin": "JFK", "year": 2013, "month": 1, "day": 2, "hour": hour, "temp": 30.0 + hour, "dewp": 20.0,
+            "humid": 60.0, "wind_dir": 250.0, "wind_speed": 10.0, "wind_gust": None, "precip": 0.0,
+            "pressure": 1010.0, "visib": 10.0, "time_hour": f"2013-01-02T{hour + 5:02d}:00:00+00:00"}  # fmt: skip
+
+
+def test_bad_events_are_dead_lettered_with_their_reason_and_never_written(platform):
+    usecase = resolve_usecase(platform, "flight_delay")
+    bad = {
+        "humid 150": ({**_valid_event(1), "humid": 150.0}, "humid 150.0 is outside the suite's bounds [0, 100]"),
+        "unknown airport": ({**_valid_event(1), "origin": "XYZ"}, "origin 'XYZ' is not one of the suite's values"),
+        "NaN temperature": ({**_valid_event(1), "temp": float("nan")}, "temp is nan; send null"),
+        "text temperature": ({**_valid_event(1), "temp": "warm"}, "temp 'warm' is not a number"),
+        "missing column": ({k: v for k, v in _valid_event(1).items() if k != "visib"}, "missing ['visib']"),
+        "extra column": ({**_valid_event(1), "snow": 1}, "unexpected ['snow']"),
+        "null airport": ({**_valid_event(1), "origin": None}, "origin is null; the suite requires a value"),
+        "naive timestamp": ({**_valid_event(1), "time_hour": "2013-01-02T06:00:00"}, "with its offset"),
+        "fractional hour": ({**_valid_event(1), "hour": 1.5}, "hour 1.5 is not an integer (int8)"),
+    }
+    _publish(platform, [event for event, _ in bad.values()] + [_valid_event(2)])
+    broker = RedisStreams(BROKER_URL)
+    broker.client.xadd(stream_key("flight_delay", "weather_observations"), {"event_id": "x", "data": "{not json"})
+    running = Running(platform, usecase)
+    try:
+        health = running.drain()
+    finally:
+        running.close()
+    counts = health["streams"]["weather_observations"]
+    assert counts["dead_lettered"] == len(bad) + 1 and counts["processed"] == 1
+    dead = broker.entries(dead_letter_key("flight_delay", "weather_observations"))
+    reasons = [d["reason"] for d in dead]
+    for (_, expected), reason in zip(bad.values(), reasons, strict=False):
+        assert expected in reason, (expected, reason)
+    assert "not a JSON object" in reasons[-1]
+    assert all(d["source_id"] for d in dead), "each dead letter names the delivery it came from"
+    sink = stream_status(platform, usecase).streams[0]
+    assert sink.processed == 1 and sink.lag == 0
+    online = (
+        feature_store(platform)
+        .get_online_features(
+            features=["origin_weather:humidity_pct", "origin_weather:temperature_f"], entity_rows=[{"origin": "JFK"}]
+        )
+        .to_dict()
+    )
+    assert online["temperature_f"] == [32.0] and online["humidity_pct"] == [60.0], "only the valid event"
+    text = running.processor.registry.get_sample_value(
+        "platform_stream_events_total",
+        {"usecase": "flight_delay", "stream": "weather_observations", "outcome": "dead_lettered"},
+    )
+    assert text == len(bad) + 1
+
+
+def test_redelivered_duplicated_and_late_events_change_nothing(platform):
+    usecase = resolve_usecase(platform, "flight_delay")
+    newer, older = _valid_event(3), _valid_event(2)
+    _publish(platform, [older, newer, newer, older])  # a duplicate of each, and the older one again last
+    running = Running(platform, usecase)
+    try:
+        health = running.drain()
+        _publish(platform, [newer, older])  # republished later: nothing new
+        health = running.drain()
+    finally:
+        running.close()
+    counts = health["streams"]["weather_observations"]
+    assert counts["processed"] == 2 and counts["duplicates"] == 4
+    assert stream_status(platform, usecase).streams[0].processed == 2
+    online = (
+        feature_store(platform)
+        .get_online_features(features=["origin_weather:temperature_f"], entity_rows=[{"origin": "JFK"}])
+        .to_dict()
+    )
+    assert online["temperature_f"] == [33.0], "the newest observation stays, whatever arrives after it"
+
+
+def test_a_crash_between_the_writes_and_the_ack_redelivers_and_writes_once(platform, monkeypatch):
+    """The processor dies after writing a batch and before acknowledging it: the next one reads the batch
+    again from its pending list, inserts nothing twice and still leaves the online store current."""
+    usecase = resolve_usecase(platform, "flight_delay")
+    events = stream_events(platform, usecase, _local(STREAMED_DAY, 0), _local(STREAMED_DAY, 12))
+    _publish(platform, [e.data for e in events])
+    first = StreamProcessor(platform, usecase)
+    (state,) = first.streams
+    messages = first.broker.read(state.key, GROUP, first.consumer, 1000, 0, pending=False)
+    monkeypatch.setattr(first.broker, "ack", lambda *a: (_ for _ in ()).throw(SystemExit("killed before the ack")))
+    with pytest.raises(SystemExit):
+        first.handle(state, messages)
+    assert first.broker.lag(state.key, GROUP) == len(events), "written but not acknowledged"
+    monkeypatch.undo()
+    running = Running(platform, usecase)
+    try:
+        health = running.drain()
+    finally:
+        running.close()
+    counts = health["streams"]["weather_observations"]
+    assert counts["processed"] == 0 and counts["duplicates"] == len(events) == 36
+    assert stream_status(platform, usecase).streams[0].processed == 36
+
+
+def test_sigkill_of_the_processor_mid_stream_loses_and_duplicates_no_event(platform, tmp_path):
+    """`platform stream process` in its own process group, SIGKILLed while a day is replayed at speed, then
+    restarted: every published event is in the sink exactly once and the online store holds the last hour."""
+    import os
+    import signal
+
+    from pipelines.streaming.service import health, running_processor
+    from tests.conftest import free_port
+
+    settings = platform.model_copy(update={"stream_processor_port": free_port()})
+    usecase = resolve_usecase(settings, "flight_delay")
+    start, end = DAY_EVENTS
+    publisher = threading.Thread(target=replay_events, args=(settings, usecase, start, end, 25 * 3600 / 8))
+    log = tmp_path / "processor.log"
+    with running_processor(settings, usecase, log=log) as process:
+        publisher.start()  # about 8 s for the day's 72 events
+        deadline = time.monotonic() + 30
+        while health(settings.stream_processor_port)["streams"]["weather_observations"]["processed"] < 10:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    killed_at = stream_status(settings, usecase).streams[0].processed
+    with running_processor(settings, usecase, log=log):
+        publisher.join()
+        deadline = time.monotonic() + 60
+        while (status := stream_status(settings, usecase).streams[0]).lag:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+    assert 10 <= killed_at < 72, "killed mid-stream"
+    assert status.published == 72 and status.processed == 72 and status.dead_lettered == 0
+    sink_rows = _sink_event_ids(settings)
+    assert len(sink_rows) == len(set(sink_rows)) == 72, "each event once"
+    online = (
+        feature_store(settings)
+        .get_online_features(
+            features=["origin_weather:temperature_f"], entity_rows=[{"origin": o} for o in ("EWR", "JFK", "LGA")]
+        )
+        .to_dict()
+    )
+    last_hour = [e for e in stream_events(settings, usecase, start, end) if e.data["hour"] == 23]
+    assert online["temperature_f"] == [e.data["temp"] for e in sorted(last_hour, key=lambda e: e.data["origin"])]
+
+
+def _sink_event_ids(settings) -> list[str]:
+    import sqlalchemy as sa
+
+    from pipelines.streaming.sink import sink_engine
+
+    with sink_engine(settings, "flight_delay").connect() as con:
+        return [i for (i,) in con.execute(sa.text("SELECT event_id FROM origin_weather"))]
+
+
+def test_replay_publishes_in_event_time_order_at_the_requested_speed(platform):
+    usecase = resolve_usecase(platform, "flight_delay")
+    start = _local(STREAMED_DAY, 0)
+    report = replay_events(platform, usecase, start, start + dt.timedelta(hours=3), speed=3 * 3600 / 1.5)
+    assert report.published == {"weather_observations": 9} and 1.0 <= report.seconds <= 3.0
+    entries = RedisStreams(BROKER_URL).entries(stream_key("flight_delay", "weather_observations"))
+    times = [e["event_time"] for e in entries]
+    assert times == sorted(times) and times[0] == start.astimezone(dt.UTC).isoformat()
+    first = json.loads(entries[0]["data"])
+    assert first == to_json({**first, "time_hour": dt.datetime.fromisoformat(first["time_hour"])})
+    assert first["hour"] == 23 and first["day"] == 1, "the observation of 23:00 is known at midnight"
+
+
+def test_the_spec_refuses_a_stream_that_does_not_fit_its_sources_and_views():
+    for field, value, message in (
+        ("table", "airports", "'airports' is not a day-partitioned source table"),
+        ("event_time", {"column": "temp"}, "'temp' is not a timestamp column"),
+        ("feature_view", "flights", "'flights' is not one of the feature views"),
+        ("key", ["origin", "when"], "uses ['when'], which are not columns of the weather table"),
+    ):
+        with pytest.raises(UseCaseError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            load_usecase(REPO_ROOT / "usecases", "flight_delay",
+                         {f"streaming.streams.weather_observations.{field}": value})  # fmt: skip
