@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--validation-days", type=int, default=7)
     parser.add_argument("--holdout-days", type=int, default=14)
     parser.add_argument("--lead-times", nargs="+", default=["start_of_day", "PT2H"],
-                        help="prediction.lead_time values to compare (start_of_day or an ISO 8601 duration)")  # fmt: skip
+                        help="prediction.lead_time values (start_of_day or an ISO 8601 duration)")  # fmt: skip
     parser.add_argument("--out", type=Path, help="write the comparison here (JSON, and the table as .md)")
     args = parser.parse_args()
 
@@ -78,7 +78,10 @@ def main() -> None:
 
 
 def render(modes: dict) -> str:
-    lines = ["| prediction time | model | gate | ROC AUC | PR AUC | log loss | Brier |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| prediction time | model | gate | ROC AUC | PR AUC | log loss | Brier |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for lead, mode in modes.items():
         rows = [(c["family"], "passed" if c["passed"] else "rejected", c) for c in mode["candidates"]]
         for family, gate, m in [*rows, ("naive baseline", "", mode["baseline"])]:
