@@ -83,3 +83,11 @@ class DeployFailed(PlatformError):
 
 class CanaryRolledBack(PlatformError):
     """A challenger breached the canary policy and all traffic went back to the champion."""
+
+
+class StreamBatchMismatch(PlatformError):
+    """The stream wrote feature values that the batch recomputes differently; the message names them."""
+
+
+class NothingToDo(PlatformError):
+    """A task found nothing to act on (a day the stream processor never saw); the message says why."""

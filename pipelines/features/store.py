@@ -29,6 +29,7 @@ FEATURE_REPO = REPO_ROOT / "feature_repo"
 class MaterializeResult:
     end: str
     online_keys: dict[str, int]
+    left_to_stream: list[str]  # views whose online values a stream has already brought past `end`
 
 
 def feast_environment(settings: Settings) -> dict[str, str]:
@@ -148,9 +149,12 @@ def _repo_contents(settings: Settings):
     )
 
 
-def materialize(settings: Settings, usecase: UseCase, end: dt.datetime) -> MaterializeResult:
+def materialize(
+    settings: Settings, usecase: UseCase, end: dt.datetime, streamed_past_end: frozenset[str] = frozenset()
+) -> MaterializeResult:
     """Apply the definitions and bring the use case's views in the online store up to `end`; returns
-    online keys per view.
+    online keys per view. Views in `streamed_past_end` are left alone: their stream has written newer
+    values than the batch has, which a materialization would overwrite with older ones.
 
     Each view is loaded from where its last run ended, but never from before `end - ttl`: the online
     store keeps one value per key, and a value older than the view's ttl would be overwritten by a
@@ -162,7 +166,7 @@ def materialize(settings: Settings, usecase: UseCase, end: dt.datetime) -> Mater
     apply_definitions(settings)
     store = feature_store(settings)
     for view in store.list_feature_views():
-        if view.name not in usecase.features.views:
+        if view.name not in usecase.features.views or view.name in streamed_past_end:
             continue
         start = end - view.ttl if view.ttl else dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
         done = [interval[1] for interval in view.materialization_intervals]
@@ -170,7 +174,8 @@ def materialize(settings: Settings, usecase: UseCase, end: dt.datetime) -> Mater
             start = max(done)
         if start < end:
             store.materialize(start_date=start, end_date=end, feature_views=[view.name])
-    return MaterializeResult(end=end.isoformat(), online_keys=online_key_counts(settings, usecase))
+    kept = sorted(streamed_past_end & set(usecase.features.views))
+    return MaterializeResult(end.isoformat(), online_key_counts(settings, usecase), kept)
 
 
 def online_key_counts(settings: Settings, usecase: UseCase) -> dict[str, int]:

@@ -11,7 +11,7 @@ import functools
 from collections.abc import Callable
 from typing import TypeVar
 
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from pipelines.errors import (
     AccessDenied,
@@ -20,27 +20,33 @@ from pipelines.errors import (
     DeployFailed,
     EmptyPartitionError,
     NotEnoughData,
+    NothingToDo,
     RegistryError,
     SettingsError,
     SignatureInvalid,
     SourceFormatError,
+    StreamBatchMismatch,
     ValidationFailed,
 )
 
 NOT_RETRYABLE = (
     ValidationFailed, SourceFormatError, EmptyPartitionError, SettingsError,
     NotEnoughData, AccessDenied, ArtifactTampered, SignatureInvalid, RegistryError, DeployFailed, CanaryRolledBack,
+    StreamBatchMismatch,
 )  # fmt: skip
 T = TypeVar("T")
 
 
 def fail_fast_on_bad_data(function: Callable[..., T]) -> Callable[..., T]:
-    """Decorate a task callable so that bad data or configuration fails it without retries."""
+    """Decorate a task callable so that bad data or configuration fails it without retries, and a task with
+    nothing to act on is skipped (with its reason in the log)."""
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs) -> T:
         try:
             return function(*args, **kwargs)
+        except NothingToDo as exc:
+            raise AirflowSkipException(str(exc)) from exc
         except NOT_RETRYABLE as exc:
             raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 

@@ -22,8 +22,11 @@ from pipelines.usecases.spec import UseCase, resolve_usecase, spec_path
 
 INGEST_DOC = """Daily ingest: land → validate (Great Expectations) → transform (warehouse load + dbt build) →
 materialize (Feast), for the local operations day of each data interval. A failed validation
-stops the run: nothing is loaded, built or materialized. Each run processes the day named by its
-logical date: scheduled and backfill runs and a manual run for a chosen date alike."""
+stops the run: nothing is loaded, built or materialized. With streams in the spec, reconcile_stream
+compares the values the stream processor wrote for the day with the marts dbt rebuilt, and fails
+naming every difference (skipped for a day the stream did not see); materialize leaves a streamed
+view's online values to its stream once the stream is past the day. Each run processes the day
+named by its logical date: scheduled and backfill runs and a manual run for a chosen date alike."""
 
 TRAINING_DOC = """Training: dataset → one candidate per model family of the spec → gate → registry.
 Runs when new features land, when drift monitoring asks for a retrain, and on the spec's schedule.
@@ -138,7 +141,19 @@ def ingest_dag(name: str) -> DAG:
             outlet_events[features].extra = {"day": day.isoformat()}  # the training DAG's window ends here
             return ingest.materialize(name, day)
 
-        materialize(transform(validate(land())))
+        transformed = transform(validate(land()))
+        materialize(transformed)
+        if spec.streaming is not None:
+
+            @task
+            @fail_fast_on_bad_data
+            def reconcile_stream(transformed: dict, logical_date=None) -> list[str]:
+                """The stream's values of the day against the batch's marts; skipped for a day it did not see."""
+                from pipelines.orchestration import ingest
+
+                return ingest.reconcile_stream(name, logical_date.astimezone(tz).date())
+
+            reconcile_stream(transformed)
 
     return ingest()
 

@@ -55,10 +55,28 @@ def transform(name: str, day: dt.date) -> dict:
 
 
 def materialize(name: str, day: dt.date) -> dict:
-    """Apply the Feast definitions and materialize features up to the end of the day (in the use case's zone)."""
+    """Apply the Feast definitions and materialize features up to the end of the day (in the use case's zone),
+    but for the views whose stream is already past it."""
     from pipelines.features.store import materialize as materialize_features
+    from pipelines.streaming.sink import streamed_since
 
     settings = get_settings()
     usecase = resolve_usecase(settings, name)
     end_of_day = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), usecase.tz)
-    return asdict(materialize_features(settings, usecase, end_of_day))
+    ahead = streamed_since(settings, usecase, end_of_day)
+    return asdict(materialize_features(settings, usecase, end_of_day, ahead))
+
+
+def reconcile_stream(name: str, day: dt.date) -> list[str]:
+    """The day's stream-written feature values against the batch's marts; raises StreamBatchMismatch naming
+    what differs, NothingToDo when the stream processor did not see the day."""
+    from pipelines.errors import NothingToDo
+    from pipelines.streaming.reconcile import reconcile_day
+    from pipelines.streaming.sink import streamed_since
+
+    settings = get_settings()
+    usecase = resolve_usecase(settings, name)
+    start = dt.datetime.combine(day, dt.time(), usecase.tz)
+    if not streamed_since(settings, usecase, start):  # before Feast's import: most batch-only days stop here
+        raise NothingToDo(f"{name} {day}: no stream rows to reconcile (the stream processor did not see the day)")
+    return [result.describe() for result in reconcile_day(settings, usecase, day)]

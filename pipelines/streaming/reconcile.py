@@ -13,15 +13,11 @@ import datetime as dt
 import math
 from dataclasses import dataclass, field
 
-from pipelines.errors import PlatformError
+from pipelines.errors import NothingToDo, PlatformError, StreamBatchMismatch
 from pipelines.settings import Settings
 from pipelines.usecases.spec import UseCase
 
 MAX_NAMED = 10  # differences named in the message; the report holds them all
-
-
-class StreamBatchMismatch(PlatformError):
-    """The stream wrote values the batch recomputes differently; the message names them."""
 
 
 @dataclass
@@ -57,7 +53,8 @@ class StreamReconciliation:
 def reconcile_day(
     settings: Settings, usecase: UseCase, day: dt.date, tolerance: float = 1e-9
 ) -> list[StreamReconciliation]:
-    """Compare each stream's rows of `day` with the batch mart; StreamBatchMismatch when any disagree."""
+    """Compare each stream's rows of `day` with the batch mart; StreamBatchMismatch when any disagree, NothingToDo
+    when the stream wrote nothing for the day."""
     import pandas as pd
 
     from pipelines.features.store import feature_store, query_warehouse
@@ -90,6 +87,10 @@ def reconcile_day(
         if not streamed.empty:
             _compare(result, batch, streamed, [*keys, ts], [c for c in columns if c not in keys], tolerance)
         results.append(result)
+    if not any(r.stream_rows for r in results):
+        raise NothingToDo(
+            f"{usecase.name} {day}: no stream rows to reconcile (the stream processor did not see the day)"
+        )
     broken = [r for r in results if r.stream_rows and not r.agrees]
     if broken:
         raise StreamBatchMismatch(

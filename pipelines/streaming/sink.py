@@ -46,6 +46,24 @@ def sink_engine(settings: Settings, usecase: str) -> sa.Engine:
     return engine
 
 
+def streamed_since(settings: Settings, usecase, instant: dt.datetime) -> frozenset[str]:
+    """The use case's feature views whose stream has written a row at or after `instant` (cheap: no Feast)."""
+    if usecase.streaming is None:
+        return frozenset()
+    engine, found = sink_engine(settings, usecase.name), set()
+    tables = set(sa.inspect(engine).get_table_names(schema=SCHEMA if engine.dialect.name == "postgresql" else None))
+    for stream in usecase.streaming.streams.values():
+        if stream.feature_view in tables:
+            table = sa.Table(stream.feature_view, sa.MetaData(), autoload_with=engine,
+                             schema=SCHEMA if engine.dialect.name == "postgresql" else None)  # fmt: skip
+            stamp = next(c for c in table.columns if isinstance(c.type, sa.DateTime) and c.name != "processed_at")
+            with engine.connect() as con:
+                newest = _utc(con.execute(sa.select(sa.func.max(stamp))).scalar_one())
+            if newest is not None and newest >= instant:
+                found.add(stream.feature_view)
+    return frozenset(found)
+
+
 def view_sink(engine: sa.Engine, view, table, stream) -> StreamSink:
     """The sink of Feast feature view `view`, fed by `stream` with the rows of source table `table`."""
     columns = {view_col: table.columns[col] for view_col, col in stream.features.items()}

@@ -356,3 +356,37 @@ def test_the_spec_refuses_a_stream_that_does_not_fit_its_sources_and_views():
         with pytest.raises(UseCaseError, match=message.replace("[", r"\[").replace("]", r"\]")):
             load_usecase(REPO_ROOT / "usecases", "flight_delay",
                          {f"streaming.streams.weather_observations.{field}": value})  # fmt: skip
+
+
+def test_the_daily_batch_leaves_a_view_its_stream_is_past_to_the_stream(platform):
+    """The ingest of the streamed day materializes at its end; the stream has already written the next
+    day's first hours: the batch must not put the older values back, while unstreamed views still load."""
+    from pipelines.streaming.sink import streamed_since
+
+    usecase = resolve_usecase(platform, "flight_delay")
+    running = Running(platform, usecase)
+    try:
+        replay_events(platform, usecase, DAY_EVENTS[0], _local(STREAMED_DAY + dt.timedelta(days=1), 3, 30), 0)
+        running.drain()
+    finally:
+        running.close()
+    end = _local(STREAMED_DAY + dt.timedelta(days=1), 0)
+    assert streamed_since(platform, usecase, end) == {"origin_weather"}
+    assert streamed_since(platform, usecase, _local(STREAMED_DAY + dt.timedelta(days=2), 0)) == frozenset()
+    result = materialize(platform, usecase, end, streamed_past_end=streamed_since(platform, usecase, end))
+    assert result.left_to_stream == ["origin_weather"]
+    online = feature_store(platform).get_online_features(
+        features=["origin_weather:temperature_f", "carrier_delay_rates:carrier_flights_28d"],
+        entity_rows=[{"origin": "EWR", "carrier": "UA"}],
+    ).to_dict()
+    three_am = [e for e in stream_events(platform, usecase, end, _local(end.date(), 3, 30))
+                if e.data["origin"] == "EWR" and e.data["hour"] == 2]  # fmt: skip
+    assert online["temperature_f"] == [three_am[0].data["temp"]], "the stream's 03:00 value, not the batch's 00:00"
+    assert online["carrier_flights_28d"][0] > 0, "views without a stream are materialized as before"
+
+
+def test_a_day_the_stream_never_saw_is_not_reported_as_agreement(platform):
+    from pipelines.errors import NothingToDo
+
+    with pytest.raises(NothingToDo, match="did not see the day"):
+        reconcile_day(platform, resolve_usecase(platform, "flight_delay"), STREAMED_DAY)
