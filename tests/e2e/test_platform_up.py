@@ -28,7 +28,7 @@ def test_up_serves_the_ui_behind_a_login_and_stops_on_ctrl_c(tmp_path):
     try:
         lines = []
         deadline = time.monotonic() + 240
-        while not any("login:" in line for line in lines):
+        while not any("Stop with Ctrl-C" in line for line in lines):
             assert process.poll() is None, "".join(lines)
             assert time.monotonic() < deadline, "platform up did not come up:\n" + "".join(lines)
             lines.append(process.stdout.readline())
@@ -44,12 +44,19 @@ def test_up_serves_the_ui_behind_a_login_and_stops_on_ctrl_c(tmp_path):
         ingest = next(d for d in dags if d["dag_id"] == "flight_delay_ingest")
         assert ingest["is_paused"] is False
         assert httpx.get(f"{BASE}/", timeout=10).status_code == 200
+        # the flights' stream processor, in a process group of its own, with its health and metrics
+        processor = f"http://127.0.0.1:{settings.stream_processor_port}"
+        assert any(f"Stream processor of flight_delay: {processor}/healthz" in line for line in lines), lines
+        health = httpx.get(f"{processor}/healthz", timeout=10).json()
+        assert health["usecase"] == "flight_delay" and "weather_observations" in health["streams"]
+        assert "platform_stream_lag_events" in httpx.get(f"{processor}/metrics", timeout=10).text
 
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=120) == 0
         assert "Airflow stopped." in process.stdout.read()
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(f"{BASE}/", timeout=5)
+        for stopped in (BASE, processor):
+            with pytest.raises(httpx.ConnectError):
+                httpx.get(f"{stopped}/", timeout=5)
     finally:
         if process.poll() is None:
             process.kill()

@@ -136,3 +136,23 @@ def test_the_environment_overrides_a_dag_and_its_docs_say_so():
                             env=env, capture_output=True, text=True, check=False, cwd=REPO_ROOT)  # fmt: skip
     assert broken.returncode != 0
     assert "monitoring.schedule: Value error, 'daily' is not a cron expression" in broken.stderr
+
+
+def test_the_spec_refuses_a_stream_that_does_not_fit_its_sources_and_views():
+    for field, value, message in (
+        ("table", "airports", "'airports' is not a day-partitioned source table"),
+        ("event_time", {"column": "temp"}, "'temp' is not a timestamp column"),
+        ("feature_view", "flights", "'flights' is not one of the feature views"),
+        ("key", ["origin", "when"], "uses ['when'], which are not columns of the weather table"),
+    ):
+        with pytest.raises(UseCaseError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            load_usecase(REPO_ROOT / "usecases", "flight_delay",
+                         {f"streaming.streams.weather_observations.{field}": value})  # fmt: skip
+
+
+def test_the_lead_time_reaches_the_spec_and_a_bad_one_is_refused_naming_the_field():
+    spec = load_usecase(REPO_ROOT / "usecases", "flight_delay", {"prediction.lead_time": "PT2H"})
+    assert spec.prediction.lead_time.total_seconds() == 7200 and not spec.prediction.start_of_day
+    assert load_usecase(REPO_ROOT / "usecases", "flight_delay").prediction.start_of_day
+    with pytest.raises(UseCaseError, match="prediction.lead_time"):
+        load_usecase(REPO_ROOT / "usecases", "flight_delay", {"prediction.lead_time": "two hours"})
