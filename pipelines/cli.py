@@ -44,6 +44,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     from pipelines.security.vault import local_openbao
 
     settings = get_settings()
+    if args.lead_time:  # every stage, DAG run and the service read the spec with it
+        settings = with_overrides(settings, args.usecase, {"prediction.lead_time": args.lead_time})
+        os.environ.update(settings_environment(settings))
     usecase = resolve_usecase(settings, args.usecase)
     args.start = args.start or usecase.ingest.first_day
     last = args.start + dt.timedelta(days=args.days - 1)
@@ -139,7 +142,7 @@ def _serve_and_operate(settings, usecase: UseCase, last: dt.date, outcome: dict,
     traffic, which the canary judges); serve the next day's flights; then, with --operate-days,
     operate a later period day by day (pipelines.orchestration.operations). Returns a curl example."""
     from pipelines.orchestration.deploy import deployment_report
-    from pipelines.orchestration.operations import release
+    from pipelines.orchestration.operations import real_time, release
     from pipelines.security.vault import local_openbao
     from serving.auth import create_key
     from serving.local import running_service, wait_ready
@@ -153,7 +156,8 @@ def _serve_and_operate(settings, usecase: UseCase, last: dt.date, outcome: dict,
     log = settings.data_root / "serving" / "service.log"
     next_day = last + dt.timedelta(days=1)
     print(f"\nServing on http://127.0.0.1:{settings.serving_port} ...", flush=True)
-    with running_service(settings, *identity, settings.serving_port, log=log) as base:
+    with running_service(settings, *identity, settings.serving_port, log=log) as base, \
+            real_time(settings, usecase) as realtime:  # fmt: skip
         moved = next(((alias, outcome[alias]) for alias in ("champion", "challenger") if outcome.get(alias)), None)
         if moved:
             wait_ready(base)
@@ -166,11 +170,20 @@ def _serve_and_operate(settings, usecase: UseCase, last: dt.date, outcome: dict,
                 print(f"  canary report: {deployment_report(settings, usecase.name, released.version)}")
         status = wait_ready(base)["usecases"][usecase.name]
         served = ", ".join(f"{v['name']} v{v['version']} {v['weight']:g}%" for v in status["variants"])
-        print(f"Serving {next_day}, the day after the last ingested one (the store holds what was known at its start)")
-        report = replay(settings, usecase, next_day, base, demo_key)
+        if realtime:
+            print(f"Serving {next_day}, the day after the last ingested one: each flight {usecase.prediction.label},"
+                  " the stream replayed up to that instant first")  # fmt: skip
+        else:
+            print(f"Serving {next_day}, the day after the last ingested one (the store holds what was known at its "
+                  "start)")  # fmt: skip
+        report = replay(
+            settings, usecase, next_day, base, demo_key, until=realtime.until(next_day) if realtime else None
+        )
         print(f"Served {usecase.name} ({served}): {report.render()}", flush=True)
+        if realtime:
+            print(realtime.summary(), flush=True)
         if args.operate_days:
-            _operate_later(settings, usecase, args, base, demo_key)
+            _operate_later(settings, usecase, args, base, demo_key, realtime)
     example = json.dumps({usecase.serving.batch: day_requests(settings, usecase, next_day)[:1]})
     return (
         f"  curl -s http://127.0.0.1:{settings.serving_port}{usecase.serving.route} "
@@ -179,7 +192,7 @@ def _serve_and_operate(settings, usecase: UseCase, last: dt.date, outcome: dict,
     )
 
 
-def _operate_later(settings, usecase: UseCase, args: argparse.Namespace, base: str, key: str) -> None:
+def _operate_later(settings, usecase: UseCase, args: argparse.Namespace, base: str, key: str, realtime) -> None:
     """Build the history up to --operate-from, then operate --operate-days days from it."""
     from pipelines.features.store import materialize
     from pipelines.orchestration import monitoring
@@ -217,7 +230,7 @@ def _operate_later(settings, usecase: UseCase, args: argparse.Namespace, base: s
         "through the deploy DAG ...",
         flush=True,
     )
-    operated = operate(settings, usecase, first, last, base, key)
+    operated = operate(settings, usecase, first, last, base, key, realtime=realtime)
     requests = [d for d in operated if d.decision["retrain"]]
     if not requests:
         print(f"No retrain requested in {len(operated)} days: the policy saw no persisting breach.")
@@ -312,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
                 "--operate-from",
                 type=_date,
                 help="after the first window, operate days from this one (history built up to it)",
+            )
+            command.add_argument(
+                "--lead-time",
+                help="predict this long before each request's time (prediction.lead_time, e.g. PT2H), with the "
+                "stream processor running; default: the spec's",
             )
             command.add_argument(
                 "--operate-days",

@@ -51,6 +51,22 @@ def _value(rule: str | ReplayRule, row: dict, day: dt.date, midnight: dt.datetim
     return value * rule.scale if rule.scale is not None and value is not None else value
 
 
+def asked_at(usecase: UseCase, day: dt.date, requests: list[dict]) -> list[tuple[dt.datetime, list[dict]]]:
+    """The day's requests grouped by the instant (UTC) each is asked, its prediction time, in time order."""
+    import pandas as pd
+
+    from pipelines.features.request_time import prediction_time
+
+    if not requests:
+        return []
+    local = pd.Series(pd.to_datetime([r[usecase.serving.time] for r in requests]))
+    instants = prediction_time(usecase.prediction, pd.Series([pd.Timestamp(day)] * len(requests)), local, usecase.tz)
+    groups: dict[dt.datetime, list[dict]] = {}
+    for request, instant in zip(requests, instants, strict=True):
+        groups.setdefault(instant.to_pydatetime(), []).append(request)
+    return sorted(groups.items())
+
+
 @dataclass
 class ReplayReport:
     usecase: str
@@ -81,8 +97,12 @@ def replay(
     api_key: str,
     batch: int = 100,
     verify: bool | str = True,
+    until=None,
 ) -> ReplayReport:
-    """Send the day's requests to the use case's route in batches; what came back."""
+    """Send the day's requests to the use case's route in batches, each when it is asked: grouped by their
+    prediction time (the spec's `prediction.lead_time`; one group at 00:00 at `start_of_day`), in time
+    order, `until(instant)` called before each group is sent (the real-time path brings the online store
+    up to that instant there); what came back."""
     requests = day_requests(settings, usecase, day)
     serving = usecase.serving
     answer = serving.decision or usecase.prediction_column
@@ -90,16 +110,19 @@ def replay(
     with httpx.Client(
         base_url=base, headers={"Authorization": f"Bearer {api_key}"}, timeout=60, verify=verify
     ) as client:
-        for start in range(0, len(requests), batch):
-            chunk = requests[start : start + batch]
-            started = time.perf_counter()
-            response = client.post(serving.route, json={serving.batch: chunk})
-            latencies.append((time.perf_counter() - started) * 1000)
-            if response.status_code == 200:
-                answered += len(chunk)
-                answers += [float(p[answer]) for p in response.json()["predictions"]]
-            else:
-                failed += len(chunk)
+        for instant, group in asked_at(usecase, day, requests):
+            if until is not None:
+                until(instant)
+            for start in range(0, len(group), batch):
+                chunk = group[start : start + batch]
+                started = time.perf_counter()
+                response = client.post(serving.route, json={serving.batch: chunk})
+                latencies.append((time.perf_counter() - started) * 1000)
+                if response.status_code == 200:
+                    answered += len(chunk)
+                    answers += [float(p[answer]) for p in response.json()["predictions"]]
+                else:
+                    failed += len(chunk)
     return ReplayReport(
         usecase.name,
         serving.batch,

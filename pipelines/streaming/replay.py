@@ -107,3 +107,37 @@ def replay_events(
                 published[name] += broker.publish(stream_key(usecase.name, name), batch, now)
         i = j
     return ReplayReport(usecase.name, start.isoformat(), end.isoformat(), speed, published, time.monotonic() - began)
+
+
+class EventClock:
+    """The operational systems' time, moved forward by whoever replays consumer traffic: `advance(instant)`
+    publishes every event known by `instant` that was not published yet, then waits until the stream
+    processor has acknowledged all of them, so that a request asked at `instant` reads what was known then."""
+
+    def __init__(self, settings: Settings, usecase: UseCase, start: dt.datetime, timeout_s: float = 120):
+        from pipelines.streaming.processor import GROUP
+
+        self.settings, self.usecase, self.now, self.timeout_s, self.group = settings, usecase, start, timeout_s, GROUP
+        self.broker = RedisStreams(settings.stream_broker_url)
+        self.published: dict[str, int] = dict.fromkeys(usecase.streaming.streams, 0)
+        self.waited_s = 0.0
+
+    def advance(self, instant: dt.datetime) -> None:
+        after = instant + dt.timedelta(microseconds=1)  # events known at the instant itself count
+        if after <= self.now:
+            return
+        report = replay_events(self.settings, self.usecase, self.now, after, 0)
+        self.now = after
+        for name, count in report.published.items():
+            self.published[name] += count
+        if not any(report.published.values()):
+            return
+        started, keys = time.monotonic(), [stream_key(self.usecase.name, n) for n in self.published]
+        while any(self.broker.lag(key, self.group) for key in keys):
+            if time.monotonic() - started > self.timeout_s:
+                raise PlatformError(
+                    f"the stream processor of {self.usecase.name} has not caught up with {instant.isoformat()} in "
+                    f"{self.timeout_s:.0f} s (lag {[self.broker.lag(k, self.group) for k in keys]}); is it running?"
+                )
+            time.sleep(0.005)
+        self.waited_s += time.monotonic() - started
