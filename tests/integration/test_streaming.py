@@ -388,3 +388,43 @@ def test_a_day_the_stream_never_saw_is_not_reported_as_agreement(platform):
 
     with pytest.raises(NothingToDo, match="did not see the day"):
         reconcile_day(platform, resolve_usecase(platform, "flight_delay"), STREAMED_DAY)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_stream_sink_inserts_each_event_once_and_names_the_newest_row_of_each_key(backend, tmp_path):
+    """The offline side on both backends: the production warehouse's PostgreSQL (schema `streaming`) and the
+    embedded SQLite; a batch may repeat an event, and an older event never becomes a key's newest row."""
+    import contextlib
+
+    import sqlalchemy as sa
+
+    from pipelines.streaming.sink import StreamSink
+    from tests.conftest import fresh_postgres_database
+
+    with contextlib.ExitStack() as stack:
+        if backend == "postgres":
+            url = stack.enter_context(fresh_postgres_database("stream_sink"))
+            engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg2://"))
+            with engine.begin() as con:
+                con.execute(sa.text("CREATE SCHEMA streaming"))
+        else:
+            engine = sa.create_engine(f"sqlite:///{tmp_path / 'sink.sqlite'}")
+        sink = StreamSink(engine, "origin_weather", ["origin"], {"origin": "string", "temperature_f": "float64"},
+                          "feature_timestamp")  # fmt: skip
+
+        def row(hour: int, origin: str = "JFK") -> dict:
+            at = dt.datetime(2013, 1, 2, hour, tzinfo=dt.UTC)
+            return {"event_id": f"w/{origin}|{hour}", "feature_timestamp": at, "origin": origin,
+                    "temperature_f": 30.0 + hour}  # fmt: skip
+
+        first = sink.write([row(6), row(7), row(7), row(6, "EWR")])
+        assert [r["event_id"] for r in first.new] == ["w/JFK|6", "w/JFK|7", "w/EWR|6"]
+        assert sorted(r["event_id"] for r in first.newest) == ["w/EWR|6", "w/JFK|7"]
+        again = sink.write([row(6), row(7)])  # redelivered: nothing new; the newest is still written online
+        assert again.new == [] and [r["event_id"] for r in again.newest] == ["w/JFK|7"]
+        late = sink.write([row(5)])  # new, but older than what the key has
+        assert [r["event_id"] for r in late.new] == ["w/JFK|5"] and late.newest == []
+        assert sink.count() == 4 and sink.newest() == dt.datetime(2013, 1, 2, 7, tzinfo=dt.UTC)
+        rows = sink.rows(dt.datetime(2013, 1, 2, 6, tzinfo=dt.UTC), dt.datetime(2013, 1, 2, 7, tzinfo=dt.UTC))
+        assert sorted(rows.event_id) == ["w/EWR|6", "w/JFK|6"] and str(rows.feature_timestamp.dt.tz) == "UTC"
+        engine.dispose()
