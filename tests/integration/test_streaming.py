@@ -89,6 +89,18 @@ class Running:
         self.stop.set()
         self.thread.join(timeout=30)
 
+    def __enter__(self) -> Running:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def processed(settings, usecase) -> dict:
+    """Run a processor until it has acknowledged everything published; its counts of the weather stream."""
+    with Running(settings, usecase) as running:
+        return running.drain()["streams"]["weather_observations"]
+
 
 def _served_and_joined(settings, usecase, departing_from: dt.datetime, departing_to: dt.datetime):
     """For the flights departing in [from, to): what the service's online lookup reads now, and what
@@ -117,8 +129,7 @@ def _served_and_joined(settings, usecase, departing_from: dt.datetime, departing
 
 def test_served_features_at_the_prediction_time_equal_the_training_join(platform):
     usecase = resolve_usecase(platform, "flight_delay")
-    running = Running(platform, usecase)
-    try:
+    with Running(platform, usecase) as running:
         for hour in (6, 7):  # the stream an hour further each time; flights departing two hours after it
             report = replay_events(platform, usecase, _local(STREAMED_DAY, 0), _local(STREAMED_DAY, hour, 30), 0)
             running.drain()
@@ -132,8 +143,6 @@ def test_served_features_at_the_prediction_time_equal_the_training_join(platform
                 np.testing.assert_allclose(
                     online[feature], offline[feature], rtol=1e-6, err_msg=feature
                 )  # float32 inputs
-    finally:
-        running.close()
     # The stream, not the batch, brought that weather: the batch's online store stopped at midnight.
     sink = stream_status(platform, usecase).streams[0]
     assert sink.processed == 24 and sink.dead_lettered == 0 and sink.lag == 0
@@ -146,8 +155,7 @@ def test_a_skewed_stream_fails_parity_and_reconciliation_naming_keys_and_values(
     skewed_features = {**FLIGHT_DELAY.streaming.streams["weather_observations"].features, "temperature_f": "dewp"}
     overrides = {**LEAD, "streaming.streams.weather_observations.features": skewed_features}
     skewed = load_usecase(platform.usecases_dir, "flight_delay", overrides)
-    running = Running(platform, skewed)
-    try:
+    with Running(platform, skewed) as running:
         replay_events(platform, skewed, _local(STREAMED_DAY, 0), _local(STREAMED_DAY, 7, 30), 0)
         running.drain()
         online, offline = _served_and_joined(platform, skewed, _local(STREAMED_DAY, 9), _local(STREAMED_DAY, 10))
@@ -155,8 +163,6 @@ def test_a_skewed_stream_fails_parity_and_reconciliation_naming_keys_and_values(
         np.testing.assert_allclose(online["pressure_mb"], offline["pressure_mb"], rtol=1e-6)
         replay_events(platform, skewed, *DAY_EVENTS, 0)
         running.drain()
-    finally:
-        running.close()
     with pytest.raises(StreamBatchMismatch) as caught:
         reconcile_day(platform, skewed, STREAMED_DAY)
     message = str(caught.value)
@@ -166,8 +172,7 @@ def test_a_skewed_stream_fails_parity_and_reconciliation_naming_keys_and_values(
 
 def test_the_stream_agrees_with_the_batch_for_a_whole_day(platform):
     usecase = resolve_usecase(platform, "flight_delay")
-    running = Running(platform, usecase)
-    try:
+    with Running(platform, usecase) as running:
         # The day's batch may run while the stream is short of the day's end: compared up to its watermark.
         replay_events(platform, usecase, DAY_EVENTS[0], _local(STREAMED_DAY, 7, 30), 0)
         running.drain()
@@ -176,8 +181,6 @@ def test_the_stream_agrees_with_the_batch_for_a_whole_day(platform):
         assert partial.watermark.startswith(_local(STREAMED_DAY, 7).astimezone(dt.UTC).isoformat()[:19])
         replay_events(platform, usecase, *DAY_EVENTS, 0)
         running.drain()
-    finally:
-        running.close()
     (result,) = reconcile_day(platform, usecase, STREAMED_DAY)
     assert result.agrees and result.stream_rows == result.batch_rows == 72, result.describe()
 
@@ -210,12 +213,8 @@ def test_bad_events_are_dead_lettered_with_their_reason_and_never_written(platfo
     _publish(platform, [event for event, _ in bad.values()] + [_valid_event(2)])
     broker = RedisStreams(BROKER_URL)
     broker.client.xadd(stream_key("flight_delay", "weather_observations"), {"event_id": "x", "data": "{not json"})
-    running = Running(platform, usecase)
-    try:
-        health = running.drain()
-    finally:
-        running.close()
-    counts = health["streams"]["weather_observations"]
+    with Running(platform, usecase) as running:
+        counts = running.drain()["streams"]["weather_observations"]
     assert counts["dead_lettered"] == len(bad) + 1 and counts["processed"] == 1
     dead = broker.entries(dead_letter_key("flight_delay", "weather_observations"))
     reasons = [d["reason"] for d in dead]
@@ -244,13 +243,10 @@ def test_redelivered_duplicated_and_late_events_change_nothing(platform):
     usecase = resolve_usecase(platform, "flight_delay")
     newer, older = _valid_event(3), _valid_event(2)
     _publish(platform, [older, newer, newer, older])  # a duplicate of each, and the older one again last
-    running = Running(platform, usecase)
-    try:
+    with Running(platform, usecase) as running:
         health = running.drain()
         _publish(platform, [newer, older])  # republished later: nothing new
         health = running.drain()
-    finally:
-        running.close()
     counts = health["streams"]["weather_observations"]
     assert counts["processed"] == 2 and counts["duplicates"] == 4
     assert stream_status(platform, usecase).streams[0].processed == 2
@@ -276,12 +272,7 @@ def test_a_crash_between_the_writes_and_the_ack_redelivers_and_writes_once(platf
         first.handle(state, messages)
     assert first.broker.lag(state.key, GROUP) == len(events), "written but not acknowledged"
     monkeypatch.undo()
-    running = Running(platform, usecase)
-    try:
-        health = running.drain()
-    finally:
-        running.close()
-    counts = health["streams"]["weather_observations"]
+    counts = processed(platform, usecase)
     assert counts["processed"] == 0 and counts["duplicates"] == len(events) == 36
     assert stream_status(platform, usecase).streams[0].processed == 36
 
@@ -358,12 +349,9 @@ def test_the_daily_batch_leaves_a_view_its_stream_is_past_to_the_stream(platform
     from pipelines.streaming.sink import streamed_since
 
     usecase = resolve_usecase(platform, "flight_delay")
-    running = Running(platform, usecase)
-    try:
+    with Running(platform, usecase) as running:
         replay_events(platform, usecase, DAY_EVENTS[0], _local(STREAMED_DAY + dt.timedelta(days=1), 3, 30), 0)
         running.drain()
-    finally:
-        running.close()
     end = _local(STREAMED_DAY + dt.timedelta(days=1), 0)
     assert streamed_since(platform, usecase, end) == {"origin_weather"}
     assert streamed_since(platform, usecase, _local(STREAMED_DAY + dt.timedelta(days=2), 0)) == frozenset()
