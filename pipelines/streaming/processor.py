@@ -53,12 +53,13 @@ class StreamProcessor:
     def __init__(self, settings: Settings, usecase: UseCase, consumer: str = "processor-1", batch: int = 500):
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-        from pipelines.features.store import feature_store
+        from pipelines.features.store import apply_definitions, feature_store
 
         if usecase.streaming is None:
             raise SettingsError(f"use case {usecase.name} declares no streams (its spec's `streaming` section)")
         self.settings, self.usecase, self.consumer, self.batch = settings, usecase, consumer, batch
         self.broker = RedisStreams(settings.stream_broker_url)
+        apply_definitions(settings)  # a new platform's registry has no views yet; unchanged ones stay as they are
         self.store = feature_store(settings)
         engine = sink_engine(settings, usecase.name)
         self.streams = [self._state(name, s, engine) for name, s in usecase.streaming.streams.items()]
