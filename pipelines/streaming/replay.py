@@ -66,7 +66,8 @@ def stream_events(
         if streams and name not in streams:
             continue
         data = read_source(folder, stream.table, usecase.sources.tables[stream.table])
-        times, plus = data[stream.event_time.column], stream.event_time.plus
+        # In microseconds: a bound one microsecond past an instant (EventClock) must not round back onto it.
+        times, plus = pc.cast(data[stream.event_time.column], pa.timestamp("us", tz="UTC")), stream.event_time.plus
         low = pa.scalar(start.astimezone(dt.UTC) - plus, times.type)
         high = pa.scalar(end.astimezone(dt.UTC) - plus, times.type)
         rows = data.filter(pc.and_(pc.greater_equal(times, low), pc.less(times, high))).to_pylist()

@@ -416,3 +416,27 @@ def test_the_stream_sink_inserts_each_event_once_and_names_the_newest_row_of_eac
         rows = sink.rows(dt.datetime(2013, 1, 2, 6, tzinfo=dt.UTC), dt.datetime(2013, 1, 2, 7, tzinfo=dt.UTC))
         assert sorted(rows.event_id) == ["w/EWR|6", "w/JFK|6"] and str(rows.feature_timestamp.dt.tz) == "UTC"
         engine.dispose()
+
+
+def test_the_event_clock_publishes_the_events_known_at_an_instant_itself_and_waits_for_the_processor(platform):
+    """A request asked at 04:00 reads the observation that became known at 04:00 (one second or a microsecond
+    past an instant must not round back onto it), and nothing known later."""
+    from pipelines.streaming.replay import EventClock
+
+    usecase = resolve_usecase(platform, "flight_delay")
+    with Running(platform, usecase):
+        clock = EventClock(platform, usecase, _local(STREAMED_DAY, 0))
+        clock.advance(_local(STREAMED_DAY, 3, 59))
+        assert clock.published == {"weather_observations": 12}  # known at 00:00 .. 03:00
+        clock.advance(_local(STREAMED_DAY, 4))
+        assert clock.published == {"weather_observations": 15}
+        clock.advance(_local(STREAMED_DAY, 3))  # time never runs backwards
+        assert clock.published == {"weather_observations": 15}
+        online = (
+            feature_store(platform)
+            .get_online_features(features=["origin_weather:temperature_f"], entity_rows=[{"origin": "EWR"}])
+            .to_dict()
+        )
+    four = [e for e in stream_events(platform, usecase, _local(STREAMED_DAY, 4), _local(STREAMED_DAY, 4, 1))
+            if e.data["origin"] == "EWR"]  # fmt: skip
+    assert online["temperature_f"] == [four[0].data["temp"]] and stream_status(platform, usecase).streams[0].lag == 0
