@@ -86,7 +86,7 @@ def test_what_the_service_read_equals_the_training_join_at_each_prediction_time(
                                    err_msg=feature)  # fmt: skip
     # not one reading a day: at the start of the day every flight of an airport would get the same weather
     readings = logged.loc[entities.flight_id].groupby("origin")["temperature_f"].nunique()
-    assert (readings >= 12).all(), readings
+    assert (readings >= 5).all(), readings  # 8 to 13 distinct readings an airport on 8 January
 
 
 def test_the_ingest_dag_reconciled_the_streamed_day_with_the_batch(operated):
