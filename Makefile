@@ -19,9 +19,9 @@ ifeq ($(USECASE),flight_delay)
 START ?= 2013-01-01
 OPERATE_FROM ?= 2013-07-01
 OPERATE_DAYS ?= 7
-# Scored two hours before departure, the stream processor keeping the weather current (LEAD_TIME=start_of_day:
-# the daily batch alone, what the spec's prediction.lead_time says today).
-LEAD_TIME ?= PT2H
+# LEAD_TIME=PT2H: scored two hours before departure, the stream processor keeping the weather current (README,
+# The real-time path). Empty: the spec's prediction.lead_time (start_of_day, the daily batch).
+LEAD_TIME ?=
 else
 OPERATE_DAYS ?= 0
 endif
