@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -53,3 +54,17 @@ def _group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def wait_until_ready(process: subprocess.Popen, ready: Callable[[], bool], what: str, log, timeout_s: float,
+                     error: type[Exception]) -> None:  # fmt: skip
+    """Poll `ready()` while `process` runs; `error` naming `what` and its log when it exits or takes too long."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process.poll() is not None:
+            raise error(f"{what} exited ({process.returncode}); see {log}")
+        if time.monotonic() > deadline:
+            raise error(f"{what} was not ready within {timeout_s:.0f} s; see {log}")
+        if ready():
+            return
+        time.sleep(0.3)

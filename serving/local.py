@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from pipelines.errors import PlatformError
-from pipelines.processes import port_open, stop
+from pipelines.processes import port_open, stop, wait_until_ready
 from pipelines.settings import REPO_ROOT, Settings, settings_environment
 
 SERVICE = "serving.service:ModelService"
@@ -64,16 +64,8 @@ def running_service(
     with log.open("a") as output:
         process = subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
     base = f"{'https' if ssl else 'http'}://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if process.poll() is not None:
-                raise ServiceFailed(f"bentoml serve exited ({process.returncode}); see {log}")
-            if time.monotonic() > deadline:
-                raise ServiceFailed(f"bentoml serve did not listen on {base} within {timeout_s:.0f} s; see {log}")
-            if port_open(port):  # listening; readiness is /readyz's to say (wait_ready)
-                break
-            time.sleep(0.3)
+    try:  # listening is enough here; readiness is /readyz's to say (wait_ready)
+        wait_until_ready(process, lambda: port_open(port), f"bentoml serve on {base}", log, timeout_s, ServiceFailed)
         yield base
     finally:
         stop(process)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import http.server
 import json
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -130,7 +131,7 @@ class StreamProcessor:
         self.broker.ack(state.key, GROUP, [m.id for m in accepted])
         now = time.time()
         for message in accepted:
-            if message.published_at == message.published_at:  # not NaN
+            if math.isfinite(message.published_at):  # a producer that did not say when is not timed
                 self.delivery.labels(self.usecase.name, state.name).observe(max(now - message.published_at, 0.0))
         state.counts["processed"] += len(written.new)
         state.counts["duplicates"] += len(rows) - len(written.new)

@@ -11,13 +11,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 from pipelines.errors import PlatformError
-from pipelines.processes import port_open, stop_groups
+from pipelines.processes import port_open, stop_groups, wait_until_ready
 from pipelines.settings import REPO_ROOT, Settings, settings_environment
 from pipelines.usecases.spec import UseCase
 
@@ -64,17 +63,16 @@ def running_processor(
     with log.open("a") as output:
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT,
                                    start_new_session=True)  # fmt: skip
+
+    def answering() -> bool:
+        try:
+            health(port, timeout_s=2)
+        except OSError:
+            return False
+        return True
+
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if process.poll() is not None:
-                raise ProcessorFailed(f"the stream processor exited ({process.returncode}); see {log}")
-            if time.monotonic() > deadline:
-                raise ProcessorFailed(f"the stream processor did not answer /healthz in {timeout_s:.0f} s; see {log}")
-            with contextlib.suppress(OSError):
-                health(port, timeout_s=2)
-                break
-            time.sleep(0.3)
+        wait_until_ready(process, answering, "the stream processor (/healthz)", log, timeout_s, ProcessorFailed)
         yield process
     finally:
         stop_groups([process], timeout_s=30)
