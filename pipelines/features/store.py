@@ -89,11 +89,33 @@ def apply_definitions(settings: Settings) -> list[str]:
 
     store = feature_store(settings)
     repo = _repo_contents(settings)
+    _rebase_online_tables(store)
     with contextlib.redirect_stdout(io.StringIO()):  # Feast prints every object's full diff
         # Sources are the platform's own mart exports: a use case not built yet has none, and Feast would
         # warn about each of its views on every apply; a missing export fails when the view is read.
         apply_total_with_repo_instance(store, store.project, store.registry, repo, skip_source_validation=True)
     return sorted(view.name for view in store.list_feature_views())
+
+
+def _rebase_online_tables(store) -> None:
+    """Point the registry's record of the SQLite online tables at this store's file.
+
+    Feast records each table with the absolute path of its SQLite file, and `apply` tears down every
+    recorded table whose record differs from the planned one. A data root that was copied or moved
+    (a restore, a test's private copy) would therefore have its apply drop the tables of the root it
+    came from, and leave its own copy's tables unrecorded. Same names, this store's file: nothing else
+    changes, and the tables of another data root are never touched.
+    """
+    from feast.infra.online_stores.sqlite import SqliteTable
+
+    if store.config.online_store.type != "sqlite":
+        return
+    path = str(store.config.online_store.path)
+    infra = store.registry.get_infra(store.project)
+    if all(o.path == path for o in infra.infra_objects if isinstance(o, SqliteTable)):
+        return
+    infra.infra_objects = [SqliteTable(path, o.name) if isinstance(o, SqliteTable) else o for o in infra.infra_objects]
+    store.registry.update_infra(infra, store.project, commit=True)
 
 
 def definitions_path(settings: Settings, usecase: UseCase):

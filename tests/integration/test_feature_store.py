@@ -2,6 +2,7 @@
 and the online store holding the latest values after materialization."""
 
 import datetime as dt
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -12,13 +13,14 @@ import pytest
 from pipelines.features.pii import hash_pii
 from pipelines.features.request_time import prediction_time
 from pipelines.features.store import (
+    apply_definitions,
     build_training_set,
     feature_store,
     training_entities,
 )
 from pipelines.security.secrets import pii_salt
 from pipelines.training.dataset import feature_columns
-from tests.conftest import FLIGHT_DELAY
+from tests.conftest import FLIGHT_DELAY, make_settings
 
 VIEWS = {
     # view: (join key, ttl, features)
@@ -165,3 +167,30 @@ def test_online_store_serves_the_latest_snapshot(built):
         features=["plane_features:plane_seats"], entity_rows=[{"tailnum_hash": "no-such-plane"}]
     ).to_dict()
     assert plane["plane_seats"] == [None]
+
+
+def _online_carrier_rates(settings) -> dict:
+    rows = (
+        feature_store(settings)
+        .get_online_features(
+            features=["carrier_delay_rates:carrier_flights_7d"],
+            entity_rows=[{"carrier": c} for c in ("AA", "B6", "UA")],
+        )
+        .to_dict()
+    )
+    return dict(zip(rows["carrier"], rows["carrier_flights_7d"], strict=True))
+
+
+def test_applying_in_a_copied_data_root_leaves_both_online_stores_intact(built, tmp_path):
+    """Feast records the absolute path of each SQLite online table; an apply in a copy of a data root (a
+    restore, a moved platform) once dropped the original's tables and left the copy's unrecorded."""
+    before = _online_carrier_rates(built.settings)
+    assert all(v is not None and v > 0 for v in before.values()), before
+    copy = make_settings(tmp_path / "var")
+    shutil.copytree(built.settings.data_root, copy.data_root)
+    apply_definitions(copy)
+    apply_definitions(copy)  # a second apply finds everything recorded where it is
+    assert _online_carrier_rates(copy) == before
+    assert _online_carrier_rates(built.settings) == before
+    recorded = {o.path for o in feature_store(copy).registry.get_infra("platform").infra_objects}
+    assert recorded == {str(copy.feast_dir / "online_store.db")}

@@ -72,13 +72,22 @@ class Running:
     def __init__(self, settings, usecase):
         self.processor = StreamProcessor(settings, usecase)
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.processor.run, args=(self.stop,), daemon=True)
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.processor.run(self.stop)
+        except BaseException as exc:  # the test names it instead of waiting for a lag that never falls
+            self.failure = exc
 
     def drain(self, timeout_s: float = 60) -> dict:
         """Wait until every published event is acknowledged; the processor's health then."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            if self.failure is not None:
+                raise AssertionError(f"the processor stopped: {self.failure!r}") from self.failure
             health = self.processor.health()
             if all(s["lag"] == 0 for s in health["streams"].values()) and self.thread.is_alive():
                 return health
