@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench import FLIGHT_DELAY, write_results
 
-METRICS = ("roc_auc", "pr_auc", "log_loss", "brier")
+METRICS = ("roc_auc", "pr_auc", "log_loss", "log_loss_skill", "brier")
 
 
 def main() -> None:
@@ -79,8 +79,8 @@ def main() -> None:
 
 def render(modes: dict) -> str:
     lines = [
-        "| prediction time | model | gate | ROC AUC | PR AUC | log loss | Brier |",
-        "|---|---|---|---|---|---|---|",
+        "| prediction time | model | gate | ROC AUC | PR AUC | log loss | log-loss skill | Brier |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for lead, mode in modes.items():
         rows = [(c["family"], "passed" if c["passed"] else "rejected", c) for c in mode["candidates"]]

@@ -66,8 +66,8 @@ def _check(checks: list, name: str, value, limit, ok: bool, reason: str) -> None
 
 
 def _label(metric: str) -> str:
-    return {"roc_auc": "ROC AUC", "pr_auc": "PR AUC", "log_loss": "log loss", "rmse": "RMSE", "mae": "MAE",
-            "r2": "R²", "ece": "ECE"}.get(metric, metric.replace("_", " "))  # fmt: skip
+    return {"roc_auc": "ROC AUC", "pr_auc": "PR AUC", "log_loss": "log loss", "log_loss_skill": "log-loss skill",
+            "rmse": "RMSE", "mae": "MAE", "r2": "R²", "ece": "ECE"}.get(metric, metric.replace("_", " "))  # fmt: skip
 
 
 def decide(candidate: dict, policy: GatePolicy, champion: dict | None = None, champion_version: int | None = None):

@@ -49,7 +49,13 @@ def regression_scores(y: np.ndarray, p: np.ndarray) -> dict:
 
 
 def classification_scores(y: np.ndarray, p: np.ndarray) -> dict:
-    """ROC AUC, PR AUC, log loss, Brier, expected calibration error; NaN where undefined (one class)."""
+    """ROC AUC, PR AUC, log loss, its skill, Brier, expected calibration error; NaN where undefined (one class).
+
+    The log-loss skill is the classifier's R²: 1 - log loss / the log loss of always predicting the
+    holdout's own base rate. Knowing only the base rate scores 0 whatever the base rate, while its log
+    loss goes from 0.37 (an eighth of the flights late) to 0.69 (nearly half): a bound on the skill
+    holds a model to the same bar in both weeks, a bound on the log loss does not.
+    """
     from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
     y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
@@ -60,6 +66,7 @@ def classification_scores(y: np.ndarray, p: np.ndarray) -> dict:
             "roc_auc": math.nan,
             "pr_auc": math.nan,
             "log_loss": math.nan,
+            "log_loss_skill": math.nan,
             "brier": math.nan,
             "ece": math.nan,
             "calibration": [],
@@ -72,6 +79,8 @@ def classification_scores(y: np.ndarray, p: np.ndarray) -> dict:
         log_loss=float(log_loss(y, clipped, labels=[0, 1])) if len(y) else math.nan,
         brier=float(brier_score_loss(y, p)) if len(y) else math.nan,
     )
+    base_rate_loss = float(log_losses(y, np.full(len(y), out["base_rate"])).mean()) if two_classes else math.nan
+    out["log_loss_skill"] = 1 - out["log_loss"] / base_rate_loss if two_classes else math.nan
     bins = np.minimum((p * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
     calibration, ece = [], 0.0
     for b in range(CALIBRATION_BINS):

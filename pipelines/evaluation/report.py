@@ -74,7 +74,7 @@ def write_report(folder: Path, evaluation: dict, plots: dict) -> tuple[Path, Pat
     holdout, baseline = evaluation["holdout"], evaluation.get("baseline", {})
     regression = evaluation.get("task") == "regression"
     metrics = ("rmse", "mae", "bias", "r2", "rmse_vs_baseline", "rows", "label_mean") if regression else (
-        "roc_auc", "pr_auc", "log_loss", "brier", "ece", "rows", "base_rate")  # fmt: skip
+        "roc_auc", "pr_auc", "log_loss", "log_loss_skill", "brier", "ece", "rows", "base_rate")  # fmt: skip
     rows = "".join(
         f"<tr><th>{name}</th><td>{_fmt(holdout.get(name))}</td><td>{_fmt(baseline.get(name, ''))}</td></tr>"
         for name in metrics

@@ -310,7 +310,7 @@ def latest_outcome(settings: Settings, window_end: dt.date) -> dict:
 # The columns of the gate summary per task: (metric, heading, width).
 SUMMARY_COLUMNS = {
     "binary_classification": [("roc_auc", "ROC AUC", 8), ("pr_auc", "PR AUC", 8), ("log_loss", "log loss", 9),
-                              ("brier", "Brier", 8)],
+                              ("log_loss_skill", "LL skill", 9), ("brier", "Brier", 8)],
     "regression": [("rmse", "RMSE", 10), ("mae", "MAE", 10), ("bias", "bias", 10), ("r2", "R²", 8)],
 }  # fmt: skip
 

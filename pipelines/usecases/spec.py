@@ -62,11 +62,11 @@ HYPERPARAMETERS: dict[str, dict[str, Any]] = {
 Task = Literal["binary_classification", "regression"]
 # The holdout metrics of each task (pipelines/evaluation/metrics.py) that a gate may bound.
 METRICS: dict[str, tuple[str, ...]] = {
-    "binary_classification": ("roc_auc", "pr_auc", "log_loss", "brier", "ece"),
+    "binary_classification": ("roc_auc", "pr_auc", "log_loss", "log_loss_skill", "brier", "ece"),
     "regression": ("rmse", "mae", "bias", "r2", "rmse_vs_baseline"),
 }
 PRIMARY_METRIC = {"binary_classification": "roc_auc", "regression": "rmse"}
-HIGHER_IS_BETTER = frozenset({"roc_auc", "pr_auc", "r2"})
+HIGHER_IS_BETTER = frozenset({"roc_auc", "pr_auc", "log_loss_skill", "r2"})
 
 
 class UseCaseError(SettingsError):

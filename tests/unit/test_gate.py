@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import pytest
 
 from pipelines.evaluation.gate import GatePolicy, decide
@@ -150,3 +151,38 @@ def test_a_regressors_slice_fails_when_its_rmse_rises_beyond_the_margin():
     report = decide(candidate, REGRESSION, champion, 1)
     assert failed(report) == {"slice:hour=8"}
     assert "RMSE 61.0000 is more than 10.0 above the champion's 50.0000" in report.reasons[0]
+
+
+def test_the_log_loss_skill_is_zero_for_the_base_rate_whatever_the_base_rate():
+    """1 - log loss / that of a constant at the holdout's own late rate (the classifier's R²): knowing only
+    the base rate scores 0 in a week an eighth of the flights are late and in one nearly half are, while
+    its log loss goes from 0.37 to 0.69; a coin flip is below 0; evidence lifts it towards 1."""
+    from pipelines.evaluation.metrics import classification_scores
+
+    rng = np.random.default_rng(7)
+    for rate, entropy in ((0.12, 0.367), (0.45, 0.688)):
+        y = (rng.random(20_000) < rate).astype(int)
+        constant = classification_scores(y, np.full(len(y), y.mean()))
+        assert constant["log_loss"] == pytest.approx(entropy, abs=0.01)
+        assert constant["log_loss_skill"] == pytest.approx(0.0, abs=1e-9)
+        assert classification_scores(y, np.full(len(y), 0.5))["log_loss_skill"] < 0, "a coin flip has no skill"
+        odds = rate / (1 - rate) * np.where(y == 1, 3.0, 1 / 3)  # a likelihood ratio of 3 either way
+        some = classification_scores(y, odds / (1 + odds))["log_loss_skill"]
+        near_perfect = classification_scores(y, np.where(y == 1, 0.999, 0.001))["log_loss_skill"]
+        assert 0.3 < some < near_perfect and near_perfect > 0.99
+    assert math.isnan(classification_scores(np.zeros(100, dtype=int), np.full(100, 0.1))["log_loss_skill"])
+
+
+def test_a_skill_limit_rejects_below_its_minimum_and_a_lower_skill_than_the_champions():
+    policy = GatePolicy(limits={"log_loss_skill": (0.02, None)}, primary="roc_auc", tolerance_abs=0.005,
+                        tolerance_rel=0.01, slice_margin=0.05, slice_min_rows=300, parity_tolerance=1e-4,
+                        latency_budget_ms=5.0)  # fmt: skip
+
+    def skilled(skill):
+        return {**evaluation(), "holdout": {"roc_auc": 0.7, "log_loss_skill": skill, "rows": 5000}}
+
+    assert decide(skilled(0.03), policy).passed
+    report = decide(skilled(0.015), policy)
+    assert failed(report) == {"log_loss_skill"} and "log-loss skill 0.0150 is below the minimum 0.02" in report.reasons
+    assert failed(decide(skilled(0.10), policy, skilled(0.11), 2)) == {"log_loss_skill_vs_champion"}
+    assert decide(skilled(0.106), policy, skilled(0.11), 2).passed  # inside the 0.005 tolerance
