@@ -77,6 +77,13 @@ class Settings(BaseSettings):
         "parquet", description="Where the model service logs every prediction (postgres: production)."
     )
     serving_port: int = Field(3000, ge=1, le=65535, description="Port of the model service (make run, make up).")
+    api_key_max_age_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="The model service rereads its API keys from Vault this often (a revoked "
+        "key stops working within it); an unknown key rereads them at once, at most every 2 s.",
+    )
     # The real-time path (pipelines/streaming; the streams themselves are in the use-case spec).
     stream_broker_url: str = Field(
         "redis://127.0.0.1:6379/2", description="The event broker: Redis Streams (a database of its own)."

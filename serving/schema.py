@@ -7,9 +7,10 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import unicodedata
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model, field_validator
 
 from pipelines.settings import REPO_ROOT
 from pipelines.usecases.spec import RequestField, UseCase
@@ -30,10 +31,27 @@ def known_values(suite: str, column: str) -> tuple[str, ...]:
     raise ValueError(f"{path} has no expect_column_values_to_be_in_set for {column!r} (a request field's `known`)")
 
 
+def printable(value: str) -> str:
+    """Refuse control, format (the bidirectional overrides among them), private-use and unassigned
+    characters in any string field: an id is echoed back and written to the prediction log, where
+    U+0000 or U+202E would forge or hide what a reader sees."""
+    bad = next((c for c in value if unicodedata.category(c).startswith("C")), None)
+    if bad is not None:
+        raise ValueError(
+            f"contains U+{ord(bad):04X} ({unicodedata.name(bad, 'a control character')}) at position "
+            f"{value.index(bad)}; send printable characters only"
+        )
+    return value
+
+
 def _annotation(spec: RequestField) -> tuple[Any, Any]:
     extra = {"enum": list(known_values(spec.known.suite, spec.known.column))} if spec.known else None
     if spec.type == "string":
-        kind: Any = Annotated[str, StringConstraints(min_length=1, max_length=spec.max_length, pattern=spec.pattern)]
+        kind: Any = Annotated[
+            str,
+            StringConstraints(min_length=1, max_length=spec.max_length, pattern=spec.pattern),
+            AfterValidator(printable),
+        ]
     elif spec.type in ("number", "integer"):
         base = float if spec.type == "number" else int
         kind = Annotated[base, Field(ge=spec.minimum, le=spec.maximum, allow_inf_nan=False)]

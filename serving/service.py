@@ -23,10 +23,12 @@ import bentoml
 
 from pipelines.settings import get_settings
 from pipelines.usecases.spec import UseCase, available, resolve_usecase
+from serving.auth import KeyRing
 from serving.schema import MAX_BATCH, prediction_model, request_model, response_model
 
 # 1,000 items of the largest legal request are about 250 KiB of JSON.
 MAX_BODY_BYTES = 512 * 1024
+MAX_DISCARD_BYTES = 64 * 1024 * 1024  # a refused body is read to its end up to this, so its 413 arrives
 
 
 def served_usecases() -> list[UseCase]:
@@ -55,9 +57,23 @@ class Endpoint:
 class State:
     """What the service instance has loaded, shared with the auth middleware of the same process."""
 
-    keys: dict = {}
+    keyring: KeyRing = KeyRing(dict)  # replaced when the service loads
     endpoints: dict[str, Endpoint] = {}
     reasons: dict[str, str] = dict.fromkeys(SERVED, "starting")
+
+
+async def _discard_body(receive, length: int) -> None:
+    """Read a refused body to its end, up to MAX_DISCARD_BYTES, before answering: a server that answers and
+    closes while the client is still sending resets the connection, and the client sees that instead of
+    the 413 (a probe's 10 MB body did). Beyond the bound the connection is closed after the answer."""
+    left = min(length, MAX_DISCARD_BYTES)
+    while left > 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        left -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 class ApiKeyMiddleware:
@@ -76,8 +92,6 @@ class ApiKeyMiddleware:
             return await self.app(scope, receive, send)
         from starlette.responses import JSONResponse
 
-        from serving.auth import authenticate
-
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         length = headers.get("content-length", "")
         if needed == "predict" and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
@@ -87,12 +101,19 @@ class ApiKeyMiddleware:
                 if length.isdigit()
                 else "send a Content-Length header"
             )
+            if length.isdigit():
+                await _discard_body(receive, int(length))
             return await JSONResponse({"error": message}, status_code=413 if length.isdigit() else 411)(
                 scope, receive, send
             )
         bearer = headers.get("authorization", "")
         presented = bearer[7:].strip() if bearer.lower().startswith("bearer ") else headers.get("x-api-key")
-        key = authenticate(State.keys, presented)
+        ring = State.keyring
+        key = ring.cached(presented)
+        if key is None or ring.stale:  # a key created or revoked since the last read: Vault, off the event loop
+            from starlette.concurrency import run_in_threadpool
+
+            key = await run_in_threadpool(ring.authenticate, presented)
         wanted = needed if name is None else f"predict:{name}"
         if key is None:
             response = JSONResponse(
@@ -117,7 +138,14 @@ class _Service:
         self.settings = get_settings()
         self._lock = threading.Lock()
         self.endpoints: dict[str, Endpoint] = {}
+        State.keyring = KeyRing(self._read_keys, max_age_s=self.settings.api_key_max_age_s)
         self._load()
+
+    def _read_keys(self) -> dict:
+        from pipelines.security.vault import Vault
+        from serving.auth import load_keys
+
+        return load_keys(Vault.from_settings(self.settings))
 
     def _load(self) -> None:
         """(Re)load keys and every use case's features, deployment plan and models. A use case that fails
@@ -160,7 +188,8 @@ class _Service:
                 reasons[name] = f"{type(exc).__name__}: {str(exc)[:300]}"
         with self._lock:
             self.endpoints = {**{n: e for n, e in self.endpoints.items() if n not in loaded}, **loaded}
-            State.keys, State.endpoints, State.reasons = keys, self.endpoints, reasons
+            State.endpoints, State.reasons = self.endpoints, reasons
+            State.keyring.replace(keys)
         for name, endpoint in loaded.items():
             plan = endpoint.routing.plan
             ledger.append(

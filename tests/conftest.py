@@ -29,6 +29,10 @@ for name in ("VAULT_ADDR", "VAULT_TOKEN", "PLATFORM_VAULT_TOKEN", *VAULT_VARIABL
     os.environ.pop(name, None)
 FIRST_DAY = dt.date(2013, 1, 1)
 FLIGHT_DELAY = load_usecase(REPO_ROOT / "usecases", "flight_delay")  # the shipped spec, as the stages take it
+# Fixtures that fit a model on two or three January days exercise serving, registry and orchestration, not
+# quality: such a model reaches about 0.57 ROC AUC and a log-loss skill below 0 (about -0.17: worse than the
+# holdout's base rate), so their gate admits it. make run's seven days pass the shipped gate (0.65, 0.03).
+FEW_DAYS_GATE = {"gate.limits.roc_auc.min": 0.55, "gate.limits.log_loss_skill.min": -1.0}
 
 for name, value in {
     "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",

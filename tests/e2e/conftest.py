@@ -13,7 +13,7 @@ from pipelines.security.vault import issue_credentials
 from pipelines.settings import load_settings
 from pipelines.usecases.spec import windows
 from serving.local import running_service
-from tests.conftest import free_port
+from tests.conftest import FEW_DAYS_GATE, free_port
 from tests.integration.conftest import built  # noqa: F401  (a session fixture, shared)
 
 
@@ -46,14 +46,15 @@ def serve(settings, openbao, tmp_path, ssl=None):
 def trained_models(built, tmp_path_factory):  # noqa: F811
     """An artifact store holding champion v1 (XGBoost fitted on 2 days) and challenger v2 (fitted on 3 days,
     judged by the gate against v1 on the same holdout day and passed): a better model than the one it
-    would replace. Both are admitted under a minimum ROC AUC of 0.55: with the features known at the start
-    of each day, a few days of January reach about 0.57 (make run's seven days reach 0.65)."""
+    would replace. Both are admitted by the gate of FEW_DAYS_GATE."""
     store = tmp_path_factory.mktemp("models") / "store"
     versions = {}
     for alias, train_days in (("champion", 2), ("challenger", 3)):
-        settings = load_settings(data_root=built.settings.data_root, artifact_store_uri=store.as_uri(),
-                                 usecase_overrides={"flight_delay": {**windows(train_days, 1, 1),
-                                                                     "gate.limits.roc_auc.min": 0.55}})  # fmt: skip
+        settings = load_settings(
+            data_root=built.settings.data_root,
+            artifact_store_uri=store.as_uri(),
+            usecase_overrides={"flight_delay": {**windows(train_days, 1, 1), **FEW_DAYS_GATE}},
+        )
         folder = training.prepare_run(settings, "flight_delay", built.days[-1], f"e2e-{alias}")
         training.train_candidate(settings, folder, "xgboost")
         outcome = training.gate_and_register(settings, folder, ["xgboost"])

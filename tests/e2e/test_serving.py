@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import time
 
 import httpx
 import numpy as np
@@ -123,6 +124,9 @@ def test_keys_and_scopes_are_enforced_with_clear_messages(service, headers, path
         ({"flights": [flight(1, carrier="united")]}, "carrier"),
         ({"flights": [flight(1, surprise=1)]}, "surprise"),
         ({"flights": [flight(1, carrier="ZZ")]}, "unknown carrier 'ZZ'"),
+        ({"flights": [flight(1, flight_id="AB\u202eCD")]}, "flight_id"),  # a bidirectional override
+        ({"flights": [flight(1, flight_id="AB\u0000CD")]}, "flight_id"),
+        ({"flights": [flight(1, flight_id="AB CD")]}, "flight_id"),  # outside the spec's pattern
         ({"flights": [flight(1, origin="BOS")]}, "unknown origin 'BOS'"),
         ({"flights": [flight(1, origin=7)]}, "origin"),
         ({"flights": [flight(1, scheduled_departure="tomorrow-ish")]}, "scheduled_departure"),
@@ -138,13 +142,17 @@ def test_bad_requests_get_400_naming_the_field(service, body, field):
     assert field in response.text
 
 
-def test_a_key_created_later_works_after_an_admin_reload(service, openbao):
-    _, version, base, keys = service
+def test_a_key_created_while_the_service_runs_works_at_once_without_a_reload(service, openbao):
+    """A probe found a key made by `platform api-key` refused (401) until an admin reload, and a new admin
+    key unable to do that reload: the service rereads its key set on an unknown key."""
+    _, version, base, _ = service
     late = create_key(openbao.root, "late-consumer", ["predict"])
-    assert httpx.post(f"{base}/predict", json={"flights": [flight(3)]}, headers=auth(late)).status_code == 401
-    reload = httpx.post(f"{base}/admin/reload", json={}, headers=auth(keys["admin"]), timeout=60)
-    assert reload.status_code == 200 and reload.json()["usecases"]["flight_delay"]["variants"][0]["version"] == version
+    time.sleep(2)  # the earlier tests' unknown keys made the service reread its keys moments ago
     assert httpx.post(f"{base}/predict", json={"flights": [flight(3)]}, headers=auth(late)).status_code == 200
+    admin = create_key(openbao.root, "late-operator", ["admin"])
+    time.sleep(2)  # past the service's bound on rereads after the consumer's key
+    reload = httpx.post(f"{base}/admin/reload", json={}, headers=auth(admin), timeout=60)
+    assert reload.status_code == 200 and reload.json()["usecases"]["flight_delay"]["variants"][0]["version"] == version
 
 
 def test_https_with_a_self_signed_certificate(champion, openbao, tmp_path):
@@ -297,6 +305,16 @@ def test_an_oversized_body_is_refused_before_it_is_read(service):
     huge = {"flights": [flight(n, flight_id="X" * 60) for n in range(4000)]}
     response = httpx.post(f"{base}/predict", json=huge, headers=auth(keys["predict"]), timeout=60)
     assert response.status_code == 413 and "exceeds the 512 KiB limit" in response.json()["error"]
+
+
+def test_a_ten_megabyte_body_gets_its_413_not_a_connection_reset(service):
+    """A probe's 10 MB body was answered while it was still being sent, and the client saw a reset."""
+    _, _, base, keys = service
+    body = b'{"flights": [' + b'{"flight_id": "x"},' * (10 * 1024 * 1024 // 19) + b"{}]}"
+    response = httpx.post(f"{base}/predict", content=body, headers={**auth(keys["predict"]),
+                          "content-type": "application/json"}, timeout=60)  # fmt: skip
+    assert response.status_code == 413, response.text
+    assert f"request body of {len(body)} bytes exceeds the 512 KiB limit" in response.json()["error"]
 
 
 @pytest.mark.parametrize("mode", ["positive", "negative"])

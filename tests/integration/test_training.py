@@ -24,6 +24,7 @@ from pipelines.settings import REPO_ROOT, load_settings
 from pipelines.training.dataset import TrainingData, TrainingWindow, feature_definitions_hash
 from pipelines.training.trainers import load_mlp, train_xgboost
 from pipelines.usecases.spec import HYPERPARAMETERS, read_snapshot, resolve_usecase, windows, write_snapshot
+from tests.conftest import FEW_DAYS_GATE
 
 MODEL = "flight_delay"
 
@@ -36,7 +37,7 @@ def trained(built, tmp_path_factory):
     settings = load_settings(
         data_root=built.settings.data_root,
         artifact_store_uri=(tmp_path_factory.mktemp("artifacts") / "store").as_uri(),
-        usecase_overrides={MODEL: {**windows(3, 1, 1), "gate.limits.roc_auc.min": 0.55}},
+        usecase_overrides={MODEL: {**windows(3, 1, 1), **FEW_DAYS_GATE}},
     )  # fmt: skip
     folder = training.prepare_run(settings, MODEL, built.days[-1], "test-run-1")
     for family in ("xgboost", "mlp"):
