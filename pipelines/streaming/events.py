@@ -1,7 +1,8 @@
 """Events: a source table's rows as the operational systems publish them, and the checks every event
 passes before it may change a feature.
 
-An event carries every column of its table (the spec's `sources`), JSON-typed: numbers, strings,
+An event carries the columns of its table that its stream needs (`Stream.carried`: key, time, features;
+personal data such as a tail number stays out of the broker), JSON-typed: numbers, strings,
 timestamps as ISO 8601 with their offset, null for a missing value. The processor holds it to the
 same contract as the daily batch: the column types of the spec, and each expectation of the
 table's suite that every row must meet (not null, in a set, between literal bounds). An expectation
@@ -38,12 +39,14 @@ class Contract:
     bounds: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, table: SourceTable) -> Contract:
+    def of(cls, table: SourceTable, stream: Stream) -> Contract:
+        """The contract of `stream`'s events: the columns it carries, with their types and row rules."""
+        columns = {c: table.columns[c] for c in stream.carried}
         not_null, allowed, bounds = set(), {}, {}
         for expectation in _suite(table.suite):
             kind, kwargs = expectation["type"], expectation["kwargs"]
             column = kwargs.get("column")
-            if column not in table.columns or kwargs.get("mostly", 1) < 1:
+            if column not in columns or kwargs.get("mostly", 1) < 1:
                 continue
             if kind == "expect_column_values_to_not_be_null":
                 not_null.add(column)
@@ -53,7 +56,7 @@ class Contract:
                 low, high = kwargs.get("min_value"), kwargs.get("max_value")
                 if all(v is None or isinstance(v, int | float) for v in (low, high)):  # not a run parameter
                     bounds[column] = (low, high)
-        return cls(dict(table.columns), frozenset(not_null), allowed, bounds)
+        return cls(columns, frozenset(not_null), allowed, bounds)
 
     def check(self, data: dict | None) -> dict:
         """The event's columns parsed to Python values; EventRejected naming the first broken rule."""
@@ -62,7 +65,7 @@ class Contract:
         missing = [c for c in self.columns if c not in data]
         extra = sorted(set(data) - set(self.columns))
         if missing or extra:
-            raise EventRejected(f"columns differ from the table's: missing {missing}, unexpected {extra}")
+            raise EventRejected(f"columns differ from the stream's: missing {missing}, unexpected {extra}")
         row = {name: _parse(name, kind, data[name]) for name, kind in self.columns.items()}
         for name, value in row.items():
             if value is None:
@@ -117,11 +120,30 @@ def event_id(stream_name: str, stream: Stream, row: dict) -> str:
     return f"{stream_name}/" + "|".join(parts)
 
 
-def event_time(stream: Stream, row: dict) -> dt.datetime:
-    """When the event became known (UTC): its time column plus the stream's offset."""
-    return row[stream.event_time.column] + stream.event_time.plus
+def event_time(stream: Stream, row: dict) -> dt.datetime | None:
+    """When the event became known (UTC): its time column plus the stream's offset and minute columns; None
+    when one of those is null (the event did not happen)."""
+    spec = stream.event_time
+    parts = [row[spec.column], *(row[c] for c in spec.plus_minutes)]
+    if any(p is None for p in parts):
+        return None
+    return parts[0] + spec.plus + dt.timedelta(minutes=sum(parts[1:]))
 
 
-def to_json(row: dict) -> dict:
-    """A source row (Python values from Arrow) as an event's JSON payload."""
-    return {k: (v.astimezone(dt.UTC).isoformat() if isinstance(v, dt.datetime) else v) for k, v in row.items()}
+def event_times(data, stream: Stream):
+    """event_time of every row of an Arrow table, as one array (null where the event did not happen). In
+    microseconds: a bound one microsecond past an instant (EventClock) must not round back onto it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    spec = stream.event_time
+    times = pc.add(pc.cast(data[spec.column], pa.timestamp("us", tz="UTC")), pa.scalar(spec.plus, pa.duration("us")))
+    for column in spec.plus_minutes:
+        micros = pc.cast(pc.round(pc.multiply(pc.cast(data[column], pa.float64()), 60_000_000)), pa.int64())
+        times = pc.add(times, pc.cast(micros, pa.duration("us")))
+    return times
+
+
+def to_json(row: dict, columns: list[str]) -> dict:
+    """The `columns` of a source row (Python values from Arrow) as an event's JSON payload."""
+    return {k: (row[k].astimezone(dt.UTC).isoformat() if isinstance(row[k], dt.datetime) else row[k]) for k in columns}

@@ -81,7 +81,8 @@ class StreamProcessor:
         view = self.store.get_feature_view(stream.feature_view)
         keys = [c.name for c in view.entity_columns]
         wanted = keys + [f.name for f in view.features]
-        missing = [c for c in wanted if c not in stream.features]
+        given = [*stream.features, *(stream.window.columns if stream.window else [])]
+        missing = [c for c in wanted if c not in given]
         if missing:
             raise SettingsError(
                 f"{self.usecase.name}: streaming.streams.{name}.features gives no value for {missing} of feature view "
@@ -90,7 +91,7 @@ class StreamProcessor:
         table = self.usecase.sources.tables[stream.table]
         sink = view_sink(engine, view, table, stream)
         return StreamState(name, stream, stream_key(self.usecase.name, name), dead_letter_key(self.usecase.name, name),
-                           Contract.of(table), sink)  # fmt: skip
+                           Contract.of(table, stream), sink)  # fmt: skip
 
     def run(self, stop: threading.Event, block_ms: int = 200) -> None:
         """Process until `stop` is set: first what this consumer read and never acknowledged, then new events."""
@@ -114,20 +115,25 @@ class StreamProcessor:
         for message in messages:
             try:
                 data = state.contract.check(message.data)
+                known_at = event_time(state.spec, data)
+                if known_at is None:
+                    spec = state.spec.event_time
+                    raise EventRejected(f"no event time: one of {[spec.column, *spec.plus_minutes]} is null")
             except EventRejected as exc:
                 self.broker.dead_letter(state.key, state.dead_key, GROUP, message, str(exc))
                 state.counts["dead_lettered"] += 1
                 self.events.labels(self.usecase.name, state.name, "dead_lettered").inc()
                 log.warning("dead-lettered %s %s: %s", state.name, message.id, exc)
                 continue
-            row = {view_col: data[event_col] for view_col, event_col in state.spec.features.items()}
+            row = {column: data[source] for column, source in state.sink.sources.items()}
             row["event_id"] = event_id(state.name, state.spec, data)
-            row[state.sink.timestamp] = event_time(state.spec, data)
+            row[state.sink.timestamp] = known_at
             rows.append(row)
             accepted.append(message)
         written = state.sink.write(rows)
-        if written.newest:
-            self._write_online(state, written.newest)
+        online = state.sink.windows(written.keys, state.spec.window) if state.spec.window else written.newest
+        if online:
+            self._write_online(state, online)
         self.broker.ack(state.key, GROUP, [m.id for m in accepted])
         now = time.time()
         for message in accepted:
@@ -143,7 +149,7 @@ class StreamProcessor:
     def _write_online(self, state: StreamState, rows: list[dict]) -> None:
         import pandas as pd
 
-        frame = pd.DataFrame(rows).drop(columns=["event_id"])
+        frame = pd.DataFrame(rows).drop(columns=["event_id"], errors="ignore")
         frame[state.sink.timestamp] = pd.to_datetime(frame[state.sink.timestamp], utc=True)
         self.store.write_to_online_store(state.spec.feature_view, df=frame)
 

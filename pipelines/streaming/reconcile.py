@@ -57,11 +57,12 @@ def reconcile_day(
     """Compare each stream's rows of `day` with the batch mart; StreamBatchMismatch when any disagree, NothingToDo
     when the stream wrote nothing for the day."""
     import pandas as pd
+    import pyarrow.parquet as pq
 
     from pipelines.features.store import feature_store, query_warehouse
     from pipelines.features.transform import MARTS_SCHEMA
     from pipelines.ingest import partition_path
-    from pipelines.streaming.events import event_time
+    from pipelines.streaming.events import event_times
     from pipelines.streaming.sink import sink_engine, view_sink
 
     if usecase.streaming is None:
@@ -69,12 +70,10 @@ def reconcile_day(
     engine, store = sink_engine(settings, usecase.name), feature_store(settings)
     results = []
     for name, stream in usecase.streaming.streams.items():
-        landed = pd.read_parquet(partition_path(settings, stream.table, day))
-        if landed.empty:
+        landed = pq.read_table(partition_path(settings, stream.table, day))
+        times = [t for t in event_times(landed, stream).to_pylist() if t is not None]
+        if not times:
             continue
-        times = [
-            event_time(stream, {stream.event_time.column: t.to_pydatetime()}) for t in landed[stream.event_time.column]
-        ]
         view = store.get_feature_view(stream.feature_view)
         sink = view_sink(engine, view, usecase.sources.tables[stream.table], stream)
         keys, ts, columns = sink.keys, sink.timestamp, sink.columns
@@ -85,7 +84,12 @@ def reconcile_day(
             results.append(StreamReconciliation(name, view.name, 0, 0, watermark=None))
             continue
         start, end = min(times), min(max(times), newest) + dt.timedelta(microseconds=1)
-        streamed = sink.rows(start, end)
+        if stream.window:  # from the first instant whose whole window the stream saw
+            start = max(start, sink.oldest() + stream.window.length)
+            streamed = window_rows(sink.rows(start - stream.window.length, end), keys, ts, stream.window, start)
+            columns = [*keys, *stream.window.columns]
+        else:
+            streamed = sink.rows(start, end)
         query = (f"SELECT {', '.join([*columns, ts])} FROM {MARTS_SCHEMA}.{view.name} "  # nosec B608 # identifiers from the validated spec and Feast; times from datetimes
                  f"WHERE {ts} >= '{start.isoformat()}' AND {ts} < '{end.isoformat()}'")  # fmt: skip
         batch = query_warehouse(settings, query)
@@ -104,6 +108,25 @@ def reconcile_day(
             f"{usecase.name} {day}: the stream and the batch disagree\n  " + "\n  ".join(r.describe() for r in broken)
         )
     return results
+
+
+def window_rows(events, keys: list[str], ts: str, window, start: dt.datetime):
+    """The view's rows a windowed stream wrote, recomputed from its stored events: at each event time t at or
+    after `start`, per key, the count and means of the key's events in [t - length, t]."""
+    import pandas as pd
+
+    out = []
+    for key, group in events.groupby(keys, sort=False) if not events.empty else []:
+        group = group.sort_values(ts)
+        stamps = group[ts].tolist()
+        for t in sorted({s for s in stamps if s >= start}):
+            inside = group[(group[ts] >= t - window.length) & (group[ts] <= t)]
+            row = {**dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)), ts: t}
+            if window.count:
+                row[window.count] = len(inside)
+            row.update({name: inside[col].mean() for name, col in window.means.items()})
+            out.append(row)
+    return pd.DataFrame(out, columns=[*keys, ts, *window.columns])
 
 
 def _compare(result: StreamReconciliation, batch, streamed, keys: list[str], values: list[str], tolerance: float):

@@ -22,7 +22,7 @@ from pipelines.ingest.landing import source_dir
 from pipelines.ingest.source import read_source
 from pipelines.settings import Settings
 from pipelines.streaming.broker import RedisStreams, stream_key
-from pipelines.streaming.events import event_id, event_time, to_json
+from pipelines.streaming.events import event_id, event_time, event_times, to_json
 from pipelines.usecases.spec import UseCase
 
 
@@ -66,12 +66,12 @@ def stream_events(
         if streams and name not in streams:
             continue
         data = read_source(folder, stream.table, usecase.sources.tables[stream.table])
-        # In microseconds: a bound one microsecond past an instant (EventClock) must not round back onto it.
-        times, plus = pc.cast(data[stream.event_time.column], pa.timestamp("us", tz="UTC")), stream.event_time.plus
-        low = pa.scalar(start.astimezone(dt.UTC) - plus, times.type)
-        high = pa.scalar(end.astimezone(dt.UTC) - plus, times.type)
-        rows = data.filter(pc.and_(pc.greater_equal(times, low), pc.less(times, high))).to_pylist()
-        events += [Event(event_time(stream, row), name, event_id(name, stream, row), to_json(row)) for row in rows]
+        times = event_times(data, stream)
+        low, high = pa.scalar(start.astimezone(dt.UTC), times.type), pa.scalar(end.astimezone(dt.UTC), times.type)
+        rows = data.filter(pc.and_(pc.greater_equal(times, low), pc.less(times, high))).to_pylist()  # null: no event
+        carried = stream.carried
+        events += [Event(event_time(stream, row), name, event_id(name, stream, row), to_json(row, carried))
+                   for row in rows]  # fmt: skip
     return sorted(events, key=lambda e: (e.time, e.stream, e.id))
 
 
@@ -113,12 +113,15 @@ def replay_events(
 class EventClock:
     """The operational systems' time, moved forward by whoever replays consumer traffic: `advance(instant)`
     publishes every event known by `instant` that was not published yet, then waits until the stream
-    processor has acknowledged all of them, so that a request asked at `instant` reads what was known then."""
+    processor has acknowledged all of them, so that a request asked at `instant` reads what was known then.
+    It starts the streams' longest window before `start`, so a windowed value at `start` is whole."""
 
     def __init__(self, settings: Settings, usecase: UseCase, start: dt.datetime, timeout_s: float = 120):
         from pipelines.streaming.processor import GROUP
 
-        self.settings, self.usecase, self.now, self.timeout_s, self.group = settings, usecase, start, timeout_s, GROUP
+        # A windowed stream's value at `start` depends on the events of its window before it: replayed too.
+        self.now = start - usecase.streaming.lookback
+        self.settings, self.usecase, self.timeout_s, self.group = settings, usecase, timeout_s, GROUP
         self.broker = RedisStreams(settings.stream_broker_url)
         self.published: dict[str, int] = dict.fromkeys(usecase.streaming.streams, 0)
         self.waited_s = 0.0

@@ -25,6 +25,7 @@ TYPES = {"int8": sa.BigInteger, "int16": sa.BigInteger, "int32": sa.BigInteger, 
 class Written:
     new: list[dict]  # rows of the batch not seen before
     newest: list[dict]  # rows of the batch (new or redelivered) that are the newest of their key
+    keys: list[tuple]  # the keys the batch touched
 
 
 def sink_engine(settings: Settings, usecase: str) -> sa.Engine:
@@ -65,18 +66,24 @@ def streamed_since(settings: Settings, usecase, instant: dt.datetime) -> frozens
 
 
 def view_sink(engine: sa.Engine, view, table, stream) -> StreamSink:
-    """The sink of Feast feature view `view`, fed by `stream` with the rows of source table `table`."""
-    columns = {view_col: table.columns[col] for view_col, col in stream.features.items()}
+    """The sink of Feast feature view `view`, fed by `stream` with the rows of source table `table`: the view's
+    rows, or, for a stream with a window, the events the window aggregates (join keys and averaged columns)."""
+    sources = dict(stream.features)
+    if stream.window:
+        sources.update({col: col for col in stream.window.means.values()})
+    columns = {name: table.columns[col] for name, col in sources.items()}
     keys = [c.name for c in view.entity_columns]
-    return StreamSink(engine, view.name, keys, columns, view.batch_source.timestamp_field)
+    return StreamSink(engine, view.name, keys, columns, view.batch_source.timestamp_field, sources)
 
 
 class StreamSink:
     """The stream rows of one feature view: `keys` its join keys, `columns` every stored column with its
     source type, `timestamp` the view's timestamp column."""
 
-    def __init__(self, engine: sa.Engine, view: str, keys: list[str], columns: dict[str, str], timestamp: str):
+    def __init__(self, engine: sa.Engine, view: str, keys: list[str], columns: dict[str, str], timestamp: str,
+                 sources: dict[str, str] | None = None):  # fmt: skip
         self.engine, self.keys, self.columns, self.timestamp = engine, keys, columns, timestamp
+        self.sources = sources or {c: c for c in columns}  # stored column <- event column
         schema = SCHEMA if engine.dialect.name == "postgresql" else None
         self.table = sa.Table(
             view,
@@ -91,7 +98,7 @@ class StreamSink:
     def write(self, rows: list[dict]) -> Written:
         """Insert the rows whose event_id is new, in one transaction; say which are new and which are newest."""
         if not rows:
-            return Written([], [])
+            return Written([], [], [])
         t = self.table
         ids = [r["event_id"] for r in rows]
         with self.engine.begin() as con:
@@ -101,13 +108,35 @@ class StreamSink:
             if new:
                 now = dt.datetime.now(dt.UTC)
                 con.execute(self._insert(), [{**r, "processed_at": now} for r in new])
-            newest = []
-            for key in {tuple(r[k] for k in self.keys) for r in rows}:
+            newest, keys = [], sorted({tuple(r[k] for k in self.keys) for r in rows}, key=str)
+            for key in keys:
                 match = sa.and_(*(t.c[k] == v for k, v in zip(self.keys, key, strict=True)))
                 latest = con.execute(sa.select(sa.func.max(t.c[self.timestamp])).where(match)).scalar_one()
                 mine = [r for r in rows if tuple(r[k] for k in self.keys) == key and _same(r[self.timestamp], latest)]
                 newest += mine[:1]
-        return Written(new, newest)
+        return Written(new, newest, keys)
+
+    def windows(self, keys: list[tuple], window) -> list[dict]:
+        """For each key, the window's aggregates as of its newest stored event t, over [t - length, t]: the
+        view's row at t. Computed from the stored events, so a redelivered, duplicated or late event counts
+        once and in its place."""
+        t, rows = self.table, []
+        with self.engine.connect() as con:
+            for key in keys:
+                match = sa.and_(*(t.c[k] == v for k, v in zip(self.keys, key, strict=True)))
+                newest = _utc(con.execute(sa.select(sa.func.max(t.c[self.timestamp])).where(match)).scalar_one())
+                if newest is None:
+                    continue
+                inside = sa.and_(match, t.c[self.timestamp] >= newest - window.length, t.c[self.timestamp] <= newest)
+                aggregates = [sa.func.count().label("__count"),
+                              *(sa.func.avg(t.c[col]).label(name) for name, col in window.means.items())]  # fmt: skip
+                found = con.execute(sa.select(*aggregates).where(inside)).mappings().one()
+                row = {**dict(zip(self.keys, key, strict=True)), self.timestamp: newest}
+                if window.count:
+                    row[window.count] = int(found["__count"])
+                row.update({name: None if found[name] is None else float(found[name]) for name in window.means})
+                rows.append(row)
+        return rows
 
     def _insert(self):
         if self.engine.dialect.name == "postgresql":
@@ -136,6 +165,11 @@ class StreamSink:
     def count(self) -> int:
         with self.engine.connect() as con:
             return con.execute(sa.select(sa.func.count()).select_from(self.table)).scalar_one()
+
+    def oldest(self) -> dt.datetime | None:
+        """The oldest timestamp the stream has written, or None."""
+        with self.engine.connect() as con:
+            return _utc(con.execute(sa.select(sa.func.min(self.table.c[self.timestamp]))).scalar_one())
 
     def newest(self) -> dt.datetime | None:
         """The newest timestamp the stream has written, or None."""

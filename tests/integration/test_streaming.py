@@ -21,7 +21,7 @@ from pipelines.streaming.broker import RedisStreams, dead_letter_key, stream_key
 from pipelines.streaming.events import to_json
 from pipelines.streaming.processor import GROUP, StreamProcessor
 from pipelines.streaming.reconcile import StreamBatchMismatch, reconcile_day
-from pipelines.streaming.replay import replay_events, stream_events
+from pipelines.streaming.replay import EventClock, replay_events, stream_events
 from pipelines.streaming.status import stream_status
 from pipelines.usecases.spec import load_usecase, resolve_usecase
 from tests.conftest import FLIGHT_DELAY, make_settings, require_service
@@ -111,14 +111,15 @@ def processed(settings, usecase) -> dict:
         return running.drain()["streams"]["weather_observations"]
 
 
-def _served_and_joined(settings, usecase, departing_from: dt.datetime, departing_to: dt.datetime):
-    """For the flights departing in [from, to): what the service's online lookup reads now, and what
-    training's point-in-time join gives them at their prediction time, side by side (one row per flight)."""
+def _served_and_joined(settings, usecase, departing_from: dt.datetime, departing_to: dt.datetime, clock=None):
+    """For the flights departing in [from, to): what the service's online lookup reads (at each flight's
+    prediction time, the event clock advanced to it first; without a clock: now), and what training's
+    point-in-time join gives them at their prediction time, side by side (one row per flight)."""
     from pipelines.features.store import build_training_set, training_entities
     from pipelines.security.secrets import pii_salt
     from pipelines.training.dataset import feature_columns
     from serving.model import OnlineFeatures
-    from serving.replay import day_requests
+    from serving.replay import asked_at, day_requests
     from serving.schema import item_model
 
     day = departing_from.date()
@@ -126,9 +127,13 @@ def _served_and_joined(settings, usecase, departing_from: dt.datetime, departing
     requests = [r for r in day_requests(settings, usecase, day)
                 if departing_from.replace(tzinfo=None) <= dt.datetime.fromisoformat(r["scheduled_departure"])
                 < departing_to.replace(tzinfo=None)]  # fmt: skip
-    items = [item_model(usecase)(**r).model_dump() for r in requests]
-    online = pd.DataFrame(OnlineFeatures(settings, usecase, pii_salt(settings)).matrix(items, stored), columns=stored)
-    online.index = [i["flight_id"] for i in items]
+    lookup, parts = OnlineFeatures(settings, usecase, pii_salt(settings)), []
+    for instant, asked in asked_at(usecase, day, requests) if clock else [(None, requests)]:
+        if clock:
+            clock.advance(instant)
+        items = [item_model(usecase)(**r).model_dump() for r in asked]
+        parts.append(pd.DataFrame(lookup.matrix(items, stored), columns=stored, index=[i["flight_id"] for i in items]))
+    online = pd.concat(parts)
     entities = training_entities(settings, usecase, day, day, _local(day + dt.timedelta(days=2), 0))
     entities = entities[entities.flight_id.isin(online.index)].drop(columns=["is_late_arrival", "label_available_at"])
     online = online.loc[entities.flight_id]  # a cancelled flight has no label, so no training row
@@ -137,25 +142,29 @@ def _served_and_joined(settings, usecase, departing_from: dt.datetime, departing
 
 
 def test_served_features_at_the_prediction_time_equal_the_training_join(platform):
+    """Two hours of departures (08:00 to 10:00), each flight looked up at its own prediction time with the
+    event clock replaying the streams up to that instant: every feature the service reads, the weather of
+    the hour before and the airport's departures of the last two hours among them, equals training's
+    point-in-time join at the same instant."""
     usecase = resolve_usecase(platform, "flight_delay")
-    with Running(platform, usecase) as running:
-        for hour in (6, 7):  # the stream an hour further each time; flights departing two hours after it
-            report = replay_events(platform, usecase, _local(STREAMED_DAY, 0), _local(STREAMED_DAY, hour, 30), 0)
-            running.drain()
-            online, offline = _served_and_joined(platform, usecase, _local(STREAMED_DAY, hour + 2),
-                                                 _local(STREAMED_DAY, hour + 3))  # fmt: skip
-            assert len(online) > 20, f"flights departing at {hour + 2}:00"
-            assert report.published["weather_observations"] == 3 * hour + 3  # 3 airports, hours 00 .. hour (ends)
-            weather = ["temperature_f", "humidity_pct", "pressure_mb", "visibility_mi"]
-            assert online[weather].notna().all().all(), "the weather of the hour before the prediction time"
-            for feature in online.columns:
-                np.testing.assert_allclose(
-                    online[feature], offline[feature], rtol=1e-6, err_msg=feature
-                )  # float32 inputs
-    # The stream, not the batch, brought that weather: the batch's online store stopped at midnight.
-    sink = stream_status(platform, usecase).streams[0]
-    assert sink.processed == 24 and sink.dead_lettered == 0 and sink.lag == 0
-    assert sink.newest == _local(STREAMED_DAY, 7).astimezone(dt.UTC).isoformat()
+    start = _local(STREAMED_DAY, 0)
+    with Running(platform, usecase):
+        clock = EventClock(platform, usecase, start)
+        online, offline = _served_and_joined(platform, usecase, _local(STREAMED_DAY, 8), _local(STREAMED_DAY, 10),
+                                             clock)  # fmt: skip
+    assert len(online) > 80, "flights departing from 08:00 to 10:00"
+    weather = ["temperature_f", "humidity_pct", "pressure_mb", "visibility_mi"]
+    assert online[weather].notna().all().all(), "the weather of the hour before the prediction time"
+    departures = ["origin_departures_2h", "origin_dep_delay_2h"]
+    assert online[departures].notna().mean().min() > 0.9, "the airport's departures of the last two hours"
+    assert online["origin_departures_2h"].nunique() > 5, "a value that moves with the instant, not a snapshot"
+    for feature in online.columns:
+        np.testing.assert_allclose(online[feature], offline[feature], rtol=1e-6, err_msg=feature)  # float32 inputs
+    # The stream, not the batch, brought those values: the batch's online store stopped at midnight.
+    known = stream_events(platform, usecase, start - usecase.streaming.lookback, clock.now)
+    for status in stream_status(platform, usecase).streams:
+        published = sum(e.stream == status.stream for e in known)
+        assert status.processed == published > 0 and status.dead_lettered == 0 and status.lag == 0, status
 
 
 def test_a_skewed_stream_fails_parity_and_reconciliation_naming_keys_and_values(platform):
@@ -185,13 +194,17 @@ def test_the_stream_agrees_with_the_batch_for_a_whole_day(platform):
         # The day's batch may run while the stream is short of the day's end: compared up to its watermark.
         replay_events(platform, usecase, DAY_EVENTS[0], _local(STREAMED_DAY, 7, 30), 0)
         running.drain()
-        (partial,) = reconcile_day(platform, usecase, STREAMED_DAY)
-        assert partial.agrees and partial.stream_rows == partial.batch_rows == 21, partial.describe()
-        assert partial.watermark.startswith(_local(STREAMED_DAY, 7).astimezone(dt.UTC).isoformat()[:19])
+        partial = {r.stream: r for r in reconcile_day(platform, usecase, STREAMED_DAY)}
+        weather = partial["weather_observations"]
+        assert weather.agrees and weather.stream_rows == weather.batch_rows == 21, weather.describe()
+        assert weather.watermark.startswith(_local(STREAMED_DAY, 7).astimezone(dt.UTC).isoformat()[:19])
         replay_events(platform, usecase, *DAY_EVENTS, 0)
         running.drain()
-    (result,) = reconcile_day(platform, usecase, STREAMED_DAY)
-    assert result.agrees and result.stream_rows == result.batch_rows == 72, result.describe()
+    result = {r.stream: r for r in reconcile_day(platform, usecase, STREAMED_DAY)}
+    weather, departures = result["weather_observations"], result["flight_departures"]
+    assert weather.agrees and weather.stream_rows == weather.batch_rows == 72, weather.describe()
+    # Each departure's two-hour window, from the first whose window the stream saw whole, equal to dbt's.
+    assert departures.agrees and departures.stream_rows == departures.batch_rows > 500, departures.describe()
 
 
 def _publish(settings, events: list[dict]) -> None:
@@ -201,9 +214,10 @@ def _publish(settings, events: list[dict]) -> None:
 
 
 def _valid_event(hour: int) -> dict:
-    return {"origin": "JFK", "year": 2013, "month": 1, "day": 2, "hour": hour, "temp": 30.0 + hour, "dewp": 20.0,
-            "humid": 60.0, "wind_dir": 250.0, "wind_speed": 10.0, "wind_gust": None, "precip": 0.0,
-            "pressure": 1010.0, "visib": 10.0, "time_hour": f"2013-01-02T{hour + 5:02d}:00:00+00:00"}  # fmt: skip
+    """A weather observation as the stream carries it: its key, time and the columns the view reads."""
+    return {"origin": "JFK", "temp": 30.0 + hour, "dewp": 20.0, "humid": 60.0, "wind_speed": 10.0,
+            "wind_gust": None, "precip": 0.0, "pressure": 1010.0, "visib": 10.0,
+            "time_hour": f"2013-01-02T{hour + 5:02d}:00:00+00:00"}  # fmt: skip
 
 
 def test_bad_events_are_dead_lettered_with_their_reason_and_never_written(platform):
@@ -217,7 +231,7 @@ def test_bad_events_are_dead_lettered_with_their_reason_and_never_written(platfo
         "extra column": ({**_valid_event(1), "snow": 1}, "unexpected ['snow']"),
         "null airport": ({**_valid_event(1), "origin": None}, "origin is null; the suite requires a value"),
         "naive timestamp": ({**_valid_event(1), "time_hour": "2013-01-02T06:00:00"}, "with its offset"),
-        "fractional hour": ({**_valid_event(1), "hour": 1.5}, "hour 1.5 is not an integer (int8)"),
+        "a column it does not carry": ({**_valid_event(1), "hour": 1}, "unexpected ['hour']"),
     }
     _publish(platform, [event for event, _ in bad.values()] + [_valid_event(2)])
     broker = RedisStreams(BROKER_URL)
@@ -271,10 +285,12 @@ def test_a_crash_between_the_writes_and_the_ack_redelivers_and_writes_once(platf
     """The processor dies after writing a batch and before acknowledging it: the next one reads the batch
     again from its pending list, inserts nothing twice and still leaves the online store current."""
     usecase = resolve_usecase(platform, "flight_delay")
-    events = stream_events(platform, usecase, _local(STREAMED_DAY, 0), _local(STREAMED_DAY, 12))
+    events = stream_events(
+        platform, usecase, _local(STREAMED_DAY, 0), _local(STREAMED_DAY, 12), ["weather_observations"]
+    )
     _publish(platform, [e.data for e in events])
     first = StreamProcessor(platform, usecase)
-    (state,) = first.streams
+    state = next(s for s in first.streams if s.name == "weather_observations")
     messages = first.broker.read(state.key, GROUP, first.consumer, 1000, 0, pending=False)
     monkeypatch.setattr(first.broker, "ack", lambda *a: (_ for _ in ()).throw(SystemExit("killed before the ack")))
     with pytest.raises(SystemExit):
@@ -317,6 +333,8 @@ def test_sigkill_of_the_processor_mid_stream_loses_and_duplicates_no_event(platf
             time.sleep(0.1)
     assert 10 <= killed_at < 72, "killed mid-stream"
     assert status.published == 72 and status.processed == 72 and status.dead_lettered == 0
+    departures = stream_status(settings, usecase).streams[1]
+    assert departures.published == departures.processed > 800 and departures.lag == 0, departures
     sink_rows = _sink_event_ids(settings)
     assert len(sink_rows) == len(set(sink_rows)) == 72, "each event once"
     online = (
@@ -326,7 +344,8 @@ def test_sigkill_of_the_processor_mid_stream_loses_and_duplicates_no_event(platf
         )
         .to_dict()
     )
-    last_hour = [e for e in stream_events(settings, usecase, start, end) if e.data["hour"] == 23]
+    observations = stream_events(settings, usecase, start, end, ["weather_observations"])
+    last_hour = [e for e in observations if e.data["time_hour"] == observations[-1].data["time_hour"]]
     assert online["temperature_f"] == [e.data["temp"] for e in sorted(last_hour, key=lambda e: e.data["origin"])]
 
 
@@ -342,14 +361,17 @@ def _sink_event_ids(settings) -> list[str]:
 def test_replay_publishes_in_event_time_order_at_the_requested_speed(platform):
     usecase = resolve_usecase(platform, "flight_delay")
     start = _local(STREAMED_DAY, 0)
-    report = replay_events(platform, usecase, start, start + dt.timedelta(hours=3), speed=3 * 3600 / 1.5)
+    report = replay_events(platform, usecase, start, start + dt.timedelta(hours=3), speed=3 * 3600 / 1.5,
+                           streams=["weather_observations"])  # fmt: skip
     assert report.published == {"weather_observations": 9} and 1.0 <= report.seconds <= 3.0
     entries = RedisStreams(BROKER_URL).entries(stream_key("flight_delay", "weather_observations"))
     times = [e["event_time"] for e in entries]
     assert times == sorted(times) and times[0] == start.astimezone(dt.UTC).isoformat()
     first = json.loads(entries[0]["data"])
-    assert first == to_json({**first, "time_hour": dt.datetime.fromisoformat(first["time_hour"])})
-    assert first["hour"] == 23 and first["day"] == 1, "the observation of 23:00 is known at midnight"
+    carried = usecase.streaming.streams["weather_observations"].carried
+    assert first == to_json({**first, "time_hour": dt.datetime.fromisoformat(first["time_hour"])}, carried)
+    assert sorted(first) == sorted(carried) and "year" not in first, "an event carries what its stream reads"
+    assert first["time_hour"] == "2013-01-02T04:00:00+00:00", "the observation of 23:00 is known at midnight"
 
 
 def test_the_daily_batch_leaves_a_view_its_stream_is_past_to_the_stream(platform):
@@ -362,10 +384,10 @@ def test_the_daily_batch_leaves_a_view_its_stream_is_past_to_the_stream(platform
         replay_events(platform, usecase, DAY_EVENTS[0], _local(STREAMED_DAY + dt.timedelta(days=1), 3, 30), 0)
         running.drain()
     end = _local(STREAMED_DAY + dt.timedelta(days=1), 0)
-    assert streamed_since(platform, usecase, end) == {"origin_weather"}
+    assert streamed_since(platform, usecase, end) == {"origin_weather", "origin_departure_delays"}
     assert streamed_since(platform, usecase, _local(STREAMED_DAY + dt.timedelta(days=2), 0)) == frozenset()
     result = materialize(platform, usecase, end, streamed_past_end=streamed_since(platform, usecase, end))
-    assert result.left_to_stream == ["origin_weather"]
+    assert result.left_to_stream == ["origin_departure_delays", "origin_weather"]
     online = (
         feature_store(platform)
         .get_online_features(
@@ -374,8 +396,8 @@ def test_the_daily_batch_leaves_a_view_its_stream_is_past_to_the_stream(platform
         )
         .to_dict()
     )
-    three_am = [e for e in stream_events(platform, usecase, end, _local(end.date(), 3, 30))
-                if e.data["origin"] == "EWR" and e.data["hour"] == 2]  # fmt: skip
+    three_am = [e for e in stream_events(platform, usecase, end, _local(end.date(), 3, 30), ["weather_observations"])
+                if e.data["origin"] == "EWR" and e.time == _local(end.date(), 3)]  # fmt: skip
     assert online["temperature_f"] == [three_am[0].data["temp"]], "the stream's 03:00 value, not the batch's 00:00"
     assert online["carrier_flights_28d"][0] > 0, "views without a stream are materialized as before"
 
@@ -430,17 +452,20 @@ def test_the_stream_sink_inserts_each_event_once_and_names_the_newest_row_of_eac
 def test_the_event_clock_publishes_the_events_known_at_an_instant_itself_and_waits_for_the_processor(platform):
     """A request asked at 04:00 reads the observation that became known at 04:00 (one second or a microsecond
     past an instant must not round back onto it), and nothing known later."""
-    from pipelines.streaming.replay import EventClock
 
     usecase = resolve_usecase(platform, "flight_delay")
     with Running(platform, usecase):
         clock = EventClock(platform, usecase, _local(STREAMED_DAY, 0))
         clock.advance(_local(STREAMED_DAY, 3, 59))
-        assert clock.published == {"weather_observations": 12}  # known at 00:00 .. 03:00
+        # From two hours before the start (the departures' window): the weather known at 22:00 .. 03:00.
+        assert clock.published["weather_observations"] == 18
         clock.advance(_local(STREAMED_DAY, 4))
-        assert clock.published == {"weather_observations": 15}
+        assert clock.published["weather_observations"] == 21
         clock.advance(_local(STREAMED_DAY, 3))  # time never runs backwards
-        assert clock.published == {"weather_observations": 15}
+        assert clock.published["weather_observations"] == 21
+        evening, four = _local(STREAMED_DAY - dt.timedelta(days=1), 22), _local(STREAMED_DAY, 4)
+        departed = stream_events(platform, usecase, evening, four + dt.timedelta(microseconds=1), ["flight_departures"])
+        assert clock.published["flight_departures"] == len(departed)
         online = (
             feature_store(platform)
             .get_online_features(features=["origin_weather:temperature_f"], entity_rows=[{"origin": "EWR"}])

@@ -102,8 +102,22 @@ origin_weather = FeatureView(
     description="Latest hourly weather observation at the departure airport, at most 3 hours old.",
 )
 
-flight_delay_v1 = FeatureService(
-    name="flight_delay_v1",
-    features=[carrier_delay_rates, route_delay_rates, plane_features, origin_weather],
-    description="Stored features of the flight-delay model, version 1 (plus request-time schedule features).",
+origin_departure_delays = FeatureView(
+    name="origin_departure_delays",
+    entities=[origin_airport],
+    ttl=timedelta(hours=3),
+    schema=[
+        Field(name="origin_departures_2h", dtype=Int64),
+        Field(name="origin_dep_delay_2h", dtype=Float64),
+    ],
+    source=mart_source("origin_departure_delays"),
+    description="Departures of the last two hours at the airport and their mean delay, as of the latest departure "
+    "(kept current by the flight_departures stream).",
+)
+
+# Version 2 adds the airport's departures of the last two hours: the day's own delays so far.
+flight_delay_v2 = FeatureService(
+    name="flight_delay_v2",
+    features=[carrier_delay_rates, route_delay_rates, plane_features, origin_weather, origin_departure_delays],
+    description="Stored features of the flight-delay model, version 2 (plus request-time schedule features).",
 )
