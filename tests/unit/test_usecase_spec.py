@@ -150,6 +150,25 @@ def test_the_spec_refuses_a_stream_that_does_not_fit_its_sources_and_views():
                          {f"streaming.streams.weather_observations.{field}": value})  # fmt: skip
 
 
+def test_the_spec_refuses_a_windowed_stream_that_cannot_be_computed():
+    where = "streaming.streams.flight_departures"
+    for field, value, message in (
+        ("event_time.plus_minutes", ["minute", "carrier"], "adds or averages ['carrier'], which are not numeric"),
+        ("window.means", {"origin_dep_delay_2h": "tailnum"}, "adds or averages ['tailnum'], which are not numeric"),
+        ("window.length", "P2D", "is not more than 0 and at most a day"),
+        ("window", {"length": "PT2H"}, "aggregates nothing"),
+    ):
+        with pytest.raises(UseCaseError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            load_usecase(REPO_ROOT / "usecases", "flight_delay", {f"{where}.{field}": value})
+
+
+def test_an_event_carries_only_what_its_stream_reads():
+    departures = load_usecase(REPO_ROOT / "usecases", "flight_delay").streaming.streams["flight_departures"]
+    assert departures.carried == ["year", "month", "day", "carrier", "flight", "origin", "time_hour", "minute",
+                                  "dep_delay"]  # fmt: skip
+    assert "tailnum" not in departures.carried, "personal data never enters the broker"
+
+
 def test_the_lead_time_reaches_the_spec_and_a_bad_one_is_refused_naming_the_field():
     spec = load_usecase(REPO_ROOT / "usecases", "flight_delay", {"prediction.lead_time": "PT2H"})
     assert spec.prediction.lead_time.total_seconds() == 7200 and not spec.prediction.start_of_day
