@@ -12,7 +12,7 @@ from pipelines.deploy.plan import DeploymentPlan, Variant, read_plan
 from pipelines.errors import PlatformError
 from pipelines.export.onnx import OnnxScorer
 from pipelines.features.pii import hash_pii
-from pipelines.features.request_time import time_features
+from pipelines.features.request_time import prediction_time, time_features
 from pipelines.features.store import feature_store
 from pipelines.registry.registry import Registry
 from pipelines.security.audit import AuditLedger
@@ -84,6 +84,9 @@ class OnlineFeatures:
         self.store = feature_store(settings)
         self.service = self.store.get_feature_service(usecase.features.feature_service)
         self.salt = salt
+        # Each stored feature's time to live (its view's ttl), as training's point-in-time join applies it.
+        views = [(p, self.store.get_feature_view(p.name)) for p in self.service.feature_view_projections]
+        self.ttl = {feature.name: view.ttl for projection, view in views for feature in projection.features}
 
     def matrix(self, items: list[dict], features: list[str]) -> np.ndarray:
         """`items`: the request's items as dicts of their fields."""
@@ -91,13 +94,30 @@ class OnlineFeatures:
 
         serving, spec = self.usecase.serving, self.usecase.features
         rows = [{key: serving.key_of(key, item, self._hash) for key in spec.join_keys} for item in items]
-        stored = self.store.get_online_features(features=self.service, entity_rows=rows).to_dict()
+        stored = self.store.get_online_features(features=self.service, entity_rows=rows).to_dict(
+            include_event_timestamps=True
+        )
         local = pd.Series([item[serving.time].replace(tzinfo=None) for item in items])
         frame = pd.DataFrame({k: v for k, v in stored.items() if k in features})
+        self._expire(frame, stored, local)
         frame = frame.join(time_features(local, spec.request_time.prefix))
         for name in spec.request_inputs:
             frame[name] = [item[name] for item in items]
         return frame.reindex(columns=features).to_numpy(dtype=np.float32, na_value=np.nan)
+
+    def _expire(self, frame, stored: dict, local) -> None:
+        """Blank each value older than its view's ttl at the item's prediction time, as the training join does:
+        the online store keeps a view's last value however old (the evening's last departures, read the next
+        morning before any flight has left), where training finds nothing that old."""
+        import pandas as pd
+
+        instants = prediction_time(self.usecase.prediction, local.dt.normalize(), local, self.usecase.tz)
+        for name in frame.columns:
+            ttl = self.ttl.get(name)
+            if not ttl or f"{name}__ts" not in stored:
+                continue
+            written = pd.to_datetime(pd.Series(stored[f"{name}__ts"], dtype="float64"), unit="s", utc=True)
+            frame.loc[(written < instants - ttl).to_numpy(), name] = np.nan
 
     def _hash(self, value: str) -> str:
         return hash_pii(value, self.salt)

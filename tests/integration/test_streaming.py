@@ -474,3 +474,30 @@ def test_the_event_clock_publishes_the_events_known_at_an_instant_itself_and_wai
     four = [e for e in stream_events(platform, usecase, _local(STREAMED_DAY, 4), _local(STREAMED_DAY, 4, 1))
             if e.data["origin"] == "EWR"]  # fmt: skip
     assert online["temperature_f"] == [four[0].data["temp"]] and stream_status(platform, usecase).streams[0].lag == 0
+
+
+def test_a_value_older_than_its_views_ttl_at_the_prediction_time_is_not_served(platform):
+    """The online store keeps the evening's last departures all night; training's join drops them once
+    they are older than the view's ttl (3 hours) at a flight's prediction time, and so must serving."""
+    from pipelines.security.secrets import pii_salt
+    from serving.model import OnlineFeatures
+    from serving.schema import item_model
+
+    usecase = resolve_usecase(platform, "flight_delay")
+    evening, midnight = _local(STREAMED_DAY, 18), _local(STREAMED_DAY + dt.timedelta(days=1), 0)
+    with Running(platform, usecase) as running:
+        replay_events(platform, usecase, evening, midnight, 0, ["flight_departures"])
+        running.drain()
+    last = stream_events(platform, usecase, evening, midnight, ["flight_departures"])[-1].time.astimezone(TZ)
+    assert midnight + dt.timedelta(hours=5) - last > dt.timedelta(hours=3)
+    item = item_model(usecase)(flight_id="probe", carrier="UA", origin="EWR", destination="IAH",
+                               scheduled_departure=dt.datetime(2013, 1, 3, 7, 0)).model_dump()  # fmt: skip
+    lookup, columns = (
+        OnlineFeatures(platform, usecase, pii_salt(platform)),
+        ["origin_departures_2h", "carrier_flights_7d"],
+    )
+    morning = lookup.matrix([item], columns)[0]
+    assert np.isnan(morning[0]), "asked at 05:00: the evening's departures expired"
+    assert np.isfinite(morning[1]), "the midnight rates (ttl 2 days) are still served"
+    soon = {**item, "scheduled_departure": last.replace(tzinfo=None) + dt.timedelta(hours=3)}  # asked 1 h after it
+    assert lookup.matrix([soon], columns)[0][0] >= 1, "inside the ttl: served"
