@@ -71,13 +71,15 @@ def window_data(data: TrainingData, usecase: UseCase, window: TrainingWindow) ->
     )
     part = frame[(day >= window.train_start) & (day <= window.holdout_end) & known].copy()
     part["split"] = [window.split_of(d) for d in days_of(part, usecase)]
-    return TrainingData(part.reset_index(drop=True), data.features, window, data.label, data.entity_id, data.task)
+    return TrainingData(part.reset_index(drop=True), data.features, window, data.label, data.entity_id, data.task,
+                        data.increasing)  # fmt: skip
 
 
 def _frame_data(usecase: UseCase, frame: pd.DataFrame, features: list[str], window: TrainingWindow | None = None):
     """Rows of the backtest's frame as the use case's training data (the window, if any, set later)."""
     f = usecase.features
-    return TrainingData(frame, features, window, f.label.column, f.entity_id, usecase.task)
+    return TrainingData(frame, features, window, f.label.column, f.entity_id, usecase.task,
+                        [c for c in usecase.gate.behaviour.increasing if c in features])  # fmt: skip
 
 
 def fit(usecase: UseCase, data: TrainingData, version: int, seed: int) -> tuple[Champion, dict]:

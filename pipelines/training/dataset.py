@@ -13,7 +13,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -102,6 +102,7 @@ class TrainingData:
     label: str
     entity_id: str
     task: str  # the spec's task: binary_classification or regression
+    increasing: list[str] = field(default_factory=list)  # features the model must not find less risky as they rise
 
     def split(self, name: str) -> pd.DataFrame:
         return self.frame[self.frame["split"] == name]
@@ -116,7 +117,7 @@ class TrainingData:
         path = folder / "dataset.parquet"
         self.frame.to_parquet(path, index=False)
         meta = {"features": self.features, "window": self.window.as_dict(), "label": self.label,
-                "entity_id": self.entity_id, "task": self.task}  # fmt: skip
+                "entity_id": self.entity_id, "task": self.task, "increasing": self.increasing}  # fmt: skip
         (folder / "dataset.json").write_text(json.dumps(meta))
         return path
 
@@ -125,7 +126,8 @@ class TrainingData:
         meta = json.loads((folder / "dataset.json").read_text())
         frame = pd.read_parquet(folder / "dataset.parquet")
         window = TrainingWindow.from_dict(meta["window"])
-        return cls(frame, meta["features"], window, meta["label"], meta["entity_id"], meta["task"])
+        return cls(frame, meta["features"], window, meta["label"], meta["entity_id"], meta["task"],
+                   meta.get("increasing", []))  # fmt: skip
 
 
 def build_dataset(
@@ -157,4 +159,10 @@ def build_dataset(
             )
     keep = [f.entity_id, *f.join_keys, f.request_time.column, "split", label, available_at]
     frame = frame[keep + [c for c in features if c not in keep]].reset_index(drop=True)
-    return TrainingData(frame, features, window, label, f.entity_id, usecase.task)
+    return TrainingData(frame, features, window, label, f.entity_id, usecase.task, _increasing(usecase, features))
+
+
+def _increasing(usecase: UseCase, features: list[str]) -> list[str]:
+    """The gate's `behaviour.increasing` features among the model's: trainers that can hold a model to them
+    do (XGBoost's monotone constraints), rather than leave it to the gate to reject."""
+    return [f for f in usecase.gate.behaviour.increasing if f in features]

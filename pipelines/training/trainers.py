@@ -89,7 +89,7 @@ def train_xgboost(data: TrainingData, params: dict, *, seed: int, device: str) -
     x_train, y_train = data.xy("train")
     x_val, y_val = data.xy("validation")
     started = time.monotonic()
-    params = {**params, **XGBOOST_FIXED[data.task]}
+    params = {**params, **XGBOOST_FIXED[data.task], **_monotone(data)}
     model = _xgboost_estimator(data.task)(**params, device=device, random_state=seed, n_jobs=2)
     # numpy inputs: the booster's features are f0..fN, the names onnxmltools expects
     model.fit(x_train.to_numpy(), y_train.to_numpy(), eval_set=[(x_val.to_numpy(), y_val.to_numpy())], verbose=False)
@@ -98,13 +98,21 @@ def train_xgboost(data: TrainingData, params: dict, *, seed: int, device: str) -
     return _xgboost_trained(model, data, params, seed, device, seconds)
 
 
+def _monotone(data: TrainingData) -> dict:
+    """XGBoost's monotone constraints for the features the gate requires to raise the prediction (never lower
+    it): held by every tree, instead of found broken by the gate after training."""
+    if not data.increasing:
+        return {}
+    return {"monotone_constraints": "(" + ",".join("1" if f in data.increasing else "0" for f in data.features) + ")"}
+
+
 def train_xgboost_dask(data: TrainingData, params: dict, *, seed: int, client) -> TrainedModel:
     """The same model through `xgboost.dask` on a Dask cluster (`client`): the training rows are
     partitioned across the workers, which build the histograms together (scale-out past one
     machine's memory). Exported and stored exactly as `train_xgboost`'s."""
     import dask.array as da
 
-    params = {**params, **XGBOOST_FIXED[data.task]}
+    params = {**params, **XGBOOST_FIXED[data.task], **_monotone(data)}
     x_train, y_train = (a.to_numpy() for a in data.xy("train"))
     x_val, y_val = (a.to_numpy() for a in data.xy("validation"))
     workers = max(len(client.scheduler_info()["workers"]), 1)
