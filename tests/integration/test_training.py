@@ -153,6 +153,29 @@ def test_onnx_matches_the_native_model_reloaded_from_its_safe_format(trained, fa
     assert manifest["metrics"]["onnx"]["parity"] < settings.onnx_parity_tolerance
 
 
+def test_xgboost_never_lowers_its_prediction_as_an_increasing_feature_rises(trained):
+    """The gate's behaviour.increasing (route_late_rate_7d) is a monotone constraint of training: raising the
+    feature for every holdout row, by any amount, lowers no row's prediction."""
+    import xgboost as xgb
+
+    settings, folder, outcome, registry = trained
+    [entry] = [r for r in outcome["registered"] if r["family"] == "xgboost"]
+    manifest, files = registry.load_files(MODEL, entry["version"])
+    data = TrainingData.load(Path(folder))
+    assert data.increasing == ["route_late_rate_7d"]
+    assert manifest["training"]["params"]["monotone_constraints"].count("1") == 1
+    booster = xgb.Booster()
+    booster.load_model(bytearray(files["model.ubj"]))
+    x = data.split("holdout")[data.features].to_numpy(dtype=np.float32)
+    column = data.features.index("route_late_rate_7d")
+    x = x[~np.isnan(x[:, column])]  # a missing rate takes its own branch: not a value to raise
+    before = booster.predict(xgb.DMatrix(x))
+    for step in (0.05, 0.3, 1.0):
+        raised = x.copy()
+        raised[:, column] += step
+        assert (booster.predict(xgb.DMatrix(raised)) >= before - 1e-6).all(), step
+
+
 def test_training_is_deterministic_for_a_seed(trained):
     _, folder, _, _ = trained
     data = TrainingData.load(Path(folder))
