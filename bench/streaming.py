@@ -39,9 +39,10 @@ BARE_KEY = KEY + ":bare"  # the baseline's own stream
 
 def event(i: int) -> tuple[str, str, dict]:
     when = BASE + dt.timedelta(hours=i // len(ORIGINS))
+    # The columns the weather stream carries.
     data = {"origin": ORIGINS[i % len(ORIGINS)], "temp": 40.0, "dewp": 30.0, "humid": 60.0, "wind_speed": 10.0,
             "wind_gust": None, "precip": 0.0, "pressure": 1000.0 + i, "visib": 10.0,
-            "time_hour": when.isoformat()}  # fmt: skip  (the columns the weather stream carries)
+            "time_hour": when.isoformat()}  # fmt: skip
     return f"bench/{i}", (when + dt.timedelta(hours=1)).isoformat(), data
 
 
