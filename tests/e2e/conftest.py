@@ -44,12 +44,13 @@ def serve(settings, openbao, tmp_path, ssl=None):
 
 @pytest.fixture(scope="session")
 def trained_models(built, tmp_path_factory):  # noqa: F811
-    """An artifact store holding champion v1 (XGBoost fitted on 2 days) and challenger v2 (fitted on 3 days,
-    judged by the gate against v1 on the same holdout day and passed): a better model than the one it
-    would replace. Both are admitted by the gate of FEW_DAYS_GATE."""
+    """An artifact store holding champion v1 (XGBoost fitted on 3 days) and challenger v2 (fitted on the 2
+    days before the holdout, judged by the gate against v1 on the same holdout day and passed: ROC AUC
+    0.593 against 0.579, log-loss skill -0.161 against -0.172): a better model than the one it would
+    replace. Both are admitted by the gate of FEW_DAYS_GATE."""
     store = tmp_path_factory.mktemp("models") / "store"
     versions = {}
-    for alias, train_days in (("champion", 2), ("challenger", 3)):
+    for alias, train_days in (("champion", 3), ("challenger", 2)):
         settings = load_settings(
             data_root=built.settings.data_root,
             artifact_store_uri=store.as_uri(),
