@@ -12,15 +12,17 @@ would otherwise refuse values the batch keeps, and the two would disagree.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import functools
 import json
 import math
+import zoneinfo
 from dataclasses import dataclass, field
 
 from pipelines.settings import REPO_ROOT
 from pipelines.usecases.spec import SourceTable
-from pipelines.usecases.streaming import Stream
+from pipelines.usecases.streaming import EventTime, Stream
 
 INTEGER_RANGES = {"int8": 2**7, "int16": 2**15, "int32": 2**31, "int64": 2**63}
 
@@ -120,28 +122,120 @@ def event_id(stream_name: str, stream: Stream, row: dict) -> str:
     return f"{stream_name}/" + "|".join(parts)
 
 
-def event_time(stream: Stream, row: dict) -> dt.datetime | None:
-    """When the event became known (UTC): its time column plus the stream's offset and minute columns; None
-    when one of those is null (the event did not happen)."""
-    spec = stream.event_time
-    parts = [row[spec.column], *(row[c] for c in spec.plus_minutes)]
-    if any(p is None for p in parts):
-        return None
-    return parts[0] + spec.plus + dt.timedelta(minutes=sum(parts[1:]))
+class Timing:
+    """When a stream's events became known: the spec's `event_time`, with the time zone of each place a local clock
+    is read in (`zones`: place -> IANA zone). A row missing a part of its time, or a place without a zone, has
+    none: the event did not happen, or cannot be placed (dead-lettered with that reason)."""
+
+    def __init__(self, spec: EventTime, zones: dict[str, str] | None = None):
+        self.spec, self.zones = spec, dict(zones or {})
+        self._key = (spec.model_dump_json(), tuple(sorted(self.zones.items())))
+
+    def at(self, row: dict) -> dt.datetime | None:
+        """The event time (UTC) of one event's parsed columns."""
+        spec = self.spec
+        minutes = [row[c] for c in spec.plus_minutes]
+        base = row[spec.column] if spec.local is None else self._local(row)
+        if base is None or any(m is None for m in minutes):
+            return None
+        return base + spec.plus + dt.timedelta(minutes=sum(minutes))
+
+    def of(self, data):
+        """`at` of every row of an Arrow table, as one array (null where the event did not happen). In
+        microseconds: a bound one microsecond past an instant (EventClock) must not round back onto it."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        spec = self.spec
+        base = _cast_us(data[spec.column]) if spec.local is None else self._locals(data)
+        times = pc.add(base, pa.scalar(spec.plus, pa.duration("us")))
+        for column in spec.plus_minutes:
+            micros = pc.cast(pc.round(pc.multiply(pc.cast(data[column], pa.float64()), 60_000_000)), pa.int64())
+            times = pc.add(times, pc.cast(micros, pa.duration("us")))
+        return times
+
+    def _local(self, row: dict) -> dt.datetime | None:
+        local, zone = self.spec.local, self.zones.get(row[self.spec.zone.column])
+        parts = [row[c] for c in (*local.date, local.clock)]
+        if zone is None or any(p is None for p in parts):
+            return None
+        after = row[local.next_day_before] if local.next_day_before else None
+        wall = dt.datetime(*parts[:3]) + dt.timedelta(
+            days=1 if after is not None and parts[3] < after else 0, hours=parts[3] // 100, minutes=parts[3] % 100
+        )
+        return wall_to_utc(wall, zone)
+
+    def _locals(self, data):
+        """The local clocks of a table as UTC instants, vectorised per zone (cached: the replayer asks for the same
+        table's times at every step of the clock)."""
+        cache_key = (id(data), self._key)
+        if cache_key in _LOCAL_TIMES and _LOCAL_TIMES[cache_key][0] is data:
+            return _LOCAL_TIMES[cache_key][1]
+        import numpy as np
+        import pandas as pd
+        import pyarrow as pa
+
+        local, place = self.spec.local, self.spec.zone.column
+        frame = data.select(list(dict.fromkeys([*local.date, local.clock, place,
+                                                *([local.next_day_before] if local.next_day_before else [])])))  # fmt: skip
+        frame = frame.to_pandas()
+        year, month, day = (frame[c] for c in local.date)
+        clock = frame[local.clock].astype("float64")
+        wall = pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": day}), errors="coerce")
+        later = (clock < frame[local.next_day_before].astype("float64")) if local.next_day_before else False
+        wall = wall + pd.to_timedelta(np.where(later, 1, 0), unit="D")
+        wall = wall + pd.to_timedelta(np.floor(clock / 100) * 60 + np.mod(clock, 100), unit="min")
+        utc = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us, UTC]")
+        zones = frame[place].map(self.zones)
+        for zone, rows in wall.groupby(zones).groups.items():
+            walls = wall[rows]
+            placed = walls.dt.tz_localize(zone, ambiguous=np.zeros(len(walls), dtype=bool), nonexistent="NaT")
+            utc[rows] = placed.dt.tz_convert("UTC")
+            gaps = walls.notna() & utc[rows].isna()  # in a spring-forward gap: as wall_to_utc places them
+            for i in walls.index[gaps]:
+                utc[i] = wall_to_utc(walls[i].to_pydatetime(), zone)
+        times = pa.array(utc, type=pa.timestamp("us", tz="UTC"), from_pandas=True)
+        if len(_LOCAL_TIMES) >= 8:
+            _LOCAL_TIMES.pop(next(iter(_LOCAL_TIMES)))
+        _LOCAL_TIMES[cache_key] = (data, times)
+        return times
 
 
-def event_times(data, stream: Stream):
-    """event_time of every row of an Arrow table, as one array (null where the event did not happen). In
-    microseconds: a bound one microsecond past an instant (EventClock) must not round back onto it."""
+_LOCAL_TIMES: dict = {}
+
+
+def wall_to_utc(wall: dt.datetime, zone: str) -> dt.datetime:
+    """A local wall clock in `zone` as a UTC instant, as the warehouse's `AT TIME ZONE` places it (DuckDB and
+    PostgreSQL agree): a clock the autumn change repeats is standard time (the later instant), one the spring
+    change skips keeps the offset before the change (02:30 is read as 03:30 of the new offset)."""
+    tz = zoneinfo.ZoneInfo(zone)
+    early, late = (wall.replace(tzinfo=tz, fold=f).astimezone(dt.UTC) for f in (0, 1))
+    repeated = late.astimezone(tz).replace(tzinfo=None) == wall  # fold 1 is a real reading of the clock
+    return late if repeated else early
+
+
+def timing(settings, usecase, stream: Stream) -> Timing:
+    """The Timing of `stream` of `usecase`: with a local clock, the zones of its reference table (and dbt seed)."""
+    zone = stream.event_time.zone
+    if zone is None:
+        return Timing(stream.event_time)
+    from pipelines.ingest.landing import source_dir
+    from pipelines.ingest.source import read_source
+
+    table = read_source(source_dir(settings, usecase.sources), zone.table, usecase.sources.tables[zone.table])
+    zones = {k: v for k, v in zip(table[zone.key].to_pylist(), table[zone.name].to_pylist(), strict=True) if k and v}
+    if zone.seed:
+        with (REPO_ROOT / "dbt" / "seeds" / f"{zone.seed}.csv").open(newline="") as seed:
+            for row in csv.DictReader(seed):
+                zones.setdefault(row[zone.key], row[zone.name])
+    return Timing(stream.event_time, zones)
+
+
+def _cast_us(column):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    spec = stream.event_time
-    times = pc.add(pc.cast(data[spec.column], pa.timestamp("us", tz="UTC")), pa.scalar(spec.plus, pa.duration("us")))
-    for column in spec.plus_minutes:
-        micros = pc.cast(pc.round(pc.multiply(pc.cast(data[column], pa.float64()), 60_000_000)), pa.int64())
-        times = pc.add(times, pc.cast(micros, pa.duration("us")))
-    return times
+    return pc.cast(column, pa.timestamp("us", tz="UTC"))
 
 
 def to_json(row: dict, columns: list[str]) -> dict:

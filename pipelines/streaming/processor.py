@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pipelines.errors import SettingsError
 from pipelines.settings import Settings
 from pipelines.streaming.broker import Message, RedisStreams, dead_letter_key, stream_key
-from pipelines.streaming.events import Contract, EventRejected, event_id, event_time
+from pipelines.streaming.events import Contract, EventRejected, Timing, event_id, timing
 from pipelines.streaming.sink import StreamSink, sink_engine, view_sink
 from pipelines.usecases.spec import UseCase
 from pipelines.usecases.streaming import Stream
@@ -43,6 +43,7 @@ class StreamState:
     key: str
     dead_key: str
     contract: Contract
+    timing: Timing
     sink: StreamSink
     counts: dict[str, int] = field(default_factory=lambda: {"processed": 0, "duplicates": 0, "dead_lettered": 0})
     newest_event: str | None = None
@@ -88,10 +89,16 @@ class StreamProcessor:
                 f"{self.usecase.name}: streaming.streams.{name}.features gives no value for {missing} of feature view "
                 f"{view.name}; map each of its join keys and features to an event column"
             )
+        if stream.window and view.ttl != stream.window.length:
+            raise SettingsError(
+                f"{self.usecase.name}: feature view {view.name} has a ttl of {view.ttl}, but its stream {name} keeps "
+                f"a window of {stream.window.length}: give the view ttl={stream.window.length!r} (a window's value is "
+                "current for as long as the window, then its events are all gone)"
+            )
         table = self.usecase.sources.tables[stream.table]
         sink = view_sink(engine, view, table, stream)
         return StreamState(name, stream, stream_key(self.usecase.name, name), dead_letter_key(self.usecase.name, name),
-                           Contract.of(table, stream), sink)  # fmt: skip
+                           Contract.of(table, stream), timing(self.settings, self.usecase, stream), sink)  # fmt: skip
 
     def run(self, stop: threading.Event, block_ms: int = 200) -> None:
         """Process until `stop` is set: first what this consumer read and never acknowledged, then new events."""
@@ -115,10 +122,11 @@ class StreamProcessor:
         for message in messages:
             try:
                 data = state.contract.check(message.data)
-                known_at = event_time(state.spec, data)
+                known_at = state.timing.at(data)
                 if known_at is None:
                     spec = state.spec.event_time
-                    raise EventRejected(f"no event time: one of {[spec.column, *spec.plus_minutes]} is null")
+                    unplaced = f", or its {spec.zone.column} has no time zone" if spec.zone else ""
+                    raise EventRejected(f"no event time: one of {spec.columns} is null{unplaced}")
             except EventRejected as exc:
                 self.broker.dead_letter(state.key, state.dead_key, GROUP, message, str(exc))
                 state.counts["dead_lettered"] += 1

@@ -62,7 +62,7 @@ def reconcile_day(
     from pipelines.features.store import feature_store, query_warehouse
     from pipelines.features.transform import MARTS_SCHEMA
     from pipelines.ingest import partition_path
-    from pipelines.streaming.events import event_times
+    from pipelines.streaming.events import timing
     from pipelines.streaming.sink import sink_engine, view_sink
 
     if usecase.streaming is None:
@@ -71,7 +71,7 @@ def reconcile_day(
     results = []
     for name, stream in usecase.streaming.streams.items():
         landed = pq.read_table(partition_path(settings, stream.table, day))
-        times = [t for t in event_times(landed, stream).to_pylist() if t is not None]
+        times = [t for t in timing(settings, usecase, stream).of(landed).to_pylist() if t is not None]
         if not times:
             continue
         view = store.get_feature_view(stream.feature_view)

@@ -22,7 +22,7 @@ from pipelines.ingest.landing import source_dir
 from pipelines.ingest.source import read_source
 from pipelines.settings import Settings
 from pipelines.streaming.broker import RedisStreams, stream_key
-from pipelines.streaming.events import event_id, event_time, event_times, to_json
+from pipelines.streaming.events import event_id, timing, to_json
 from pipelines.usecases.spec import UseCase
 
 
@@ -66,11 +66,12 @@ def stream_events(
         if streams and name not in streams:
             continue
         data = read_source(folder, stream.table, usecase.sources.tables[stream.table])
-        times = event_times(data, stream)
+        clock = timing(settings, usecase, stream)
+        times = clock.of(data)
         low, high = pa.scalar(start.astimezone(dt.UTC), times.type), pa.scalar(end.astimezone(dt.UTC), times.type)
         rows = data.filter(pc.and_(pc.greater_equal(times, low), pc.less(times, high))).to_pylist()  # null: no event
         carried = stream.carried
-        events += [Event(event_time(stream, row), name, event_id(name, stream, row), to_json(row, carried))
+        events += [Event(clock.at(row), name, event_id(name, stream, row), to_json(row, carried))
                    for row in rows]  # fmt: skip
     return sorted(events, key=lambda e: (e.time, e.stream, e.id))
 

@@ -141,7 +141,7 @@ def test_the_models_page_needs_a_login_and_shows_the_registry(airflow_up, traine
     assert f'v{challenger} <span class="alias">challenger</span>' in shown.text
     assert "No deployment plan" in shown.text and "FeatureService flight_delay" in shown.text
     lineage = httpx.get(f"{BASE}/platform-models/lineage/flight_delay/{champion}", headers=headers, timeout=60)
-    assert lineage.json()["lineage"]["feature_service"]["name"] == "flight_delay_v2"
+    assert lineage.json()["lineage"]["feature_service"]["name"] == "flight_delay_v3"
     assert httpx.get(f"{BASE}/platform-models/lineage/flight_delay/99", headers=headers, timeout=60).status_code == 404
     escape = httpx.get(f"{BASE}/platform-models/reports/..%2F..%2Fvault%2Finit.json", headers=headers, timeout=30)
     assert escape.status_code == 404

@@ -224,7 +224,7 @@ def test_a_model_trained_on_other_feature_definitions_is_refused(champion, openb
     import serving.model
 
     monkeypatch.setattr(serving.model, "feature_definitions_hash", lambda *_: "0" * 64)  # definitions changed
-    with pytest.raises(ModelUnavailable, match="FeatureService flight_delay_v2 with definitions .* refusing"):
+    with pytest.raises(ModelUnavailable, match="FeatureService flight_delay_v3 with definitions .* refusing"):
         load_model(settings, FLIGHT_DELAY, artifact_store(settings, ledger), openbao.role("serving"), ledger)
 
 

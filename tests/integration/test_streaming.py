@@ -158,6 +158,9 @@ def test_served_features_at_the_prediction_time_equal_the_training_join(platform
     departures = ["origin_departures_2h", "origin_dep_delay_2h"]
     assert online[departures].notna().mean().min() > 0.9, "the airport's departures of the last two hours"
     assert online["origin_departures_2h"].nunique() > 5, "a value that moves with the instant, not a snapshot"
+    arrivals = ["carrier_arrivals_6h", "carrier_arr_delay_6h"]
+    assert online[arrivals].notna().mean().min() > 0.5, "the carrier's arrivals of the last six hours"
+    assert online["carrier_arr_delay_6h"].nunique() > 5, "the day's arrivals so far, as they land"
     for feature in online.columns:
         np.testing.assert_allclose(online[feature], offline[feature], rtol=1e-6, err_msg=feature)  # float32 inputs
     # The stream, not the batch, brought those values: the batch's online store stopped at midnight.
@@ -201,10 +204,14 @@ def test_the_stream_agrees_with_the_batch_for_a_whole_day(platform):
         replay_events(platform, usecase, *DAY_EVENTS, 0)
         running.drain()
     result = {r.stream: r for r in reconcile_day(platform, usecase, STREAMED_DAY)}
-    weather, departures = result["weather_observations"], result["flight_departures"]
+    weather, departures, arrivals = (
+        result[s] for s in ("weather_observations", "flight_departures", "flight_arrivals")
+    )
     assert weather.agrees and weather.stream_rows == weather.batch_rows == 72, weather.describe()
     # Each departure's two-hour window, from the first whose window the stream saw whole, equal to dbt's.
     assert departures.agrees and departures.stream_rows == departures.batch_rows > 500, departures.describe()
+    # Each arrival's six-hour window: the destination's local clock placed in its time zone as dbt places it.
+    assert arrivals.agrees and arrivals.stream_rows == arrivals.batch_rows > 400, arrivals.describe()
 
 
 def _publish(settings, events: list[dict]) -> None:
@@ -260,6 +267,27 @@ def test_bad_events_are_dead_lettered_with_their_reason_and_never_written(platfo
         {"usecase": "flight_delay", "stream": "weather_observations", "outcome": "dead_lettered"},
     )
     assert text == len(bad) + 1
+
+
+def test_an_arrival_that_cannot_be_placed_in_time_is_dead_lettered_naming_why(platform):
+    """A destination without a time zone, and an arrival without its delay: no event time, so no window row."""
+    usecase = resolve_usecase(platform, "flight_delay")
+    arrival = {"year": 2013, "month": 1, "day": 2, "carrier": "UA", "flight": 1, "origin": "EWR", "dest": "LAX",
+               "sched_dep_time": 900, "sched_arr_time": 1200, "arr_delay": 5.0}  # fmt: skip
+    broker, key = RedisStreams(BROKER_URL), stream_key("flight_delay", "flight_arrivals")
+    events = [{**arrival, "dest": "XYZ"}, {**arrival, "flight": 2, "arr_delay": None}, arrival]
+    broker.publish(key, [(f"test/{i}", "", e) for i, e in enumerate(events)], time.time())
+    with Running(platform, usecase) as running:
+        counts = running.drain()["streams"]["flight_arrivals"]
+    assert counts["dead_lettered"] == 2 and counts["processed"] == 1
+    reasons = [d["reason"] for d in broker.entries(dead_letter_key("flight_delay", "flight_arrivals"))]
+    assert all("no event time" in r and "or its dest has no time zone" in r for r in reasons), reasons
+    online = (
+        feature_store(platform)
+        .get_online_features(features=["carrier_arrival_delays:carrier_arrivals_6h"], entity_rows=[{"carrier": "UA"}])
+        .to_dict()
+    )
+    assert online["carrier_arrivals_6h"] == [1], "only the arrival it could place: 12:05 Los Angeles time"
 
 
 def test_redelivered_duplicated_and_late_events_change_nothing(platform):
@@ -384,10 +412,14 @@ def test_the_daily_batch_leaves_a_view_its_stream_is_past_to_the_stream(platform
         replay_events(platform, usecase, DAY_EVENTS[0], _local(STREAMED_DAY + dt.timedelta(days=1), 3, 30), 0)
         running.drain()
     end = _local(STREAMED_DAY + dt.timedelta(days=1), 0)
-    assert streamed_since(platform, usecase, end) == {"origin_weather", "origin_departure_delays"}
+    assert streamed_since(platform, usecase, end) == {
+        "origin_weather",
+        "origin_departure_delays",
+        "carrier_arrival_delays",
+    }
     assert streamed_since(platform, usecase, _local(STREAMED_DAY + dt.timedelta(days=2), 0)) == frozenset()
     result = materialize(platform, usecase, end, streamed_past_end=streamed_since(platform, usecase, end))
-    assert result.left_to_stream == ["origin_departure_delays", "origin_weather"]
+    assert result.left_to_stream == ["carrier_arrival_delays", "origin_departure_delays", "origin_weather"]
     online = (
         feature_store(platform)
         .get_online_features(
@@ -457,15 +489,19 @@ def test_the_event_clock_publishes_the_events_known_at_an_instant_itself_and_wai
     with Running(platform, usecase):
         clock = EventClock(platform, usecase, _local(STREAMED_DAY, 0))
         clock.advance(_local(STREAMED_DAY, 3, 59))
-        # From two hours before the start (the departures' window): the weather known at 22:00 .. 03:00.
-        assert clock.published["weather_observations"] == 18
-        clock.advance(_local(STREAMED_DAY, 4))
-        assert clock.published["weather_observations"] == 21
+        # From twelve hours before the start (twice the arrivals' six-hour window): the weather known at
+        # 12:00 .. 03:00, three airports an hour.
+        assert usecase.streaming.lookback == dt.timedelta(hours=12)
+        noon, four = _local(STREAMED_DAY - dt.timedelta(days=1), 12), _local(STREAMED_DAY, 4)
+        before_four = len(stream_events(platform, usecase, noon, four, ["weather_observations"]))
+        assert clock.published["weather_observations"] == before_four > 40
+        clock.advance(four)
+        assert clock.published["weather_observations"] == before_four + 3, "the three airports' 03:00 hour"
         clock.advance(_local(STREAMED_DAY, 3))  # time never runs backwards
-        assert clock.published["weather_observations"] == 21
-        evening, four = _local(STREAMED_DAY - dt.timedelta(days=1), 22), _local(STREAMED_DAY, 4)
-        departed = stream_events(platform, usecase, evening, four + dt.timedelta(microseconds=1), ["flight_departures"])
-        assert clock.published["flight_departures"] == len(departed)
+        assert clock.published["weather_observations"] == before_four + 3
+        for stream in ("flight_departures", "flight_arrivals"):
+            known = stream_events(platform, usecase, noon, four + dt.timedelta(microseconds=1), [stream])
+            assert clock.published[stream] == len(known) > 100, stream
         online = (
             feature_store(platform)
             .get_online_features(features=["origin_weather:temperature_f"], entity_rows=[{"origin": "EWR"}])
@@ -478,7 +514,7 @@ def test_the_event_clock_publishes_the_events_known_at_an_instant_itself_and_wai
 
 def test_a_value_older_than_its_views_ttl_at_the_prediction_time_is_not_served(platform):
     """The online store keeps the evening's last departures all night; training's join drops them once
-    they are older than the view's ttl (3 hours) at a flight's prediction time, and so must serving."""
+    they are older than the view's ttl (2 hours, its window's) at a flight's prediction time, and so must serving."""
     from pipelines.security.secrets import pii_salt
     from serving.model import OnlineFeatures
     from serving.schema import item_model
@@ -489,7 +525,7 @@ def test_a_value_older_than_its_views_ttl_at_the_prediction_time_is_not_served(p
         replay_events(platform, usecase, evening, midnight, 0, ["flight_departures"])
         running.drain()
     last = stream_events(platform, usecase, evening, midnight, ["flight_departures"])[-1].time.astimezone(TZ)
-    assert midnight + dt.timedelta(hours=5) - last > dt.timedelta(hours=3)
+    assert midnight + dt.timedelta(hours=5) - last > dt.timedelta(hours=2)
     item = item_model(usecase)(flight_id="probe", carrier="UA", origin="EWR", destination="IAH",
                                scheduled_departure=dt.datetime(2013, 1, 3, 7, 0)).model_dump()  # fmt: skip
     lookup, columns = (

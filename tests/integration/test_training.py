@@ -87,7 +87,7 @@ def test_a_training_run_registers_an_encrypted_signed_champion_that_traces_to_it
         landed = json.loads(manifest_path(partition_path(settings, "flights", day)).read_text())
         assert lineage["raw_partitions"]["flights"][day.isoformat()]["sha256"] == landed["sha256"]
     assert all(v["success"] for v in lineage["validation"])
-    assert lineage["feature_service"]["name"] == "flight_delay_v2"
+    assert lineage["feature_service"]["name"] == "flight_delay_v3"
     assert lineage["feature_service"]["definitions_sha256"] == feature_definitions_hash(
         settings, resolve_usecase(settings, MODEL)
     )

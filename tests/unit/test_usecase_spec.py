@@ -162,6 +162,21 @@ def test_the_spec_refuses_a_windowed_stream_that_cannot_be_computed():
             load_usecase(REPO_ROOT / "usecases", "flight_delay", {f"{where}.{field}": value})
 
 
+def test_the_spec_refuses_an_arrival_time_it_cannot_place():
+    where = "streaming.streams.flight_arrivals.event_time"
+    arrival = load_usecase(REPO_ROOT / "usecases", "flight_delay").streaming.streams["flight_arrivals"].event_time
+    local, zone = arrival.local.model_dump(), arrival.zone.model_dump()
+    for value, message in (
+        ({"column": "time_hour", "local": local, "zone": zone}, "either a timestamp `column` or a `local` clock"),
+        ({"local": local}, "a `local` clock needs its `zone`"),
+        ({"local": {**local, "clock": "carrier"}, "zone": zone}, "adds or averages ['carrier'], which are not numeric"),
+        ({"local": local, "zone": {**zone, "table": "weather"}}, "'weather' is not a reference source table"),
+        ({"local": local, "zone": {**zone, "name": "iana"}}, "airports has no columns ['iana']"),
+    ):
+        with pytest.raises(UseCaseError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            load_usecase(REPO_ROOT / "usecases", "flight_delay", {where: value})
+
+
 def test_an_event_carries_only_what_its_stream_reads():
     departures = load_usecase(REPO_ROOT / "usecases", "flight_delay").streaming.streams["flight_departures"]
     assert departures.carried == ["year", "month", "day", "carrier", "flight", "origin", "time_hour", "minute",

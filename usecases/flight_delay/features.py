@@ -105,7 +105,7 @@ origin_weather = FeatureView(
 origin_departure_delays = FeatureView(
     name="origin_departure_delays",
     entities=[origin_airport],
-    ttl=timedelta(hours=3),
+    ttl=timedelta(hours=2),  # a windowed view lives as long as its window (the stream's window: PT2H)
     schema=[
         Field(name="origin_departures_2h", dtype=Int64),
         Field(name="origin_dep_delay_2h", dtype=Float64),
@@ -115,9 +115,30 @@ origin_departure_delays = FeatureView(
     "(kept current by the flight_departures stream).",
 )
 
-# Version 2 adds the airport's departures of the last two hours: the day's own delays so far.
-flight_delay_v2 = FeatureService(
-    name="flight_delay_v2",
-    features=[carrier_delay_rates, route_delay_rates, plane_features, origin_weather, origin_departure_delays],
-    description="Stored features of the flight-delay model, version 2 (plus request-time schedule features).",
+carrier_arrival_delays = FeatureView(
+    name="carrier_arrival_delays",
+    entities=[carrier],
+    ttl=timedelta(hours=6),  # the stream's window: PT6H
+    schema=[
+        Field(name="carrier_arrivals_6h", dtype=Int64),
+        Field(name="carrier_arr_delay_6h", dtype=Float64),
+    ],
+    source=mart_source("carrier_arrival_delays"),
+    description="The carrier's arrivals of the last six hours and their mean arrival delay, as of the latest arrival "
+    "(kept current by the flight_arrivals stream).",
+)
+
+# Version 2 added the airport's departures of the last two hours; version 3 the carrier's arrivals of the last
+# six: the day's own delays so far.
+flight_delay_v3 = FeatureService(
+    name="flight_delay_v3",
+    features=[
+        carrier_delay_rates,
+        route_delay_rates,
+        plane_features,
+        origin_weather,
+        origin_departure_delays,
+        carrier_arrival_delays,
+    ],
+    description="Stored features of the flight-delay model, version 3 (plus request-time schedule features).",
 )
