@@ -176,9 +176,7 @@ class Timing:
         import pyarrow as pa
 
         local, place = self.spec.local, self.spec.zone.column
-        frame = data.select(list(dict.fromkeys([*local.date, local.clock, place,
-                                                *([local.next_day_before] if local.next_day_before else [])])))  # fmt: skip
-        frame = frame.to_pandas()
+        frame = data.select(list(dict.fromkeys(self.spec.columns))).to_pandas()
         year, month, day = (frame[c] for c in local.date)
         clock = frame[local.clock].astype("float64")
         wall = pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": day}), errors="coerce")
