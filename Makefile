@@ -19,8 +19,8 @@ ifeq ($(USECASE),flight_delay)
 START ?= 2013-01-01
 OPERATE_FROM ?= 2013-07-01
 OPERATE_DAYS ?= 7
-# LEAD_TIME=PT2H: scored two hours before departure, the stream processor keeping the weather current (README,
-# The real-time path). Empty: the spec's prediction.lead_time (start_of_day, the daily batch).
+# Empty: the spec's prediction.lead_time (PT2H: each flight scored two hours before departure, the stream
+# processor keeping its features current; README, The real-time path). LEAD_TIME=start_of_day: the daily batch.
 LEAD_TIME ?=
 else
 OPERATE_DAYS ?= 0

@@ -15,8 +15,7 @@ from pipelines.features.store import build_training_set, feature_store, material
 from pipelines.features.transform import build_features
 from pipelines.ingest.warehouse import load_day, load_reference
 from pipelines.security.secrets import LOCAL_POSTGRES, postgres_connection, put_connection
-from pipelines.settings import load_settings
-from tests.conftest import FLIGHT_DELAY, fresh_postgres_database, require_service
+from tests.conftest import FLIGHT_DELAY, fresh_postgres_database, make_settings, require_service
 
 pytestmark = pytest.mark.integration
 REDIS_URL = "redis://127.0.0.1:6379/11"  # a database of its own, emptied by this module
@@ -53,8 +52,8 @@ def production(built, postgres_url, redis_db, tmp_path_factory, openbao):
     conn_id = f"pg_{postgres_url.rsplit('/', 1)[1]}"
     database = postgres_url.rsplit("/", 1)[1]
     put_connection(openbao.root, conn_id, {**LOCAL_POSTGRES, "schema": database})
-    settings = load_settings(
-        data_root=tmp_path_factory.mktemp("production") / "var",
+    settings = make_settings(
+        tmp_path_factory.mktemp("production") / "var",
         warehouse_target="postgres",
         postgres_conn_id=conn_id,
         feast_env="production",

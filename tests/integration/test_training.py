@@ -24,7 +24,7 @@ from pipelines.settings import REPO_ROOT, load_settings
 from pipelines.training.dataset import TrainingData, TrainingWindow, feature_definitions_hash
 from pipelines.training.trainers import load_mlp, train_xgboost
 from pipelines.usecases.spec import HYPERPARAMETERS, read_snapshot, resolve_usecase, windows, write_snapshot
-from tests.conftest import FEW_DAYS_GATE
+from tests.conftest import FEW_DAYS_GATE, make_settings
 
 MODEL = "flight_delay"
 
@@ -34,8 +34,8 @@ def trained(built, tmp_path_factory):
     """One training run over the five built days: fit on days 1-3, early-stop on day 4, judge on day 5.
     Three days of January with the features known at the start of each day reach a holdout ROC AUC
     of about 0.58: the minimum is lowered to 0.55 for them (make run's seven days reach 0.65)."""
-    settings = load_settings(
-        data_root=built.settings.data_root,
+    settings = make_settings(
+        built.settings.data_root,
         artifact_store_uri=(tmp_path_factory.mktemp("artifacts") / "store").as_uri(),
         usecase_overrides={MODEL: {**windows(3, 1, 1), **FEW_DAYS_GATE}},
     )  # fmt: skip

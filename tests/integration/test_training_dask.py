@@ -12,6 +12,7 @@ from bench.training_devices import synthetic
 from pipelines.export.onnx import OnnxScorer
 from pipelines.training.trainers import train_xgboost, train_xgboost_dask
 from pipelines.usecases.spec import HYPERPARAMETERS, windows
+from tests.conftest import make_settings
 
 pytestmark = pytest.mark.integration
 
@@ -52,9 +53,8 @@ def test_the_training_dag_step_trains_on_the_dask_cluster_when_configured(client
 
     from pipelines.errors import PlatformError
     from pipelines.orchestration import training
-    from pipelines.settings import load_settings
 
-    settings = load_settings(data_root=built.settings.data_root, artifact_store_uri=(tmp_path / "store").as_uri(),
+    settings = make_settings(built.settings.data_root, artifact_store_uri=(tmp_path / "store").as_uri(),
                              usecase_overrides={"flight_delay": windows(3, 1, 1)},
                              dask_scheduler=client.scheduler.address)  # fmt: skip
     folder = training.prepare_run(settings, "flight_delay", built.days[-1], "dask-run")

@@ -185,8 +185,9 @@ def test_an_event_carries_only_what_its_stream_reads():
 
 
 def test_the_lead_time_reaches_the_spec_and_a_bad_one_is_refused_naming_the_field():
-    spec = load_usecase(REPO_ROOT / "usecases", "flight_delay", {"prediction.lead_time": "PT2H"})
-    assert spec.prediction.lead_time.total_seconds() == 7200 and not spec.prediction.start_of_day
-    assert load_usecase(REPO_ROOT / "usecases", "flight_delay").prediction.start_of_day
+    shipped = load_usecase(REPO_ROOT / "usecases", "flight_delay")
+    assert shipped.prediction.lead_time.total_seconds() == 7200 and not shipped.prediction.start_of_day
+    batch = load_usecase(REPO_ROOT / "usecases", "flight_delay", {"prediction.lead_time": "start_of_day"})
+    assert batch.prediction.start_of_day
     with pytest.raises(UseCaseError, match="prediction.lead_time"):
         load_usecase(REPO_ROOT / "usecases", "flight_delay", {"prediction.lead_time": "two hours"})
