@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from pipelines.settings import REPO_ROOT
 from pipelines.usecases.spec import SourceTable
-from pipelines.usecases.streaming import EventTime, Stream
+from pipelines.usecases.streaming import SEEDS, EventTime, Stream
 
 INTEGER_RANGES = {"int8": 2**7, "int16": 2**15, "int32": 2**31, "int64": 2**63}
 
@@ -223,7 +223,7 @@ def timing(settings, usecase, stream: Stream) -> Timing:
     table = read_source(source_dir(settings, usecase.sources), zone.table, usecase.sources.tables[zone.table])
     zones = {k: v for k, v in zip(table[zone.key].to_pylist(), table[zone.name].to_pylist(), strict=True) if k and v}
     if zone.seed:
-        with (REPO_ROOT / "dbt" / "seeds" / f"{zone.seed}.csv").open(newline="") as seed:
+        with (SEEDS / f"{zone.seed}.csv").open(newline="") as seed:
             for row in csv.DictReader(seed):
                 zones.setdefault(row[zone.key], row[zone.name])
     return Timing(stream.event_time, zones)

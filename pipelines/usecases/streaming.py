@@ -14,6 +14,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from pipelines.settings import REPO_ROOT
+
+SEEDS = REPO_ROOT / "dbt" / "seeds"  # the dbt project's reference data
 StreamName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 
 
@@ -173,6 +176,9 @@ def check_streams(streaming: Streaming, sources, views: list[str]) -> list[str]:
             elif not {timing.zone.key, timing.zone.name} <= set(zones.columns):
                 problems.append(f"{where}.event_time.zone: {timing.zone.table} has no columns "
                                 f"{sorted({timing.zone.key, timing.zone.name} - set(zones.columns))}")  # fmt: skip
+            seed = SEEDS / f"{timing.zone.seed}.csv" if timing.zone.seed else None
+            if seed is not None and not seed.is_file():
+                problems.append(f"{where}.event_time.zone.seed {timing.zone.seed!r}: there is no {seed}")
         if stream.window and not stream.window.columns:
             problems.append(f"{where}.window aggregates nothing: give it a count or means")
         if stream.feature_view not in views:

@@ -172,6 +172,7 @@ def test_the_spec_refuses_an_arrival_time_it_cannot_place():
         ({"local": {**local, "clock": "carrier"}, "zone": zone}, "adds or averages ['carrier'], which are not numeric"),
         ({"local": local, "zone": {**zone, "table": "weather"}}, "'weather' is not a reference source table"),
         ({"local": local, "zone": {**zone, "name": "iana"}}, "airports has no columns ['iana']"),
+        ({"local": local, "zone": {**zone, "seed": "zones"}}, "zone.seed 'zones': there is no"),
     ):
         with pytest.raises(UseCaseError, match=message.replace("[", r"\[").replace("]", r"\]")):
             load_usecase(REPO_ROOT / "usecases", "flight_delay", {where: value})
