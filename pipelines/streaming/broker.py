@@ -76,12 +76,15 @@ class RedisStreams:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    def read(self, key: str, group: str, consumer: str, count: int, block_ms: int, pending: bool) -> list[Message]:
-        """The next messages for `consumer`: its own unacknowledged ones first (`pending`: after a crash, what it
-        read and did not acknowledge), else new ones, waiting up to `block_ms`."""
-        answer = self.client.xreadgroup(group, consumer, {key: "0" if pending else ">"}, count=count,
+    def read(self, keys: list[str], group: str, consumer: str, count: int, block_ms: int,
+             pending: bool) -> dict[str, list[Message]]:  # fmt: skip
+        """The next messages of each stream of `keys` for `consumer` (up to `count` a stream, keyed by stream): its
+        own unacknowledged ones (`pending`: after a crash, what it read and did not acknowledge), else new ones,
+        waiting up to `block_ms` for the first to arrive on any of the streams."""
+        answer = self.client.xreadgroup(group, consumer, dict.fromkeys(keys, "0" if pending else ">"), count=count,
                                         block=None if pending else block_ms)  # fmt: skip
-        return [_message(id_, fields) for _, entries in answer or [] for id_, fields in entries if fields]
+        found = {key: [_message(id_, fields) for id_, fields in entries if fields] for key, entries in answer or []}
+        return {key: messages for key, messages in found.items() if messages}
 
     def ack(self, key: str, group: str, ids: list[str]) -> None:
         if ids:

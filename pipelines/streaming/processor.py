@@ -102,19 +102,18 @@ class StreamProcessor:
 
     def run(self, stop: threading.Event, block_ms: int = 200) -> None:
         """Process until `stop` is set: first what this consumer read and never acknowledged, then new events."""
-        for state in self.streams:
-            while messages := self.broker.read(state.key, GROUP, self.consumer, self.batch, 0, pending=True):
-                self.handle(state, messages)
+        states = {state.key: state for state in self.streams}
+        while found := self.broker.read(list(states), GROUP, self.consumer, self.batch, 0, pending=True):
+            for key, messages in found.items():
+                self.handle(states[key], messages)
         while not stop.is_set():
-            busy = False
+            # One read of every stream: it returns as soon as any of them has events (waiting on each in turn
+            # would hold an event of one stream for the others' timeouts).
+            for key, messages in self.broker.read(list(states), GROUP, self.consumer, self.batch, block_ms,
+                                                  pending=False).items():  # fmt: skip
+                self.handle(states[key], messages)
             for state in self.streams:
-                messages = self.broker.read(state.key, GROUP, self.consumer, self.batch, block_ms, pending=False)
-                if messages:
-                    busy = True
-                    self.handle(state, messages)
                 self.pending.labels(self.usecase.name, state.name).set(self.broker.lag(state.key, GROUP))
-            if not busy:
-                stop.wait(0.01)
 
     def handle(self, state: StreamState, messages: list[Message]) -> None:
         """Check, write (sink, then the online store) and acknowledge one batch of messages of a stream."""

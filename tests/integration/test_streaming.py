@@ -319,7 +319,7 @@ def test_a_crash_between_the_writes_and_the_ack_redelivers_and_writes_once(platf
     _publish(platform, [e.data for e in events])
     first = StreamProcessor(platform, usecase)
     state = next(s for s in first.streams if s.name == "weather_observations")
-    messages = first.broker.read(state.key, GROUP, first.consumer, 1000, 0, pending=False)
+    messages = first.broker.read([state.key], GROUP, first.consumer, 1000, 0, pending=False)[state.key]
     monkeypatch.setattr(first.broker, "ack", lambda *a: (_ for _ in ()).throw(SystemExit("killed before the ack")))
     with pytest.raises(SystemExit):
         first.handle(state, messages)
