@@ -391,3 +391,21 @@ def test_generated_requests_from_the_openapi_schema_never_get_a_5xx(service, mod
         assert 200 not in statuses  # a body that violates the schema is never scored
     else:
         assert 200 in statuses  # generated valid bodies do reach the model
+
+
+def test_a_port_another_process_holds_is_refused_before_anything_starts(tmp_path):
+    """A model service left running by an earlier run would answer in the new one's place, with its own
+    identity and models (a `make run` then reported the old one's Vault refusal): the port is checked first."""
+    import socket
+
+    from serving.local import running_service
+    from tests.conftest import free_port, make_settings
+
+    port = free_port()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        starting = running_service(make_settings(tmp_path / "var"), "role", "secret", port, log=tmp_path / "log")
+        with pytest.raises(ServiceFailed, match=f"port {port} is already in use"), starting:
+            pass
+    assert not (tmp_path / "log").exists(), "nothing was started"
