@@ -62,3 +62,59 @@ def test_the_newest_gate_decision_and_assessment_are_exported_and_a_broken_chain
         server.shutdown()
     assert 'platform_model_loss_ratio{usecase="flight_delay"} 1.31' in text
     assert "platform_audit_ledger_intact 0.0" in text
+
+
+def test_a_real_prometheus_scrapes_the_exporter_and_evaluates_the_generated_rules(built, tmp_path):
+    """Debian's Prometheus, on loopback, scraping the exporter of the built days (January 2013): the target is
+    up, the rules load, and the freshness rule sees that the day after the last materialized one is long
+    overdue (the alert is pending: its `for` of five minutes has not passed)."""
+    import subprocess
+    import time
+
+    import yaml
+
+    from pipelines.alerting.rules import write_rules
+    from pipelines.processes import stop
+    from tests.conftest import require_service
+
+    binary = shutil.which("prometheus")
+    require_service(binary is not None, "prometheus is not installed (`make monitoring-tools`: Debian's prometheus)")
+    exporter_port, prometheus_port = free_port(), free_port()
+    server = serve_exporter(built.settings, [FLIGHT_DELAY], exporter_port)
+    rules = write_rules([FLIGHT_DELAY], tmp_path / "platform-rules.yml")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules)],
+        "scrape_configs": [{"job_name": "platform_exporter",
+                            "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}],
+    }))  # fmt: skip
+    log = (tmp_path / "prometheus.log").open("w")
+    process = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                                f"--web.listen-address=127.0.0.1:{prometheus_port}"], stdout=log, stderr=log)  # fmt: skip
+    api = f"http://127.0.0.1:{prometheus_port}/api/v1"
+
+    def get(path: str) -> dict:
+        with urllib.request.urlopen(f"{api}/{path}", timeout=5) as answer:  # nosec B310 # loopback
+            return json.loads(answer.read())["data"]
+
+    try:
+        deadline, alerts, targets = time.monotonic() + 60, [], []
+        while time.monotonic() < deadline:
+            try:
+                targets = get("targets")["activeTargets"]
+                alerts = [a for a in get("alerts")["alerts"] if a["labels"]["alertname"] == "DataFreshnessMissed"]
+            except OSError:  # not listening yet
+                pass
+            if alerts and targets and targets[0]["health"] == "up":
+                break
+            time.sleep(0.5)
+        assert targets and targets[0]["health"] == "up", (targets, (tmp_path / "prometheus.log").read_text())
+        groups = {g["name"] for g in get("rules")["groups"]}
+        assert {"flight_delay_slis", "flight_delay_objectives", "platform"} <= groups
+        assert alerts and alerts[0]["state"] == "pending", alerts
+        assert alerts[0]["labels"]["usecase"] == "flight_delay" and alerts[0]["labels"]["severity"] == "ticket"
+    finally:
+        stop(process)
+        server.shutdown()
+        log.close()
