@@ -90,8 +90,9 @@ def test_a_real_prometheus_scrapes_the_exporter_and_evaluates_the_generated_rule
                             "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}],
     }))  # fmt: skip
     log = (tmp_path / "prometheus.log").open("w")
-    process = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                                f"--web.listen-address=127.0.0.1:{prometheus_port}"], stdout=log, stderr=log)  # fmt: skip
+    flags = [f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{prometheus_port}"]  # fmt: skip
+    process = subprocess.Popen([binary, *flags], stdout=log, stderr=log)
     api = f"http://127.0.0.1:{prometheus_port}/api/v1"
 
     def get(path: str) -> dict:
