@@ -29,7 +29,7 @@ endif
 export DBT_SEND_ANONYMOUS_USAGE_STATS=false FEAST_USAGE=False BENTOML_DO_NOT_TRACK=True
 export GX_ANALYTICS_ENABLED=false SCARF_ANALYTICS=false DO_NOT_TRACK=1
 
-.PHONY: setup run up test bench browser lint security audit-deps secrets-baseline lock clean
+.PHONY: setup run up test bench browser monitoring-tools lint security audit-deps secrets-baseline lock clean
 
 setup: $(VENV)/.installed $(DRIFT_VENV)/.installed ## both virtualenvs, from the lock files
 
@@ -55,7 +55,7 @@ run: setup ## $(USECASE): $(DAYS) days through Airflow: ingest, train, release, 
 up: setup ## Airflow UI on http://127.0.0.1:8080 with scheduler, DAG processor, triggerer
 	$(BIN)/platform up
 
-test: lint security browser ## lint, security scans, then the whole suite (CI=true: a skip for a missing service fails)
+test: lint security browser monitoring-tools ## lint, security scans, then the whole suite (CI=true: a skip for a missing service fails)
 	$(BIN)/python -m pytest
 
 bench: setup ## benchmarks beside their baselines; writes bench/results/*.json, *.md, *.png and README.md
@@ -77,6 +77,11 @@ browser: ## Debian's Chromium, for the Models page browser test (apt-get, as roo
 	@test -x $(CHROMIUM) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } || \
 	  echo "Chromium is not installed: install Debian's chromium package (the browser test skips, and fails under CI=true)"
+
+monitoring-tools: ## Debian's Prometheus and Alertmanager, for the alert-rule tests (apt-get, as root; nothing if there)
+	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager; } || \
+	  echo "promtool is not installed: install Debian's prometheus package (the rule tests skip, and fail under CI=true)"
 
 lint: setup
 	$(BIN)/ruff check pipelines dags tests usecases plugins bench serving

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from pipelines.commands import alerting as alerting_commands
 from pipelines.commands import stream as stream_commands
 from pipelines.errors import PlatformError
 from pipelines.settings import REPO_ROOT, Settings, get_settings, settings_environment
@@ -399,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
         "rewrap", help="rewrap every sealed artifact's data key to the newest key version (operator)"
     ).set_defaults(handler=cmd_keys)
     stream_commands.add_commands(commands)
+    alerting_commands.add_commands(commands)
     return parser
 
 

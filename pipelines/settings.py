@@ -89,6 +89,7 @@ class Settings(BaseSettings):
         "redis://127.0.0.1:6379/2", description="The event broker: Redis Streams (a database of its own)."
     )
     stream_processor_port: int = Field(8300, ge=1, le=65535, description="The stream processor's /healthz, /metrics.")
+    exporter_port: int = Field(9464, ge=1, le=65535, description="The platform exporter's /metrics (Prometheus).")
     # Use cases: one spec per model (pipelines/usecases/spec.py).
     usecases_dir: Path = Field(REPO_ROOT / "usecases", description="Where the use-case specs live.")
     served_usecases: list[str] = Field(

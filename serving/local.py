@@ -39,6 +39,11 @@ def running_service(
     Readiness is the caller's to check (`/readyz`, `/status`): a service without a servable model
     still starts, and says why it is not ready.
     """
+    if port_open(port):  # another process would answer in its place, with its own models and identity
+        raise ServiceFailed(
+            f"port {port} is already in use on 127.0.0.1 (a model service left running by an earlier run?): stop "
+            f"that process (`ss -ltnp | grep :{port}`) or choose another port (PLATFORM_SERVING_PORT)"
+        )
     env = {
         **os.environ,
         **settings_environment(settings),

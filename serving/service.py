@@ -24,6 +24,7 @@ import bentoml
 from pipelines.settings import get_settings
 from pipelines.usecases.spec import UseCase, available, resolve_usecase
 from serving.auth import KeyRing
+from serving.metrics import observe_request
 from serving.schema import MAX_BATCH, prediction_model, request_model, response_model
 
 # 1,000 items of the largest legal request are about 250 KiB of JSON.
@@ -90,6 +91,21 @@ class ApiKeyMiddleware:
         needed, name = ROUTES.get(scope.get("path", ""), (None, None)) if scope["type"] == "http" else (None, None)
         if needed is None:
             return await self.app(scope, receive, send)
+        if name is None:
+            return await self._guard(scope, receive, send, needed, name)
+        started, answered = time.perf_counter(), {}
+
+        async def sending(message) -> None:  # the status code the request got, for its metrics
+            if message["type"] == "http.response.start":
+                answered["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self._guard(scope, receive, sending, needed, name)
+        finally:
+            observe_request(name, answered.get("code", 500), time.perf_counter() - started)
+
+    async def _guard(self, scope, receive, send, needed: str, name: str | None) -> None:
         from starlette.responses import JSONResponse
 
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
@@ -160,6 +176,7 @@ class _Service:
         from pipelines.security.store import artifact_store
         from pipelines.security.vault import Vault
         from serving.auth import load_keys
+        from serving.metrics import observe_plan
         from serving.model import OnlineFeatures, load_routing
         from serving.predictions import prediction_log
 
@@ -192,6 +209,7 @@ class _Service:
             State.keyring.replace(keys)
         for name, endpoint in loaded.items():
             plan = endpoint.routing.plan
+            observe_plan(name, plan)
             ledger.append(
                 "deployment.loaded",
                 name,
@@ -221,6 +239,12 @@ class _Service:
             }
         return {"ready": bool(self.endpoints), "usecases": usecases}
 
+    def __metrics__(self, content: str) -> str:
+        """BentoML's metrics, then the platform's (serving/metrics.py)."""
+        from serving.metrics import exposition
+
+        return content + exposition()
+
     @bentoml.api(route="/status")
     def status(self) -> dict:
         """Readiness per use case with its reason, and the variants each serves (no key needed; nothing secret)."""
@@ -236,6 +260,7 @@ class _Service:
     def answer(self, name: str, items: list, ctx: bentoml.Context):
         """Each item's answer from the variant its id is assigned to (sticky); a shadow variant scores every
         item too, and its answers are logged, never returned."""
+        from serving import metrics
         from serving.model import score
 
         endpoint = self.endpoints[name]  # one snapshot for the whole request
@@ -245,9 +270,12 @@ class _Service:
         items = [item.model_dump() for item in items]
         entity_id = usecase.features.entity_id
         reference = next(iter(routing.models.values()))
+        looked_up = time.perf_counter()
         x = endpoint.features.matrix(items, reference.features)
+        metrics.LOOKUP_SECONDS.labels(name).observe(time.perf_counter() - looked_up)
         assigned = [routing.plan.assign(str(item[entity_id])) for item in items]
         scored = score(routing, x, assigned, usecase.task)
+        _observe_scoring(name, assigned, scored)
         request = {
             "request_id": uuid.uuid4().hex,
             "latency_ms": (time.perf_counter() - started) * 1000,
@@ -288,6 +316,23 @@ ModelService = bentoml.service(name="model_service", traffic={"timeout": 30, "ma
     type("ModelService", (_Service,), {f"predict_{name}": _predict_api(u) for name, u in SERVED.items()})
 )
 ModelService.add_asgi_middleware(ApiKeyMiddleware)
+
+
+def _observe_scoring(name: str, assigned: list, scored) -> None:
+    """Each variant's scoring time and the items it answered; an item whose variant failed counts as a failure
+    (the champion answered it)."""
+    from collections import Counter
+
+    from serving import metrics
+
+    first = {a.name: i for i, a in reversed(list(enumerate(assigned)))}
+    for variant, i in first.items():
+        metrics.SCORING_SECONDS.labels(name, variant).observe(scored.score_ms[i] / 1000)
+    for variant, count in Counter(a.name for a in scored.answered).items():
+        metrics.ITEMS.labels(name, variant).inc(count)
+    failed = sum(1 for error in scored.error if error)
+    if failed:
+        metrics.ERRORS.labels(name, "variant_failure").inc(failed)
 
 
 def _answer(usecase: UseCase, item: dict, value: float, model, variant: str) -> dict:

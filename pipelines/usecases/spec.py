@@ -39,6 +39,7 @@ from pydantic import (
 )
 
 from pipelines.errors import SettingsError
+from pipelines.usecases.objectives import Objectives
 from pipelines.usecases.prediction import Prediction
 from pipelines.usecases.streaming import Streaming, check_streams
 
@@ -434,6 +435,7 @@ class UseCase(_Section):
     gate: Gate
     serving: Serving
     monitoring: Monitoring
+    objectives: Objectives = Field(default_factory=Objectives, description="The service levels it is run against.")
 
     @field_validator("name")
     @classmethod

@@ -101,6 +101,47 @@ def test_the_served_probability_is_the_models_on_the_online_features(service, op
     assert row["dep_hour"] == pytest.approx(17.5)
 
 
+def _metric(text: str, name: str, **labels) -> float:
+    """The value of the sample `name{labels}` in a Prometheus exposition (0 when it has none yet)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+def test_metrics_count_requests_refusals_and_items_per_use_case_and_variant(service):
+    """/metrics (no key: nothing secret) carries BentoML's metrics and the platform's: a request answered, one
+    refused for its key and one for its body each count with their status, and the live variant's version."""
+    _, version, base, keys = service
+    before = httpx.get(f"{base}/metrics").text
+    body = {"flights": [flight(1), flight(2)]}
+    assert httpx.post(f"{base}/predict", json=body, headers=auth(keys["predict"]), timeout=30).status_code == 200
+    assert httpx.post(f"{base}/predict", json=body, headers={"Authorization": "Bearer nope"}).status_code == 401
+    bad = {"flights": [{**flight(3), "carrier": "united"}]}
+    assert httpx.post(f"{base}/predict", json=bad, headers=auth(keys["predict"])).status_code == 400
+    after = httpx.get(f"{base}/metrics")
+    assert after.status_code == 200 and "bentoml_service_request_total" in after.text
+
+    def grew(name: str, **labels) -> float:
+        return _metric(after.text, name, **labels) - _metric(before, name, **labels)
+
+    flights = {"usecase": "flight_delay"}
+    assert grew("platform_serving_requests_total", **flights, code="200") == 1
+    assert grew("platform_serving_requests_total", **flights, code="401") == 1
+    assert grew("platform_serving_requests_total", **flights, code="400") == 1
+    assert grew("platform_serving_errors_total", **flights, kind="unauthorized") == 1
+    assert grew("platform_serving_errors_total", **flights, kind="invalid") == 1
+    assert grew("platform_serving_items_total", **flights, variant="champion") == 2
+    assert grew("platform_serving_request_duration_seconds_count", **flights) == 3
+    assert grew("platform_serving_feature_lookup_duration_seconds_count", **flights) == 1
+    assert grew("platform_serving_scoring_duration_seconds_count", **flights, variant="champion") == 1
+    assert _metric(after.text, "platform_serving_model_version", **flights, variant="champion") == version
+    assert _metric(after.text, "platform_serving_variant_weight_ratio", **flights, variant="champion") == 1.0
+
+
 @pytest.mark.parametrize(
     ("headers", "path", "status", "message"),
     [
@@ -350,3 +391,21 @@ def test_generated_requests_from_the_openapi_schema_never_get_a_5xx(service, mod
         assert 200 not in statuses  # a body that violates the schema is never scored
     else:
         assert 200 in statuses  # generated valid bodies do reach the model
+
+
+def test_a_port_another_process_holds_is_refused_before_anything_starts(tmp_path):
+    """A model service left running by an earlier run would answer in the new one's place, with its own
+    identity and models (a `make run` then reported the old one's Vault refusal): the port is checked first."""
+    import socket
+
+    from serving.local import running_service
+    from tests.conftest import free_port, make_settings
+
+    port = free_port()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        starting = running_service(make_settings(tmp_path / "var"), "role", "secret", port, log=tmp_path / "log")
+        with pytest.raises(ServiceFailed, match=f"port {port} is already in use"), starting:
+            pass
+    assert not (tmp_path / "log").exists(), "nothing was started"

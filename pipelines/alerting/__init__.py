@@ -1,0 +1,1 @@
+"""Alerting: Prometheus rules generated from the specs' objectives (rules.py)."""
