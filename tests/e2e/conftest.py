@@ -10,10 +10,9 @@ import pytest
 
 from pipelines.orchestration import training
 from pipelines.security.vault import issue_credentials
-from pipelines.settings import load_settings
 from pipelines.usecases.spec import windows
 from serving.local import running_service
-from tests.conftest import FEW_DAYS_GATE, free_port
+from tests.conftest import FEW_DAYS_GATE, free_port, make_settings
 from tests.integration.conftest import built  # noqa: F401  (a session fixture, shared)
 
 
@@ -51,8 +50,8 @@ def trained_models(built, tmp_path_factory):  # noqa: F811
     store = tmp_path_factory.mktemp("models") / "store"
     versions = {}
     for alias, train_days in (("champion", 3), ("challenger", 2)):
-        settings = load_settings(
-            data_root=built.settings.data_root,
+        settings = make_settings(
+            built.settings.data_root,
             artifact_store_uri=store.as_uri(),
             usecase_overrides={"flight_delay": {**windows(train_days, 1, 1), **FEW_DAYS_GATE}},
         )
@@ -70,6 +69,6 @@ def champion(trained_models, built, tmp_path_factory):  # noqa: F811
     store, versions = trained_models
     copy = tmp_path_factory.mktemp("store") / "store"
     shutil.copytree(store, copy)
-    settings = load_settings(data_root=built.settings.data_root, artifact_store_uri=copy.as_uri(),
+    settings = make_settings(built.settings.data_root, artifact_store_uri=copy.as_uri(),
                              usecase_overrides={"flight_delay": windows(3, 1, 1)})  # fmt: skip
     return settings, versions["champion"]

@@ -14,7 +14,8 @@ import pytest
 from pipelines.orchestration import local_airflow
 from pipelines.security.audit import audit_ledger
 from pipelines.security.secrets import PII_SALT_VARIABLE, put_connection, variable
-from pipelines.settings import REPO_ROOT, Settings, load_settings
+from pipelines.settings import REPO_ROOT, Settings
+from tests.conftest import make_settings
 
 pytestmark = pytest.mark.e2e
 BASE = f"http://127.0.0.1:{local_airflow.API_PORT}"
@@ -37,7 +38,7 @@ class RunningAirflow:
 
 @pytest.fixture(scope="module")
 def airflow_up(tmp_path_factory, openbao):
-    settings = load_settings(data_root=tmp_path_factory.mktemp("airflow") / "var",
+    settings = make_settings(tmp_path_factory.mktemp("airflow") / "var",
                              dags_folder=REPO_ROOT / "tests" / "e2e" / "dags")  # fmt: skip
     probe = {"password": secrets.token_hex(12), "token": secrets.token_hex(12)}
     # Only Vault knows these: Airflow's metadata DB has no connections or variables at all.

@@ -16,8 +16,7 @@ import pytest
 
 from pipelines.features.store import online_key_counts
 from pipelines.orchestration import local_airflow
-from pipelines.settings import load_settings
-from tests.conftest import FLIGHT_DELAY, write_flights_source
+from tests.conftest import FLIGHT_DELAY, make_settings, write_flights_source
 
 pytestmark = pytest.mark.e2e
 DAG_ID = "flight_delay_ingest"
@@ -59,7 +58,7 @@ def airflow_platform(tmp_path_factory):
     from pipelines.ingest.source import default_source_dir
 
     shutil.copytree(default_source_dir(FLIGHT_DELAY.sources), source)
-    settings = load_settings(data_root=root / "var", source_dir=source)
+    settings = make_settings(root / "var", source_dir=source)
     local_airflow.prepare(settings)
     return settings
 

@@ -15,13 +15,12 @@ from pipelines.errors import ArtifactTampered
 from pipelines.registry.registry import Registry
 from pipelines.security.audit import audit_ledger
 from pipelines.security.store import artifact_store
-from pipelines.settings import load_settings
 from serving import predictions
 from serving.auth import create_key
 from serving.local import ServiceFailed, wait_ready
 from serving.model import ModelUnavailable, load_model
 from serving.schema import MAX_BATCH
-from tests.conftest import FLIGHT_DELAY
+from tests.conftest import FLIGHT_DELAY, make_settings
 from tests.e2e.conftest import auth, flight, serve
 
 pytestmark = pytest.mark.e2e
@@ -230,7 +229,7 @@ def test_https_with_a_self_signed_certificate(champion, openbao, tmp_path):
 
 
 def test_no_champion_means_not_ready_with_the_reason(built, openbao, tmp_path):
-    settings = load_settings(data_root=built.settings.data_root, artifact_store_uri=(tmp_path / "empty").as_uri())
+    settings = make_settings(built.settings.data_root, artifact_store_uri=(tmp_path / "empty").as_uri())
     with serve(settings, openbao, tmp_path) as base:
         assert httpx.get(f"{base}/readyz", timeout=60).status_code == 503
         status = httpx.post(f"{base}/status", json={}).json()
@@ -399,7 +398,7 @@ def test_a_port_another_process_holds_is_refused_before_anything_starts(tmp_path
     import socket
 
     from serving.local import running_service
-    from tests.conftest import free_port, make_settings
+    from tests.conftest import free_port
 
     port = free_port()
     with socket.socket() as holder:
