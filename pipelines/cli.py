@@ -270,6 +270,16 @@ def cmd_up(args: argparse.Namespace) -> None:
             stack.enter_context(running_processor(mine, streamed, log=log))
             print(f"Stream processor of {streamed.name}: http://127.0.0.1:{port}/healthz "
                   f"(`platform stream replay {streamed.name} --from ... --to ...` publishes events)")  # fmt: skip
+        from pipelines.alerting.stack import MonitoringUnavailable, running_monitoring
+        from pipelines.usecases.spec import available
+
+        try:
+            usecases = [resolve_usecase(settings, name) for name in available(settings.usecases_dir)]
+            monitoring = stack.enter_context(running_monitoring(settings, usecases))
+            print(f"Prometheus: {monitoring.prometheus} (/targets, /alerts); Alertmanager: {monitoring.alertmanager}, "
+                  f"notifying {monitoring.receiver} (each notification goes into the ledger)")  # fmt: skip
+        except MonitoringUnavailable as exc:
+            print(f"Prometheus and Alertmanager not started: {exc}")
         print(f"  logs: {settings.airflow_dir}/*.log, {settings.data_root / 'serving'}   Stop with Ctrl-C.", flush=True)
         while not stopping:
             exited = {n: p.returncode for n, p in processes.items() if p.poll() is not None}

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     )
     stream_processor_port: int = Field(8300, ge=1, le=65535, description="The stream processor's /healthz, /metrics.")
     exporter_port: int = Field(9464, ge=1, le=65535, description="The platform exporter's /metrics (Prometheus).")
+    alert_receiver_port: int = Field(9465, ge=1, le=65535, description="The platform's Alertmanager webhook receiver.")
+    prometheus_port: int = Field(9090, ge=1, le=65535, description="Prometheus, started by `make up` on loopback.")
+    alertmanager_port: int = Field(9093, ge=1, le=65535, description="Alertmanager, started by `make up` on loopback.")
     # Use cases: one spec per model (pipelines/usecases/spec.py).
     usecases_dir: Path = Field(REPO_ROOT / "usecases", description="Where the use-case specs live.")
     served_usecases: list[str] = Field(

@@ -1,4 +1,5 @@
-"""`make up` (platform up): the Airflow UI behind a login, the DAGs unpaused, a clean stop on Ctrl-C."""
+"""`make up` (platform up): the Airflow UI behind a login, the DAGs unpaused, the stream processor, Prometheus and
+Alertmanager with every target up, a clean stop on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -50,11 +51,22 @@ def test_up_serves_the_ui_behind_a_login_and_stops_on_ctrl_c(tmp_path):
         health = httpx.get(f"{processor}/healthz", timeout=10).json()
         assert health["usecase"] == "flight_delay" and "weather_observations" in health["streams"]
         assert "platform_stream_lag_events" in httpx.get(f"{processor}/metrics", timeout=10).text
+        # Prometheus scraping the model service, the exporter and the processor; Alertmanager beside it
+        prometheus = f"http://127.0.0.1:{settings.prometheus_port}"
+        assert any(f"Prometheus: {prometheus}" in line for line in lines), lines
+        deadline, health = time.monotonic() + 90, {}
+        while time.monotonic() < deadline and set(health.values()) != {"up"}:
+            targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+            health = {t["labels"]["job"]: t["health"] for t in targets}
+            time.sleep(1)
+        assert health == {"model_service": "up", "platform_exporter": "up", "stream_processor": "up"}, health
+        alertmanager = f"http://127.0.0.1:{settings.alertmanager_port}"
+        assert httpx.get(f"{alertmanager}/-/ready", timeout=10).status_code == 200
 
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=120) == 0
         assert "Airflow stopped." in process.stdout.read()
-        for stopped in (BASE, processor):
+        for stopped in (BASE, processor, prometheus, alertmanager):
             with pytest.raises(httpx.ConnectError):
                 httpx.get(f"{stopped}/", timeout=5)
     finally:
