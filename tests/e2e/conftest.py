@@ -41,20 +41,25 @@ def serve(settings, openbao, tmp_path, ssl=None):
         yield base
 
 
+# Models of two and three January days differ by noise on one holdout day: the 3-day one ranks better (ROC AUC
+# 0.594 against 0.581) and is slightly worse calibrated (log-loss skill -0.162 against -0.147). The release
+# tests need a challenger the gate lets replace the champion, not a quality verdict: a wider tolerance.
+NOISY_DAYS_TOLERANCE = {"gate.tolerance_abs": 0.02}
+
+
 @pytest.fixture(scope="session")
 def trained_models(built, tmp_path_factory):  # noqa: F811
     """An artifact store holding champion v1 (XGBoost fitted on the 2 days before the holdout) and challenger v2
-    (fitted on 3 days, judged by the gate against v1 on the same holdout day and passed: ROC AUC 0.594 against
-    0.581 with FeatureService v3): a better model than the one it would replace. Both are admitted by the gate
-    of FEW_DAYS_GATE. (Which of the two ranks better moves with the features: with v2's and the monotone
-    constraint the 2-day model led, 0.593 against 0.579.)"""
+    (fitted on 3), judged by the gate against v1 on the same holdout day and passed (NOISY_DAYS_TOLERANCE): a
+    model the gate lets replace the one it would. Both are admitted by the gate of FEW_DAYS_GATE."""
     store = tmp_path_factory.mktemp("models") / "store"
     versions = {}
     for alias, train_days in (("champion", 2), ("challenger", 3)):
+        gate = {**FEW_DAYS_GATE, **NOISY_DAYS_TOLERANCE}
         settings = make_settings(
             built.settings.data_root,
             artifact_store_uri=store.as_uri(),
-            usecase_overrides={"flight_delay": {**windows(train_days, 1, 1), **FEW_DAYS_GATE}},
+            usecase_overrides={"flight_delay": {**windows(train_days, 1, 1), **gate}},
         )
         folder = training.prepare_run(settings, "flight_delay", built.days[-1], f"e2e-{alias}")
         training.train_candidate(settings, folder, "xgboost")
