@@ -67,7 +67,8 @@ def alertmanager_config(settings: Settings, wait: str = "10s") -> dict:
 
 def record_notification(settings: Settings, payload) -> int:
     """One Alertmanager webhook notification: each of its alerts as a ledger record (`alert.firing` or
-    `alert.resolved`, subject `<use case>/<alert>`) and a line of notifications.jsonl; returns how many.
+    `alert.resolved`, subject `<use case>/<alert>`), a line of notifications.jsonl and an incident opened,
+    repeated or cleared (pipelines/alerting/incidents.py); returns how many.
     ValueError naming what is wrong for a payload that is not Alertmanager's."""
     from pipelines.security.audit import audit_ledger
 
@@ -79,7 +80,9 @@ def record_notification(settings: Settings, payload) -> int:
 
     if not isinstance(alerts, list) or not all(valid(a) for a in alerts):
         raise ValueError("not an Alertmanager webhook notification: expected {'alerts': [{'status', 'labels', ...}]}")
-    ledger = audit_ledger(settings)
+    from pipelines.alerting.incidents import Incidents, from_alert
+
+    ledger, incidents = audit_ledger(settings), Incidents(settings)
     folder = settings.data_root / "alerts"
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / "notifications.jsonl").open("a") as out:
@@ -92,6 +95,7 @@ def record_notification(settings: Settings, payload) -> int:
                        "fingerprint": alert.get("fingerprint")}  # fmt: skip
             ledger.append(f"alert.{alert['status']}", subject, details, actor="alertmanager")
             out.write(json.dumps({"status": alert["status"], "subject": subject, **details}) + "\n")
+            from_alert(incidents, alert)
     return len(alerts)
 
 

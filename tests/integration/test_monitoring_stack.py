@@ -86,6 +86,13 @@ def test_prometheus_scrapes_the_platform_and_alertmanager_reaches_the_receiver(m
     _call(f"{stack.alertmanager}/api/v2/alerts", [over])
     resolved = _until(lambda: recorded("alert.resolved"), what="the resolution in the ledger")
     assert resolved[0].details["fingerprint"] == firing[0].details["fingerprint"]
+    # The notification opened an incident with its runbook; the resolution cleared it, for a person to resolve.
+    from pipelines.alerting.incidents import Incidents
+
+    (incident,) = Incidents(settings).list()
+    assert (incident.kind, incident.usecase, incident.severity, incident.runbook_url) == (
+        "ServingAvailabilityBudgetBurn", "flight_delay", "page", notes["runbook_url"])  # fmt: skip
+    assert incident.state == "open" and incident.cleared_at is not None
     lines = (settings.data_root / "alerts" / "notifications.jsonl").read_text().splitlines()
     assert [json.loads(line)["status"] for line in lines] == ["firing", "resolved"]
     assert ledger.verify().records >= 2

@@ -1,0 +1,219 @@
+"""Incidents: what the platform noticed and someone must work to closure (ITIL incident management).
+
+An incident has one cause (`alert:<alert>:<use case>:<objective>` for a Prometheus alert): while it is not
+resolved, a repeat of the cause updates it (last seen, occurrences) instead of opening another. Its state
+moves open -> acknowledged -> resolved, each step naming who and when; resolving needs a note (what was
+done). When the alert that opened it stops firing, the incident is marked cleared but stays to be resolved
+by a person. Every transition is a ledger record (`incident.opened`, `.repeated`, `.cleared`,
+`.acknowledged`, `.resolved`). Stored in SQLite under the data root, or the PostgreSQL schema `incidents`
+with the production warehouse; `platform incidents list|ack|resolve|report`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from pipelines.errors import PlatformError
+from pipelines.settings import Settings
+
+SCHEMA = "incidents"
+STATES = ("open", "acknowledged", "resolved")
+
+
+class IncidentError(PlatformError):
+    """A transition the incident's state does not allow, or an incident that does not exist."""
+
+
+@dataclass(frozen=True)
+class Incident:
+    id: int
+    cause: str
+    kind: str
+    usecase: str
+    owner: str
+    severity: str
+    summary: str
+    runbook_url: str
+    state: str
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    occurrences: int
+    cleared_at: dt.datetime | None
+    acknowledged_by: str | None
+    acknowledged_at: dt.datetime | None
+    resolved_by: str | None
+    resolved_at: dt.datetime | None
+    note: str | None
+
+    def render(self) -> str:
+        who = {"acknowledged": f" by {self.acknowledged_by}", "resolved": f" by {self.resolved_by}"}.get(self.state, "")
+        cleared = f", cleared {self.cleared_at:%Y-%m-%d %H:%M}" if self.cleared_at else ""
+        return (f"#{self.id} {self.state}{who} [{self.severity}] {self.usecase} {self.kind}: {self.summary} "
+                f"(first {self.first_seen:%Y-%m-%d %H:%M}, last {self.last_seen:%Y-%m-%d %H:%M}, "
+                f"{self.occurrences}x{cleared}) runbook {self.runbook_url}")  # fmt: skip
+
+
+class Incidents:
+    """The platform's incident records (`settings`' warehouse backend) and their ledger trail."""
+
+    def __init__(self, settings: Settings):
+        from pipelines.security.audit import audit_ledger
+
+        self.settings, self.ledger = settings, audit_ledger(settings)
+        if settings.warehouse_target == "postgres":
+            from pipelines.security.secrets import postgres_connection
+
+            self.engine = sa.create_engine(postgres_connection(settings).sqlalchemy_url("psycopg2"))
+            with self.engine.begin() as con:
+                con.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
+            schema = SCHEMA
+        else:
+            folder = settings.data_root / "incidents"
+            folder.mkdir(parents=True, exist_ok=True)
+            self.engine, schema = sa.create_engine(f"sqlite:///{folder / 'incidents.sqlite'}"), None
+        moment = sa.DateTime(timezone=True)
+        self.table = sa.Table(
+            "incidents", sa.MetaData(schema=schema),
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            *(sa.Column(name, sa.Text, nullable=False) for name in
+              ("cause", "kind", "usecase", "owner", "severity", "summary", "runbook_url", "state")),
+            sa.Column("first_seen", moment, nullable=False), sa.Column("last_seen", moment, nullable=False),
+            sa.Column("occurrences", sa.Integer, nullable=False), sa.Column("cleared_at", moment),
+            sa.Column("acknowledged_by", sa.Text), sa.Column("acknowledged_at", moment),
+            sa.Column("resolved_by", sa.Text), sa.Column("resolved_at", moment), sa.Column("note", sa.Text),
+        )  # fmt: skip
+        self.table.metadata.create_all(self.engine)
+
+    def seen(self, cause: str, at: dt.datetime, *, kind: str, usecase: str, owner: str, severity: str,
+             summary: str, runbook_url: str) -> Incident:  # fmt: skip
+        """The cause was seen at `at`: its unresolved incident updated, or a new one opened."""
+        t = self.table
+        with self.engine.begin() as con:
+            row = con.execute(sa.select(t).where(t.c.cause == cause, t.c.state != "resolved")).mappings().first()
+            if row is None:
+                values = {"cause": cause, "kind": kind, "usecase": usecase, "owner": owner, "severity": severity,
+                          "summary": summary, "runbook_url": runbook_url, "state": "open", "first_seen": at,
+                          "last_seen": at, "occurrences": 1}  # fmt: skip
+                ident = con.execute(t.insert().values(**values)).inserted_primary_key[0]
+                action = "incident.opened"
+            else:
+                ident, action = row["id"], "incident.repeated"
+                con.execute(t.update().where(t.c.id == ident).values(
+                    last_seen=max(_utc(row["last_seen"]), at), occurrences=row["occurrences"] + 1, cleared_at=None,
+                    summary=summary, severity=_worse(row["severity"], severity)))  # fmt: skip
+        incident = self.get(ident)
+        self.ledger.append(action, f"incident/{ident}", {"cause": cause, "severity": incident.severity,
+                                                          "summary": summary, "usecase": usecase})  # fmt: skip
+        return incident
+
+    def cleared(self, cause: str, at: dt.datetime) -> Incident | None:
+        """The cause stopped (its alert resolved): the unresolved incident is marked cleared, for someone to resolve."""
+        t = self.table
+        with self.engine.begin() as con:
+            row = con.execute(sa.select(t).where(t.c.cause == cause, t.c.state != "resolved")).mappings().first()
+            if row is None:
+                return None
+            con.execute(t.update().where(t.c.id == row["id"]).values(cleared_at=at))
+        self.ledger.append("incident.cleared", f"incident/{row['id']}", {"cause": cause, "at": at.isoformat()})
+        return self.get(row["id"])
+
+    def acknowledge(self, ident: int, who: str) -> Incident:
+        incident = self.get(ident)
+        if incident.state != "open":
+            raise IncidentError(f"incident #{ident} is {incident.state}: only an open incident is acknowledged")
+        return self._move(incident, "acknowledged", who, acknowledged_by=who,
+                          acknowledged_at=dt.datetime.now(dt.UTC))  # fmt: skip
+
+    def resolve(self, ident: int, who: str, note: str) -> Incident:
+        incident = self.get(ident)
+        if incident.state == "resolved":
+            raise IncidentError(f"incident #{ident} was resolved by {incident.resolved_by} at {incident.resolved_at}")
+        if not note or not note.strip():
+            raise IncidentError(f"resolving incident #{ident} needs a note: what was found and done (--note)")
+        now = dt.datetime.now(dt.UTC)
+        ack = {} if incident.acknowledged_at else {"acknowledged_by": who, "acknowledged_at": now}
+        return self._move(incident, "resolved", who, resolved_by=who, resolved_at=now, note=note.strip(), **ack)
+
+    def _move(self, incident: Incident, state: str, who: str, **values) -> Incident:
+        t = self.table
+        with self.engine.begin() as con:
+            moved = con.execute(t.update().where(t.c.id == incident.id, t.c.state == incident.state)
+                                .values(state=state, **values)).rowcount  # fmt: skip
+        if not moved:  # someone else moved it meanwhile
+            raise IncidentError(f"incident #{incident.id} changed while you were moving it; look again")
+        self.ledger.append(f"incident.{state}", f"incident/{incident.id}", {"by": who, "cause": incident.cause,
+                                                                           "note": values.get("note")})  # fmt: skip
+        return self.get(incident.id)
+
+    def get(self, ident: int) -> Incident:
+        with self.engine.connect() as con:
+            row = con.execute(sa.select(self.table).where(self.table.c.id == ident)).mappings().first()
+        if row is None:
+            raise IncidentError(f"there is no incident #{ident} (`platform incidents list --all`)")
+        return _incident(row)
+
+    def list(self, states: tuple[str, ...] = ("open", "acknowledged")) -> list[Incident]:
+        t = self.table
+        with self.engine.connect() as con:
+            rows = con.execute(sa.select(t).where(t.c.state.in_(states)).order_by(t.c.first_seen, t.c.id)).mappings()
+            return [_incident(r) for r in rows]
+
+    def report(self) -> dict[str, dict]:
+        """Per use case: incidents, open ones, mean time to acknowledge and to resolve (seconds, of those that were)."""
+        out: dict[str, dict] = {}
+        for incident in self.list(STATES):
+            entry = out.setdefault(incident.usecase, {"incidents": 0, "unresolved": 0, "_ack": [], "_res": []})
+            entry["incidents"] += 1
+            entry["unresolved"] += incident.state != "resolved"
+            if incident.acknowledged_at:
+                entry["_ack"].append((incident.acknowledged_at - incident.first_seen).total_seconds())
+            if incident.resolved_at:
+                entry["_res"].append((incident.resolved_at - incident.first_seen).total_seconds())
+        for entry in out.values():
+            ack, res = entry.pop("_ack"), entry.pop("_res")
+            entry["mtta_s"] = sum(ack) / len(ack) if ack else None
+            entry["mttr_s"] = sum(res) / len(res) if res else None
+        return out
+
+
+def from_alert(incidents: Incidents, alert: dict) -> Incident | None:
+    """An Alertmanager alert (webhook format) as an incident: opened or repeated while firing, cleared once resolved."""
+    labels, notes = alert["labels"], alert.get("annotations") or {}
+    usecase = labels.get("usecase", "platform")
+    cause = f"alert:{labels.get('alertname', '?')}:{usecase}:{labels.get('objective', '')}"
+    at = _parse(alert.get("endsAt") if alert["status"] == "resolved" else alert.get("startsAt"))
+    if alert["status"] == "resolved":
+        return incidents.cleared(cause, at)
+    return incidents.seen(cause, at, kind=labels.get("alertname", "?"), usecase=usecase,
+                          owner=labels.get("owner", "platform"),
+                          severity=labels.get("severity", "ticket"), summary=notes.get("summary", ""),
+                          runbook_url=notes.get("runbook_url", ""))  # fmt: skip
+
+
+def _parse(text: str | None) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.year < 2000:  # Alertmanager's zero time for "not ended"
+        return dt.datetime.now(dt.UTC)
+    return _utc(moment)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _worse(a: str, b: str) -> str:
+    return "page" if "page" in (a, b) else a
+
+
+def _incident(row) -> Incident:
+    values = dict(row)
+    for name in ("first_seen", "last_seen", "cleared_at", "acknowledged_at", "resolved_at"):
+        if values[name] is not None:
+            values[name] = _utc(values[name])
+    return Incident(**values)
