@@ -54,12 +54,13 @@ def test_up_serves_the_ui_behind_a_login_and_stops_on_ctrl_c(tmp_path):
         # Prometheus scraping the model service, the exporter and the processor; Alertmanager beside it
         prometheus = f"http://127.0.0.1:{settings.prometheus_port}"
         assert any(f"Prometheus: {prometheus}" in line for line in lines), lines
-        deadline, health = time.monotonic() + 90, {}
-        while time.monotonic() < deadline and set(health.values()) != {"up"}:
+        deadline, health, errors = time.monotonic() + 180, {}, {}
+        while time.monotonic() < deadline and set(health.values()) != {"up"}:  # scraped every 15 s
             targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
             health = {t["labels"]["job"]: t["health"] for t in targets}
+            errors = {t["labels"]["job"]: t["lastError"] for t in targets if t["lastError"]}
             time.sleep(1)
-        assert health == {"model_service": "up", "platform_exporter": "up", "stream_processor": "up"}, health
+        assert health == {"model_service": "up", "platform_exporter": "up", "stream_processor": "up"}, errors
         alertmanager = f"http://127.0.0.1:{settings.alertmanager_port}"
         assert httpx.get(f"{alertmanager}/-/ready", timeout=10).status_code == 200
 
@@ -70,5 +71,9 @@ def test_up_serves_the_ui_behind_a_login_and_stops_on_ctrl_c(tmp_path):
             with pytest.raises(httpx.ConnectError):
                 httpx.get(f"{stopped}/", timeout=5)
     finally:
-        if process.poll() is None:
-            process.kill()
+        if process.poll() is None:  # a failed assertion: stop what it started (Airflow, the service, Prometheus) too
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                process.kill()
