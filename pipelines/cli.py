@@ -275,7 +275,7 @@ def cmd_up(args: argparse.Namespace) -> None:
 
         try:
             usecases = [resolve_usecase(settings, name) for name in available(settings.usecases_dir)]
-            monitoring = stack.enter_context(running_monitoring(settings, usecases))
+            monitoring = stack.enter_context(running_monitoring(settings, usecases, serving=identity is not None))
             print(f"Prometheus: {monitoring.prometheus} (/targets, /alerts); Alertmanager: {monitoring.alertmanager}, "
                   f"notifying {monitoring.receiver} (each notification goes into the ledger)")  # fmt: skip
         except MonitoringUnavailable as exc:

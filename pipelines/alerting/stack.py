@@ -40,11 +40,12 @@ class MonitoringStack:
     receiver: str
 
 
-def prometheus_config(settings: Settings, usecases: list[UseCase], rules: Path) -> dict:
-    """Scrape the model service, the exporter and a stream processor per streamed use case; alert Alertmanager."""
+def prometheus_config(settings: Settings, usecases: list[UseCase], rules: Path, serving: bool = True) -> dict:
+    """Scrape the model service (when `serving`: one runs on the serving port), the exporter and a stream
+    processor per streamed use case; alert Alertmanager."""
     processors = [f"127.0.0.1:{settings.stream_processor_port + i}"
                   for i, _ in enumerate(u for u in usecases if u.streaming is not None)]  # fmt: skip
-    jobs = {"model_service": [f"127.0.0.1:{settings.serving_port}"],
+    jobs = {"model_service": [f"127.0.0.1:{settings.serving_port}"] if serving else [],
             "platform_exporter": [f"127.0.0.1:{settings.exporter_port}"], "stream_processor": processors}  # fmt: skip
     return {
         "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
@@ -143,8 +144,10 @@ def _ready(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def running_monitoring(settings: Settings, usecases: list[UseCase], wait: str = "10s") -> Iterator[MonitoringStack]:
-    """The exporter, the receiver, Prometheus and Alertmanager for the block, on loopback."""
+def running_monitoring(settings: Settings, usecases: list[UseCase], wait: str = "10s",
+                       serving: bool = True) -> Iterator[MonitoringStack]:  # fmt: skip
+    """The exporter, the receiver, Prometheus and Alertmanager for the block, on loopback (`serving`: scrape
+    the model service too)."""
     from pipelines.alerting.exporter import serve_exporter
     from pipelines.alerting.rules import write_rules
 
@@ -154,7 +157,9 @@ def running_monitoring(settings: Settings, usecases: list[UseCase], wait: str = 
         raise MonitoringUnavailable(f"{missing} not installed: `make monitoring-tools` (Debian's packages, as root)")
     home = settings.data_root / "prometheus"
     rules = write_rules(usecases, home / "platform-rules.yml")
-    (home / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(settings, usecases, rules), sort_keys=False))
+    (home / "prometheus.yml").write_text(
+        yaml.safe_dump(prometheus_config(settings, usecases, rules, serving), sort_keys=False)
+    )
     (home / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(settings, wait), sort_keys=False))
     commands = {
         "prometheus": [binaries["prometheus"], f"--config.file={home / 'prometheus.yml'}",
