@@ -94,9 +94,10 @@ def record_notification(settings: Settings, payload) -> int:
                        "labels": labels, "summary": notes.get("summary"), "runbook_url": notes.get("runbook_url"),
                        "starts_at": alert.get("startsAt"), "ends_at": alert.get("endsAt"),
                        "fingerprint": alert.get("fingerprint")}  # fmt: skip
-            ledger.append(f"alert.{alert['status']}", subject, details, actor="alertmanager")
             out.write(json.dumps({"status": alert["status"], "subject": subject, **details}) + "\n")
+            out.flush()
             from_alert(incidents, alert)
+            ledger.append(f"alert.{alert['status']}", subject, details, actor="alertmanager")  # last: all is done
     return len(alerts)
 
 
