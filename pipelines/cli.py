@@ -262,19 +262,20 @@ def cmd_up(args: argparse.Namespace) -> None:
             log = settings.data_root / "serving" / "service.log"
             base = stack.enter_context(running_service(settings, *identity, settings.serving_port, log=log))
             print(f"Model service: {base} (/status says what it serves; keys: `platform api-key NAME --scope predict`)")
-        for port, streamed in enumerate(_streamed_usecases(settings), start=settings.stream_processor_port):
-            from pipelines.streaming.service import running_processor
-
-            mine = settings.model_copy(update={"stream_processor_port": port})
-            log = settings.data_root / "streaming" / f"{streamed.name}-processor.log"
-            stack.enter_context(running_processor(mine, streamed, log=log))
-            print(f"Stream processor of {streamed.name}: http://127.0.0.1:{port}/healthz "
-                  f"(`platform stream replay {streamed.name} --from ... --to ...` publishes events)")  # fmt: skip
-        from pipelines.alerting.stack import MonitoringUnavailable, running_monitoring
+        from pipelines.streaming.service import processor_ports, running_processor
         from pipelines.usecases.spec import available
 
+        usecases = [resolve_usecase(settings, name) for name in available(settings.usecases_dir)]
+        ports = processor_ports(settings, usecases)
+        for streamed in (u for u in usecases if u.name in ports):
+            mine = settings.model_copy(update={"stream_processor_port": ports[streamed.name]})
+            log = settings.data_root / "streaming" / f"{streamed.name}-processor.log"
+            stack.enter_context(running_processor(mine, streamed, log=log))
+            print(f"Stream processor of {streamed.name}: http://127.0.0.1:{ports[streamed.name]}/healthz "
+                  f"(`platform stream replay {streamed.name} --from ... --to ...` publishes events)")  # fmt: skip
+        from pipelines.alerting.stack import MonitoringUnavailable, running_monitoring
+
         try:
-            usecases = [resolve_usecase(settings, name) for name in available(settings.usecases_dir)]
             monitoring = stack.enter_context(running_monitoring(settings, usecases, serving=identity is not None))
             print(f"Prometheus: {monitoring.prometheus} (/targets, /alerts); Alertmanager: {monitoring.alertmanager}, "
                   f"notifying {monitoring.receiver} (each notification goes into the ledger)")  # fmt: skip
@@ -288,14 +289,6 @@ def cmd_up(args: argparse.Namespace) -> None:
             time.sleep(1)
         print("Stopping Airflow ...", flush=True)
     print("Airflow stopped.")
-
-
-def _streamed_usecases(settings: Settings) -> list[UseCase]:
-    """The use cases whose specs declare event streams (each gets a stream processor)."""
-    from pipelines.usecases.spec import available
-
-    specs = [resolve_usecase(settings, name) for name in available(settings.usecases_dir)]
-    return [spec for spec in specs if spec.streaming is not None]
 
 
 def cmd_stage(args: argparse.Namespace) -> None:

@@ -43,8 +43,9 @@ class MonitoringStack:
 def prometheus_config(settings: Settings, usecases: list[UseCase], rules: Path, serving: bool = True) -> dict:
     """Scrape the model service (when `serving`: one runs on the serving port), the exporter and a stream
     processor per streamed use case; alert Alertmanager."""
-    processors = [f"127.0.0.1:{settings.stream_processor_port + i}"
-                  for i, _ in enumerate(u for u in usecases if u.streaming is not None)]  # fmt: skip
+    from pipelines.streaming.service import processor_ports
+
+    processors = [f"127.0.0.1:{port}" for port in processor_ports(settings, usecases).values()]
     jobs = {"model_service": [f"127.0.0.1:{settings.serving_port}"] if serving else [],
             "platform_exporter": [f"127.0.0.1:{settings.exporter_port}"], "stream_processor": processors}  # fmt: skip
     return {

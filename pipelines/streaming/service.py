@@ -25,6 +25,12 @@ class ProcessorFailed(PlatformError):
     """The stream processor did not start or stopped; the message says where its log is."""
 
 
+def processor_ports(settings: Settings, usecases: list[UseCase]) -> dict[str, int]:
+    """Where `make up` runs each streamed use case's processor: the settings' port, then the next ones."""
+    streamed = [u.name for u in usecases if u.streaming is not None]
+    return {name: settings.stream_processor_port + i for i, name in enumerate(streamed)}
+
+
 def run_processor(settings: Settings, usecase: UseCase, consumer: str = "processor-1") -> None:
     """Process the use case's streams until SIGTERM or SIGINT, serving /healthz and /metrics meanwhile."""
     from pipelines.streaming.processor import StreamProcessor, serve_health
