@@ -25,33 +25,54 @@ from pipelines.usecases.spec import UseCase
 RUNBOOKS = "docs/runbooks"
 
 
-def _seconds(window: str) -> float:
-    unit = {"m": 60, "h": 3600, "d": 86400}[window[-1]]
-    return float(window[:-1]) * unit
-
-
 @dataclass(frozen=True)
 class BurnWindow:
+    """One alert of the multi-window, multi-burn-rate set, for a 28-day objective: windows scale with the
+    objective's own window, as Pyrra scales them (an hour of a 28-day budget is 129 s of a 1-day one)."""
+
     severity: str  # page: wake someone; ticket: the next working hours
-    long: str
-    short: str
+    long: dt.timedelta
+    short: dt.timedelta
     budget_share: float  # of the objective's window's error budget, spent in `long`
-    wait: str  # the alert's `for`
+    wait: dt.timedelta  # the alert's `for`
+
+    def scaled(self, window: dt.timedelta) -> BurnWindow:
+        factor = window / REFERENCE_WINDOW
+
+        def scale(span: dt.timedelta) -> dt.timedelta:
+            return dt.timedelta(seconds=max(1, round((span * factor).total_seconds())))
+
+        return BurnWindow(self.severity, scale(self.long), scale(self.short), self.budget_share, scale(self.wait))
 
 
-# The SRE workbook's table (chapter 5, "Alerting on SLOs"), as shares of the budget.
+REFERENCE_WINDOW = dt.timedelta(days=28)
+_H, _M = dt.timedelta(hours=1), dt.timedelta(minutes=1)
+# The SRE workbook's table (chapter 5, "Alerting on SLOs"), as shares of a 28-day budget; Pyrra's waits.
 BURN_WINDOWS = (
-    BurnWindow("page", "1h", "5m", 0.02, "2m"),
-    BurnWindow("page", "6h", "30m", 0.05, "15m"),
-    BurnWindow("ticket", "1d", "2h", 0.10, "1h"),
-    BurnWindow("ticket", "3d", "6h", 0.10, "3h"),
+    BurnWindow("page", 1 * _H, 5 * _M, 0.02, 2 * _M),
+    BurnWindow("page", 6 * _H, 30 * _M, 0.05, 15 * _M),
+    BurnWindow("ticket", 24 * _H, 2 * _H, 0.10, 1 * _H),
+    BurnWindow("ticket", 72 * _H, 6 * _H, 0.10, 3 * _H),
 )
-RATE_WINDOWS = sorted({w for b in BURN_WINDOWS for w in (b.long, b.short)}, key=lambda w: _seconds(w))
 
 
-def burn_rate(window: dt.timedelta, burn: BurnWindow) -> float:
-    """How many times faster than even the error budget is spent, when `budget_share` of it goes in `long`."""
-    return round(burn.budget_share * window.total_seconds() / _seconds(burn.long), 4)
+def duration(span: dt.timedelta) -> str:
+    """A Prometheus duration in its largest whole unit: 1h, 5m, 129s, 3d."""
+    seconds = round(span.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def burn_rate(burn: BurnWindow) -> float:
+    """How many times faster than even the error budget is spent, when `budget_share` of it goes in `long`
+    (the same for every objective window: the windows scale with it)."""
+    return round(burn.budget_share * REFERENCE_WINDOW / burn.long, 4)
+
+
+def _seconds(window: str) -> float:
+    return {"s": 1, "m": 60, "h": 3600, "d": 86400}[window[-1]] * float(window[:-1])
 
 
 def _ratio(bad: str, total: str) -> str:
@@ -69,6 +90,8 @@ def usecase_rules(usecase: UseCase) -> list[dict]:
     def labels(severity: str, objective: str) -> dict:
         return {"severity": severity, "usecase": name, "owner": usecase.owner, "objective": objective}
 
+    burns = [burn.scaled(objectives.window) for burn in BURN_WINDOWS]
+    rate_windows = sorted({duration(w) for b in burns for w in (b.long, b.short)}, key=_seconds)
     slis = {}
     if objectives.availability:
         slis["availability"] = ("platform:serving_request_errors:ratio_rate", objectives.availability.target,
@@ -88,22 +111,22 @@ def usecase_rules(usecase: UseCase) -> list[dict]:
             f"slower than {objectives.latency.threshold.total_seconds():g} s",
         )
     for objective, (record, target, expression, bad) in slis.items():
-        for window in RATE_WINDOWS:
+        for window in rate_windows:
             records.append({"record": f"{record}{window}", "expr": expression(window), "labels": {"usecase": name}})
         budget = 1 - target
-        for burn in BURN_WINDOWS:
-            rate = burn_rate(objectives.window, burn)
+        for burn, scaled in zip(BURN_WINDOWS, burns, strict=True):
+            rate, long, short = burn_rate(burn), duration(scaled.long), duration(scaled.short)
             limit = floatToGoString(round(rate * budget, 8))
             alerts.append({
                 "alert": f"Serving{objective.capitalize()}BudgetBurn",
-                "expr": f"{record}{burn.long}{{{match}}} > {limit} and {record}{burn.short}{{{match}}} > {limit}",
-                "for": burn.wait,
-                "labels": {**labels(burn.severity, objective), "long_window": burn.long},
+                "expr": f"{record}{long}{{{match}}} > {limit} and {record}{short}{{{match}}} > {limit}",
+                "for": duration(scaled.wait),
+                "labels": {**labels(burn.severity, objective), "long_window": long},
                 "annotations": {
-                    "summary": f"{name}: {{{{ $value | humanizePercentage }}}} of requests {bad} over {burn.long}",
+                    "summary": f"{name}: {{{{ $value | humanizePercentage }}}} of requests {bad} over {long}",
                     "description": f"The {objective} objective ({target:.2%} over {objectives.window.days} days) is "
-                                   f"burning its budget {rate:g}x too fast over {burn.long} and {burn.short}: "
-                                   f"{burn.budget_share:.0%} of it gone in {burn.long} at this rate.",
+                                   f"burning its budget {rate:g}x too fast over {long} and {short}: "
+                                   f"{burn.budget_share:.0%} of it gone in {long} at this rate.",
                     "runbook_url": f"{RUNBOOKS}/serving_{objective}.md",
                 },
             })  # fmt: skip
@@ -114,7 +137,7 @@ def usecase_rules(usecase: UseCase) -> list[dict]:
             "alert": "DataFreshnessMissed",
             "expr": f"time() - max by (usecase) (platform_data_materialized_through_timestamp_seconds{{{match}}}) "
                     f"> {late_s}",
-            "for": "5m",
+            "for": "0m",  # a deadline passed is a fact, not a blip to wait out
             "labels": labels("ticket", "freshness"),
             "annotations": {
                 "summary": f"{name}: the newest materialized day ended {{{{ $value | humanizeDuration }}}} ago",
@@ -139,7 +162,7 @@ def usecase_rules(usecase: UseCase) -> list[dict]:
         })  # fmt: skip
     groups = []
     if records:
-        groups.append({"name": f"{name}_slis", "interval": "30s", "rules": records})
+        groups.append({"name": f"{name}_slis", "rules": records})  # at Prometheus's evaluation interval
     if alerts:
         groups.append({"name": f"{name}_objectives", "rules": alerts})
     return groups

@@ -2,9 +2,9 @@
 
 Each objective is a share of good events over the objective's `window` (28 days by default); its error
 budget is what is left to 1. pipelines/alerting/rules.py turns them into Prometheus recording and alerting
-rules: multi-window burn-rate alerts for the serving objectives (the SRE workbook's: page when two days of
-a 28-day budget burn in an hour, or five in six hours; a ticket when ten burn in three days), a threshold
-alert for freshness and for the live model's quality.
+rules: multi-window burn-rate alerts for the serving objectives (the SRE workbook's: page when 2% of a
+28-day budget burns in an hour, or 5% in six hours; a ticket when 10% burns in a day or in three; the
+windows scale with the objective's), a threshold alert for freshness and for the live model's quality.
 """
 
 from __future__ import annotations
@@ -60,6 +60,6 @@ class Objectives(_Section):
     @field_validator("window")
     @classmethod
     def _days(cls, value: dt.timedelta) -> dt.timedelta:
-        if not dt.timedelta(days=7) <= value <= dt.timedelta(days=90) or value % dt.timedelta(days=1):
-            raise ValueError(f"a window of {value} is not a whole number of days from 7 to 90")
+        if not dt.timedelta(days=1) <= value <= dt.timedelta(days=90) or value % dt.timedelta(days=1):
+            raise ValueError(f"a window of {value} is not a whole number of days from 1 to 90")
         return value

@@ -67,8 +67,25 @@ def test_the_generated_rules_pass_promtool_check(promtool, rules):
 
 
 def test_the_burn_rates_spend_the_workbooks_shares_of_a_28_day_budget():
-    window = USECASES[0].objectives.window
-    assert [burn_rate(window, b) for b in BURN_WINDOWS] == [13.44, 5.6, 2.8, 0.9333]
+    assert [burn_rate(b) for b in BURN_WINDOWS] == [13.44, 5.6, 2.8, 0.9333]
+
+
+def test_a_one_day_objective_alerts_on_windows_scaled_to_it(promtool, tmp_path):
+    """The same shares of a 1-day budget, over windows 28 times shorter (Pyrra's scaling): the fast page looks at
+    129 s and 11 s and waits 4 s, at the same 13.44x burn (0.0672 errors per request of a 99.5% target); the
+    rules still pass promtool."""
+    daily = load_usecase(REPO_ROOT / "usecases", "flight_delay", {"objectives.window": "P1D"})
+    rules = write_rules([daily], tmp_path / "daily.yml")
+    checked = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    groups = {g["name"]: g["rules"] for g in yaml.safe_load(rules.read_text())["groups"]}
+    pages = [a for a in groups["flight_delay_objectives"] if a["alert"] == "ServingAvailabilityBudgetBurn"]
+    scaled = [("129s", "4s"), ("771s", "32s"), ("3086s", "129s"), ("9257s", "386s")]
+    assert [(a["labels"]["long_window"], a["for"]) for a in pages] == scaled
+    assert pages[0]["expr"] == (
+        'platform:serving_request_errors:ratio_rate129s{usecase="flight_delay"} > 0.0672 and '
+        'platform:serving_request_errors:ratio_rate11s{usecase="flight_delay"} > 0.0672'
+    )
 
 
 def test_a_sustained_error_burst_pages_and_a_blip_does_not(promtool, rules, tmp_path):
