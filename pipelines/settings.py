@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     alert_receiver_port: int = Field(9465, ge=1, le=65535, description="The platform's Alertmanager webhook receiver.")
     prometheus_port: int = Field(9090, ge=1, le=65535, description="Prometheus, started by `make up` on loopback.")
     alertmanager_port: int = Field(9093, ge=1, le=65535, description="Alertmanager, started by `make up` on loopback.")
+    incident_notify: list[str] = Field(
+        [], description="Where every incident's transitions go (pipelines/alerting/notify.py): http(s) webhooks."
+    )
     # Use cases: one spec per model (pipelines/usecases/spec.py).
     usecases_dir: Path = Field(REPO_ROOT / "usecases", description="Where the use-case specs live.")
     served_usecases: list[str] = Field(

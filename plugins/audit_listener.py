@@ -1,4 +1,5 @@
-"""Airflow listener: every DAG-run and task-instance state change lands in the platform's audit ledger.
+"""Airflow listener: every DAG-run and task-instance state change lands in the platform's audit ledger,
+and a failed DAG run opens an incident (`dag:<dag id>`; the DAG's next successful run clears it).
 
 Loaded by every Airflow process (scheduler for DAG runs, task runners for task instances);
 the ledger code is imported on first use, so loading the plugin costs nothing.
@@ -41,6 +42,23 @@ def _dag_run(action: str, dag_run, msg: str) -> None:
             {"run_type": str(dag_run.run_type), "logical_date": str(dag_run.logical_date), "msg": msg})  # fmt: skip
 
 
+def _incident(dag_run, msg: str, failed: bool) -> None:
+    try:
+        import datetime as dt
+
+        from pipelines.alerting.incidents import Incidents, platform_event, usecase_of
+        from pipelines.settings import get_settings
+
+        settings, cause = get_settings(), f"dag:{dag_run.dag_id}"
+        if failed:
+            summary = f"{dag_run.dag_id} run {dag_run.run_id} failed ({msg}): its failed tasks' logs say why"
+            platform_event(settings, "DagRunFailed", cause, usecase_of(settings, dag_run.dag_id), summary)
+        else:
+            Incidents(settings).cleared(cause, dt.datetime.now(dt.UTC))
+    except Exception:  # the run's outcome stands; the gap must be seen
+        log.exception("INCIDENT NOT RECORDED for %s %s", dag_run.dag_id, dag_run.run_id)
+
+
 class AuditListener:
     @hookimpl
     def on_task_instance_running(self, previous_state, task_instance):
@@ -65,10 +83,12 @@ class AuditListener:
     @hookimpl
     def on_dag_run_success(self, dag_run, msg):
         _dag_run("dag_run.success", dag_run, msg)
+        _incident(dag_run, msg, failed=False)
 
     @hookimpl
     def on_dag_run_failed(self, dag_run, msg):
         _dag_run("dag_run.failed", dag_run, msg)
+        _incident(dag_run, msg, failed=True)
 
 
 class PlatformAuditPlugin(AirflowPlugin):

@@ -27,6 +27,10 @@ class ModelUnavailable(PlatformError):
     """No model can be served; the message says why (readiness reports it)."""
 
 
+class NoModelYet(ModelUnavailable):
+    """The use case has no model under the alias yet: nothing is broken, nothing was trained."""
+
+
 @dataclass
 class ServedModel:
     name: str
@@ -54,7 +58,7 @@ def load_model(
     if version is None:
         pointer = registry.alias(name, alias)
         if pointer is None:
-            raise ModelUnavailable(f"{name} has no {alias} yet: train one (its training DAG, or `make run`)")
+            raise NoModelYet(f"{name} has no {alias} yet: train one (its training DAG, or `make run`)")
         version = pointer["version"]
     manifest, files = registry.load_files(name, version, ["model.onnx"])  # signature, decrypt, hashes
     contract = manifest["lineage"]["feature_service"]

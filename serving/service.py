@@ -14,6 +14,7 @@ contract held; the service is ready once one use case is, and a use case without
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -188,8 +189,9 @@ class _Service:
             store = artifact_store(self.settings, ledger)
         except PlatformError as exc:
             State.reasons = dict.fromkeys(SERVED, f"{type(exc).__name__}: {exc}")
+            _report_loads(self.settings, {name: exc for name in SERVED})
             return
-        loaded, reasons = {}, {}
+        loaded, reasons, failures = {}, {}, {}
         for name, usecase in SERVED.items():
             try:
                 loaded[name] = Endpoint(
@@ -199,10 +201,10 @@ class _Service:
                     prediction_log(self.settings, usecase),
                 )
                 reasons[name] = "ready"
-            except PlatformError as exc:
-                reasons[name] = f"{type(exc).__name__}: {exc}"
             except Exception as exc:  # noqa: BLE001 (Feast raises its own types for a service it does not know)
-                reasons[name] = f"{type(exc).__name__}: {str(exc)[:300]}"
+                failures[name] = exc
+                reasons[name] = f"{type(exc).__name__}: {exc if isinstance(exc, PlatformError) else str(exc)[:300]}"
+        _report_loads(self.settings, {name: failures.get(name) for name in SERVED})
         with self._lock:
             self.endpoints = {**{n: e for n, e in self.endpoints.items() if n not in loaded}, **loaded}
             State.endpoints, State.reasons = self.endpoints, reasons
@@ -316,6 +318,33 @@ ModelService = bentoml.service(name="model_service", traffic={"timeout": 30, "ma
     type("ModelService", (_Service,), {f"predict_{name}": _predict_api(u) for name, u in SERVED.items()})
 )
 ModelService.add_asgi_middleware(ApiKeyMiddleware)
+
+
+def _report_loads(settings, outcomes: dict) -> None:
+    """Each use case's (re)load as incidents: a failure opens (or repeats) `load:<use case>`, unless nothing was
+    trained yet; a success clears it."""
+    import datetime as dt
+
+    from pipelines.alerting.incidents import Incidents, platform_event
+    from serving.model import NoModelYet
+
+    cleared = [name for name, failure in outcomes.items() if failure is None]
+    for name, failure in outcomes.items():
+        if failure is not None and not isinstance(failure, NoModelYet):
+            platform_event(
+                settings,
+                "ModelUnloadable",
+                f"load:{name}",
+                name,
+                f"the model service cannot serve {name}: {type(failure).__name__}: {str(failure)[:600]}",
+            )
+    if cleared:
+        try:
+            incidents = Incidents(settings)
+            for name in cleared:
+                incidents.cleared(f"load:{name}", dt.datetime.now(dt.UTC))
+        except Exception:  # noqa: BLE001 (serving goes on; the incident stays open for a person)
+            logging.getLogger(__name__).exception("could not clear the load incidents of %s", cleared)
 
 
 def _observe_scoring(name: str, assigned: list, scored) -> None:

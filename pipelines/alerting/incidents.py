@@ -1,26 +1,49 @@
 """Incidents: what the platform noticed and someone must work to closure (ITIL incident management).
 
-An incident has one cause (`alert:<alert>:<use case>:<objective>` for a Prometheus alert): while it is not
-resolved, a repeat of the cause updates it (last seen, occurrences) instead of opening another. Its state
-moves open -> acknowledged -> resolved, each step naming who and when; resolving needs a note (what was
-done). When the alert that opened it stops firing, the incident is marked cleared but stays to be resolved
-by a person. Every transition is a ledger record (`incident.opened`, `.repeated`, `.cleared`,
-`.acknowledged`, `.resolved`). Stored in SQLite under the data root, or the PostgreSQL schema `incidents`
-with the production warehouse; `platform incidents list|ack|resolve|report`.
+Two sources open them: Prometheus alerts, through Alertmanager's webhook (`from_alert`), and what the
+platform itself sees fail (`platform_event`): a failed DAG run (the Airflow listener), a canary rolled back,
+a residency violation, a model the service cannot load. Each has one cause (`alert:<alert>:<use
+case>:<objective>`, `dag:<dag id>`, `rollback:<model>/v<n>`, `residency:<where>`, `load:<use case>`): while
+it is not resolved, a repeat of the cause updates it (last seen, occurrences) instead of opening another.
+Its state moves open -> acknowledged -> resolved, each step naming who and when; resolving needs a note
+(what was done). When its cause stops (the alert resolves, the DAG's next run passes, the model loads), the
+incident is marked cleared but stays to be resolved by a person. Every transition is a ledger record
+(`incident.opened`, `.repeated`, `.cleared`, `.acknowledged`, `.resolved`), and every transition but a
+repeat is sent to the notifiers (pipelines/alerting/notify.py). Stored in SQLite under the data root, or the
+PostgreSQL schema `incidents` with the production warehouse; `platform incidents list|ack|resolve|report`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import logging
+from dataclasses import asdict, dataclass
 
 import sqlalchemy as sa
 
+from pipelines.alerting.rules import RUNBOOKS
 from pipelines.errors import PlatformError
 from pipelines.settings import Settings
 
 SCHEMA = "incidents"
 STATES = ("open", "acknowledged", "resolved")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EventKind:
+    """A kind of failure the platform reports itself: how urgent it is and what to read."""
+
+    severity: str
+    runbook: str
+
+
+EVENT_KINDS = {
+    "DagRunFailed": EventKind("ticket", "dag_run_failed.md"),
+    "CanaryRolledBack": EventKind("ticket", "canary_rollback.md"),
+    "ResidencyViolation": EventKind("page", "residency_violation.md"),
+    "ModelUnloadable": EventKind("page", "model_unloadable.md"),
+}
 
 
 class IncidentError(PlatformError):
@@ -55,14 +78,18 @@ class Incident:
                 f"(first {self.first_seen:%Y-%m-%d %H:%M}, last {self.last_seen:%Y-%m-%d %H:%M}, "
                 f"{self.occurrences}x{cleared}) runbook {self.runbook_url}")  # fmt: skip
 
+    def as_json(self) -> dict:
+        return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in asdict(self).items()}
+
 
 class Incidents:
     """The platform's incident records (`settings`' warehouse backend) and their ledger trail."""
 
     def __init__(self, settings: Settings):
+        from pipelines.alerting.notify import notifiers
         from pipelines.security.audit import audit_ledger
 
-        self.settings, self.ledger = settings, audit_ledger(settings)
+        self.settings, self.ledger, self.notifiers = settings, audit_ledger(settings), notifiers(settings)
         if settings.warehouse_target == "postgres":
             from pipelines.security.secrets import postgres_connection
 
@@ -107,18 +134,23 @@ class Incidents:
         incident = self.get(ident)
         self.ledger.append(action, f"incident/{ident}", {"cause": cause, "severity": incident.severity,
                                                           "summary": summary, "usecase": usecase})  # fmt: skip
+        if action == "incident.opened":
+            self._notify("opened", incident)
         return incident
 
     def cleared(self, cause: str, at: dt.datetime) -> Incident | None:
-        """The cause stopped (its alert resolved): the unresolved incident is marked cleared, for someone to resolve."""
+        """The cause stopped (its alert resolved, the DAG's next run passed, the model loaded): the unresolved
+        incident is marked cleared, for someone to resolve; None when there was none to clear."""
         t = self.table
         with self.engine.begin() as con:
             row = con.execute(sa.select(t).where(t.c.cause == cause, t.c.state != "resolved")).mappings().first()
-            if row is None:
+            if row is None or row["cleared_at"] is not None:  # nothing to clear, or cleared already
                 return None
             con.execute(t.update().where(t.c.id == row["id"]).values(cleared_at=at))
         self.ledger.append("incident.cleared", f"incident/{row['id']}", {"cause": cause, "at": at.isoformat()})
-        return self.get(row["id"])
+        incident = self.get(row["id"])
+        self._notify("cleared", incident)
+        return incident
 
     def acknowledge(self, ident: int, who: str) -> Incident:
         incident = self.get(ident)
@@ -146,7 +178,19 @@ class Incidents:
             raise IncidentError(f"incident #{incident.id} changed while you were moving it; look again")
         self.ledger.append(f"incident.{state}", f"incident/{incident.id}", {"by": who, "cause": incident.cause,
                                                                            "note": values.get("note")})  # fmt: skip
-        return self.get(incident.id)
+        moved = self.get(incident.id)
+        self._notify(state, moved)
+        return moved
+
+    def _notify(self, event: str, incident: Incident) -> None:
+        """Tell every notifier; one that fails is logged and audited, never undoes the transition."""
+        for notifier in self.notifiers:
+            try:
+                notifier.notify(event, incident)
+            except Exception as exc:  # noqa: BLE001 (a notifier's failure must not lose the incident)
+                log.error("incident #%s %s: %s failed: %s", incident.id, event, notifier, exc)
+                self.ledger.append("incident.notification_failed", f"incident/{incident.id}",
+                                   {"event": event, "notifier": str(notifier), "error": str(exc)[:500]})  # fmt: skip
 
     def get(self, ident: int) -> Incident:
         with self.engine.connect() as con:
@@ -191,6 +235,30 @@ def from_alert(incidents: Incidents, alert: dict) -> Incident | None:
                           owner=labels.get("owner", "platform"),
                           severity=labels.get("severity", "ticket"), summary=notes.get("summary", ""),
                           runbook_url=notes.get("runbook_url", ""))  # fmt: skip
+
+
+def platform_event(settings: Settings, kind: str, cause: str, usecase: str, summary: str) -> Incident | None:
+    """A failure the platform saw itself (EVENT_KINDS) as an incident, owned by the use case's owner; None
+    when it could not be recorded (logged loudly: the caller's own failure is what it must still raise)."""
+    from pipelines.usecases.spec import available, resolve_usecase
+
+    event = EVENT_KINDS[kind]
+    try:
+        owner = resolve_usecase(settings, usecase).owner if usecase in available(settings.usecases_dir) else "platform"
+        return Incidents(settings).seen(cause, dt.datetime.now(dt.UTC), kind=kind, usecase=usecase, owner=owner,
+                                        severity=event.severity, summary=summary[:1000],
+                                        runbook_url=f"{RUNBOOKS}/{event.runbook}")  # fmt: skip
+    except Exception:  # noqa: BLE001 (an incident store that is down must not hide the failure it reports)
+        log.exception("INCIDENT NOT RECORDED: %s %s: %s", kind, cause, summary)
+        return None
+
+
+def usecase_of(settings: Settings, dag_id: str) -> str:
+    """The use case a DAG id belongs to (`<use case>_<kind>`), or "platform"."""
+    from pipelines.usecases.spec import available
+
+    names = sorted((n for n in available(settings.usecases_dir) if dag_id.startswith(f"{n}_")), key=len)
+    return names[-1] if names else "platform"
 
 
 def _parse(text: str | None) -> dt.datetime:

@@ -78,13 +78,22 @@ def release(settings: Settings, model: str, alias: str, version: int) -> dict:
         if {p["model_version"] for p in answer["predictions"]} != {version}:
             raise DeployFailed(f"the service answered with {answer['predictions'][:1]}, not v{version}")
         return {"model": model, "champion": version, "promoted": True, "steps": []}
-    controller.smoke(version, items)
+    from pipelines.alerting.incidents import platform_event
+
+    cause = f"rollback:{model}/v{version}"
+    try:
+        controller.smoke(version, items)
+    except DeployFailed as exc:
+        platform_event(settings, "CanaryRolledBack", cause, model, f"v{version} not released: {exc}")
+        raise
     outcome = controller.walk(version)
     print(outcome.render())
     path = deployment_report(settings, model, version)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(outcome.as_dict(), indent=2))
     if not outcome.promoted:
+        reasons = "; ".join(outcome.reasons)
+        platform_event(settings, "CanaryRolledBack", cause, model, f"v{version} rolled back to the champion: {reasons}")
         raise CanaryRolledBack(outcome.render())
     return outcome.as_dict()
 

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlparse
@@ -159,7 +160,9 @@ def bucket_region(client, bucket: str) -> str:
 class S3Store(ArtifactStore):
     """A bucket (and prefix); every write first proves the bucket is in an allowed region."""
 
-    def __init__(self, client, bucket: str, prefix: str, allowed_regions: list[str], ledger: AuditLedger) -> None:
+    def __init__(self, client, bucket: str, prefix: str, allowed_regions: list[str], ledger: AuditLedger,
+                 on_violation: Callable[[str, str], None] | None = None) -> None:  # fmt: skip
+        self.on_violation = on_violation  # (where, what): an incident, with the platform's settings
         self.client = client
         self.bucket = bucket
         self.prefix = prefix.strip("/")
@@ -175,12 +178,10 @@ class S3Store(ArtifactStore):
         region = bucket_region(self.client, self.bucket)
         if region not in self.allowed_regions:
             details = {"bucket": self.bucket, "region": region, "allowed_regions": self.allowed_regions}
-            self.ledger.append("residency.violation", f"s3://{self.bucket}", details)
-            raise ResidencyViolation(
-                f"bucket {self.bucket} is in {region}, outside the allowed regions "
-                f"{', '.join(self.allowed_regions)}; nothing was written. Use a bucket in an allowed region "
-                "or change PLATFORM_ALLOWED_REGIONS if policy allows it."
-            )
+            message = (f"bucket {self.bucket} is in {region}, outside the allowed regions "
+                       f"{', '.join(self.allowed_regions)}; nothing was written. Use a bucket in an allowed region "
+                       "or change PLATFORM_ALLOWED_REGIONS if policy allows it.")  # fmt: skip
+            raise residency_violation(self.ledger, f"s3://{self.bucket}", details, message, self.on_violation)
         return region
 
     def _write(self, key: str, data: bytes | BinaryIO, overwrite: bool) -> None:
@@ -254,6 +255,26 @@ class S3Store(ArtifactStore):
         return sorted(found)
 
 
+def residency_violation(ledger: AuditLedger, where: str, details: dict, message: str,
+                        on_violation: Callable[[str, str], None] | None) -> ResidencyViolation:  # fmt: skip
+    """The violation audited (`residency.violation`) and reported (an incident), as the error to raise."""
+    ledger.append("residency.violation", where, details)
+    if on_violation is not None:
+        on_violation(where, message)
+    return ResidencyViolation(message)
+
+
+def violation_incident(settings: Settings) -> Callable[[str, str], None]:
+    """Report a residency violation at `where` as an incident (one per place until resolved)."""
+
+    def report(where: str, message: str) -> None:
+        from pipelines.alerting.incidents import platform_event
+
+        platform_event(settings, "ResidencyViolation", f"residency:{where}", "platform", message)
+
+    return report
+
+
 def s3_client(settings: Settings, ledger: AuditLedger):
     """A boto3 S3 client from the artifact connection in Vault (keys, region, endpoint)."""
     import boto3
@@ -266,12 +287,10 @@ def s3_client(settings: Settings, ledger: AuditLedger):
     extra = json.loads(extra) if isinstance(extra, str) else extra
     region = extra.get("region_name")
     if region and region not in settings.allowed_regions:
-        details = {"connection": settings.artifact_conn_id, "region": region}
-        ledger.append("residency.violation", settings.artifact_uri, {**details, "allowed": settings.allowed_regions})
-        raise ResidencyViolation(
-            f"connection {settings.artifact_conn_id!r} declares region {region}, outside the allowed regions "
-            f"{', '.join(settings.allowed_regions)}; point it at a store in an allowed region"
-        )
+        details = {"connection": settings.artifact_conn_id, "region": region, "allowed": settings.allowed_regions}
+        message = (f"connection {settings.artifact_conn_id!r} declares region {region}, outside the allowed regions "
+                   f"{', '.join(settings.allowed_regions)}; point it at a store in an allowed region")  # fmt: skip
+        raise residency_violation(ledger, settings.artifact_uri, details, message, violation_incident(settings))
     return boto3.client(
         "s3",
         region_name=region,
@@ -288,7 +307,8 @@ def artifact_store(settings: Settings, ledger: AuditLedger | None = None) -> Art
         return LocalStore(Path(unquote(uri.path)))
     if uri.scheme == "s3":
         ledger = ledger or audit_ledger(settings)
-        return S3Store(s3_client(settings, ledger), uri.netloc, uri.path, settings.allowed_regions, ledger)
+        return S3Store(s3_client(settings, ledger), uri.netloc, uri.path, settings.allowed_regions, ledger,
+                       violation_incident(settings))  # fmt: skip
     raise SettingsError(f"PLATFORM_ARTIFACT_STORE_URI: unsupported scheme in {settings.artifact_uri!r}")
 
 

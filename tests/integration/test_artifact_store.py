@@ -16,6 +16,7 @@ import time
 import boto3
 import pytest
 
+from pipelines.alerting.incidents import Incidents
 from pipelines.errors import ArtifactExists, ArtifactMissing, ResidencyViolation
 from pipelines.security.audit import audit_ledger
 from pipelines.security.secrets import put_connection
@@ -158,11 +159,16 @@ def test_a_bucket_outside_the_allowed_regions_is_refused_audited_and_untouched(
     listing = store.client.list_objects_v2(Bucket=buckets[region])
     assert listing.get("KeyCount", 0) == 0
     assert not store.client.list_multipart_uploads(Bucket=buckets[region]).get("Uploads")
-    [record] = list(audit_ledger(settings).records())
+    record, opened = list(audit_ledger(settings).records())
     assert (record.action, record.subject) == ("residency.violation", f"s3://{buckets[region]}")
     assert record.details == {"bucket": buckets[region], "region": region, "allowed_regions": [UAE]}
     with pytest.raises(ResidencyViolation):  # and it is caught at start-up too
         check_residency_at_startup(settings)
+    [incident] = Incidents(settings).list()  # one place, one incident: the second refusal repeats it
+    assert opened.action == "incident.opened" and opened.subject == f"incident/{incident.id}"
+    assert (incident.kind, incident.severity, incident.occurrences, incident.cause) == (
+        "ResidencyViolation", "page", 2, f"residency:s3://{buckets[region]}")  # fmt: skip
+    assert incident.summary == message and incident.runbook_url == "docs/runbooks/residency_violation.md"
 
 
 def test_a_store_declared_in_another_region_is_refused_at_startup(tmp_path, openbao, moto_endpoint, buckets):
@@ -171,7 +177,9 @@ def test_a_store_declared_in_another_region_is_refused_at_startup(tmp_path, open
                              artifact_conn_id="artifacts_ireland")  # fmt: skip
     with pytest.raises(ResidencyViolation, match=f"declares region {IRELAND}.*{UAE}"):
         check_residency_at_startup(settings)
-    assert [r.action for r in audit_ledger(settings).records()] == ["residency.violation"]
+    assert [r.action for r in audit_ledger(settings).records()] == ["residency.violation", "incident.opened"]
+    [incident] = Incidents(settings).list()
+    assert incident.kind == "ResidencyViolation" and f"declares region {IRELAND}" in incident.summary
 
 
 def test_an_allowed_region_can_be_added_by_settings(tmp_path, openbao, moto_endpoint, buckets):

@@ -1,14 +1,20 @@
-"""Incidents from alerts: one cause opens one incident (repeats update it), open -> acknowledged -> resolved with
-who and when, a note to resolve, every transition in the ledger, MTTA and MTTR per use case."""
+"""Incidents from alerts and from what the platform sees fail: one cause opens one incident (repeats update it),
+open -> acknowledged -> resolved with who and when, a note to resolve, every transition in the ledger and sent to
+the notifiers, MTTA and MTTR per use case."""
 
 from __future__ import annotations
 
 import datetime as dt
+import http.server
+import json
+import threading
 
 import pytest
 
-from pipelines.alerting.incidents import IncidentError, Incidents, from_alert
-from tests.conftest import make_settings
+from pipelines.alerting.incidents import EVENT_KINDS, IncidentError, Incidents, from_alert, platform_event, usecase_of
+from pipelines.errors import SettingsError
+from pipelines.settings import REPO_ROOT
+from tests.conftest import free_port, make_settings
 
 START = dt.datetime(2026, 12, 3, 9, 0, tzinfo=dt.UTC)
 
@@ -75,3 +81,71 @@ def test_acknowledge_then_resolve_with_a_note_names_who_and_feeds_mtta_and_mttr(
 def test_an_unknown_incident_is_named(incidents):
     with pytest.raises(IncidentError, match="there is no incident #7"):
         incidents.acknowledge(7, "oncall@example")
+
+
+def test_what_the_platform_sees_fail_opens_incidents_of_its_kind_owned_by_the_use_case(tmp_path):
+    settings = make_settings(tmp_path / "var")
+    assert usecase_of(settings, "flight_delay_deploy") == "flight_delay" and usecase_of(settings, "other") == "platform"
+    first = platform_event(settings, "CanaryRolledBack", "rollback:flight_delay/v4", "flight_delay", "v4: error rate")
+    again = platform_event(settings, "CanaryRolledBack", "rollback:flight_delay/v4", "flight_delay", "v4: latency")
+    residency = platform_event(settings, "ResidencyViolation", "residency:s3://b", "platform", "bucket b in us-east-1")
+    assert again.id == first.id != residency.id and again.occurrences == 2 and again.summary == "v4: latency"
+    assert (first.kind, first.severity, first.owner, first.runbook_url) == (
+        "CanaryRolledBack", "ticket", "ml-platform", "docs/runbooks/canary_rollback.md")  # fmt: skip
+    assert (residency.severity, residency.owner) == ("page", "platform")
+    for kind in EVENT_KINDS.values():
+        assert (REPO_ROOT / "docs/runbooks" / kind.runbook).is_file(), kind.runbook
+
+
+def test_an_unreachable_incident_store_does_not_hide_the_failure_it_reports(tmp_path, caplog):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")  # the data root cannot hold an incidents folder
+    assert platform_event(make_settings(blocked), "DagRunFailed", "dag:x", "platform", "x failed") is None
+    assert "INCIDENT NOT RECORDED: DagRunFailed dag:x: x failed" in caplog.text
+
+
+class _Hook:
+    """A webhook receiver on loopback that keeps what it was POSTed (`status`: what it answers)."""
+
+    def __init__(self, status: int = 200):
+        self.received = received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/incidents?token=s3cret"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_every_transition_but_a_repeat_is_posted_to_each_webhook_and_a_failing_one_loses_nothing(tmp_path):
+    hook, broken = _Hook(), _Hook(status=500)
+    down = f"http://127.0.0.1:{free_port()}/nobody-listens"
+    incidents = Incidents(make_settings(tmp_path / "var", incident_notify=[hook.url, broken.url, down]))
+    opened = from_alert(incidents, _alert("firing", 0))
+    from_alert(incidents, _alert("firing", 5))  # a repeat: not sent
+    from_alert(incidents, _alert("resolved", 30))
+    incidents.acknowledge(opened.id, "oncall@example")
+    incidents.resolve(opened.id, "oncall@example", "capacity added")
+    assert [m["event"] for m in hook.received] == ["opened", "cleared", "acknowledged", "resolved"]
+    last = hook.received[-1]["incident"]
+    assert (last["id"], last["state"], last["resolved_by"], last["note"], last["usecase"]) == (
+        opened.id, "resolved", "oncall@example", "capacity added", "flight_delay")  # fmt: skip
+    assert last["runbook_url"] == "docs/runbooks/serving_availability.md" and last["first_seen"] == START.isoformat()
+    assert len(broken.received) == 4, "a webhook answering 500 was still called for each"
+    failed = [r.details for r in incidents.ledger.records() if r.action == "incident.notification_failed"]
+    assert len(failed) == 8 and {f["event"] for f in failed} == {"opened", "cleared", "acknowledged", "resolved"}
+    assert all("s3cret" not in f["notifier"] for f in failed), "the URL's token stays out of the ledger"
+    assert incidents.get(opened.id).state == "resolved"
+
+
+def test_a_notification_target_no_notifier_takes_is_refused_by_name(tmp_path):
+    with pytest.raises(SettingsError, match="no notifier takes mailto"):
+        Incidents(make_settings(tmp_path / "var", incident_notify=["mailto:oncall@example.com"]))
