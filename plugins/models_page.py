@@ -1,5 +1,6 @@
-"""Airflow UI plugin: a Models page (nav entry "Models") listing every model's versions, gate
-decisions, aliases, the live deployment plan, lineage and the latest drift reports.
+"""Airflow UI plugin: a Models page (nav entry "Models") listing the incidents with their runbooks, then
+every model's versions, gate decisions, aliases, the live deployment plan, lineage and the latest drift
+reports.
 
 Airflow does not authenticate plugin FastAPI apps: every route here requires a logged-in Airflow
 user (the same JWT the UI holds in its cookie, or a Bearer token), like every other page.
@@ -11,7 +12,7 @@ from __future__ import annotations
 from airflow.api_fastapi.core_api.security import requires_authenticated
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 
 PREFIX = "/platform-models"
 app = FastAPI(title="Models", dependencies=[Depends(requires_authenticated())])
@@ -51,6 +52,19 @@ def report(path: str) -> FileResponse:
     if not any(target.is_relative_to(root.resolve()) for root in report_roots(settings)) or not target.is_file():
         raise HTTPException(404, f"no report at {path}")
     return FileResponse(target, media_type="text/html" if target.suffix == ".html" else None)
+
+
+@app.get("/runbooks/{name}", response_class=PlainTextResponse)
+def runbook(name: str) -> str:
+    """An incident's runbook (docs/runbooks/<name>.md), by name only."""
+    from pipelines.alerting.rules import RUNBOOKS
+    from pipelines.settings import REPO_ROOT
+
+    folder = REPO_ROOT / RUNBOOKS
+    known = {p.name: p for p in folder.glob("*.md")}
+    if name not in known:
+        raise HTTPException(404, f"no runbook {name}; known: {sorted(known)}")
+    return known[name].read_text()
 
 
 class ModelsPagePlugin(AirflowPlugin):

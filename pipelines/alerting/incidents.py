@@ -223,14 +223,19 @@ class Incidents:
         return out
 
 
-def from_alert(incidents: Incidents, alert: dict) -> Incident | None:
-    """An Alertmanager alert (webhook format) as an incident: opened or repeated while firing, cleared once resolved."""
+def alert_cause(alert: dict) -> str:
+    labels = alert["labels"]
+    return f"alert:{labels.get('alertname', '?')}:{labels.get('usecase', 'platform')}:{labels.get('objective', '')}"
+
+
+def from_alert(incidents: Incidents, alert: dict, still_firing: set[str] = frozenset()) -> Incident | None:
+    """An Alertmanager alert (webhook format) as an incident: opened or repeated while firing, cleared once
+    resolved, unless another alert of the same cause (the objective's slower burn) is in `still_firing`."""
     labels, notes = alert["labels"], alert.get("annotations") or {}
-    usecase = labels.get("usecase", "platform")
-    cause = f"alert:{labels.get('alertname', '?')}:{usecase}:{labels.get('objective', '')}"
+    usecase, cause = labels.get("usecase", "platform"), alert_cause(alert)
     at = _parse(alert.get("endsAt") if alert["status"] == "resolved" else alert.get("startsAt"))
     if alert["status"] == "resolved":
-        return incidents.cleared(cause, at)
+        return None if cause in still_firing else incidents.cleared(cause, at)
     return incidents.seen(cause, at, kind=labels.get("alertname", "?"), usecase=usecase,
                           owner=labels.get("owner", "platform"),
                           severity=labels.get("severity", "ticket"), summary=notes.get("summary", ""),

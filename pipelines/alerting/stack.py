@@ -40,16 +40,17 @@ class MonitoringStack:
     receiver: str
 
 
-def prometheus_config(settings: Settings, usecases: list[UseCase], rules: Path, serving: bool = True) -> dict:
+def prometheus_config(settings: Settings, usecases: list[UseCase], rules: Path, serving: bool = True,
+                      interval: str = "15s") -> dict:  # fmt: skip
     """Scrape the model service (when `serving`: one runs on the serving port), the exporter and a stream
-    processor per streamed use case; alert Alertmanager."""
+    processor per streamed use case every `interval`, evaluate the rules as often; alert Alertmanager."""
     from pipelines.streaming.service import processor_ports
 
     processors = [f"127.0.0.1:{port}" for port in processor_ports(settings, usecases).values()]
     jobs = {"model_service": [f"127.0.0.1:{settings.serving_port}"] if serving else [],
             "platform_exporter": [f"127.0.0.1:{settings.exporter_port}"], "stream_processor": processors}  # fmt: skip
     return {
-        "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "rule_files": [str(rules)],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{settings.alertmanager_port}"]}]}]},
         "scrape_configs": [{"job_name": job, "static_configs": [{"targets": targets}]}
@@ -82,9 +83,12 @@ def record_notification(settings: Settings, payload) -> int:
 
     if not isinstance(alerts, list) or not all(valid(a) for a in alerts):
         raise ValueError("not an Alertmanager webhook notification: expected {'alerts': [{'status', 'labels', ...}]}")
-    from pipelines.alerting.incidents import Incidents, from_alert
+    from pipelines.alerting.incidents import Incidents, alert_cause, from_alert
 
     ledger, incidents = audit_ledger(settings), Incidents(settings)
+    # Alertmanager sends a group's alerts together (grouped by alert, use case and objective: one cause): the
+    # 1-hour burn resolving while the 6-hour one still fires does not clear the incident.
+    firing = {alert_cause(a) for a in alerts if a["status"] == "firing"}
     folder = settings.data_root / "alerts"
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / "notifications.jsonl").open("a") as out:
@@ -97,7 +101,7 @@ def record_notification(settings: Settings, payload) -> int:
                        "fingerprint": alert.get("fingerprint")}  # fmt: skip
             out.write(json.dumps({"status": alert["status"], "subject": subject, **details}) + "\n")
             out.flush()
-            from_alert(incidents, alert)
+            from_alert(incidents, alert, firing)
             ledger.append(f"alert.{alert['status']}", subject, details, actor="alertmanager")  # last: all is done
     return len(alerts)
 
@@ -146,10 +150,10 @@ def _ready(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def running_monitoring(settings: Settings, usecases: list[UseCase], wait: str = "10s",
-                       serving: bool = True) -> Iterator[MonitoringStack]:  # fmt: skip
+def running_monitoring(settings: Settings, usecases: list[UseCase], wait: str = "10s", serving: bool = True,
+                       interval: str = "15s") -> Iterator[MonitoringStack]:  # fmt: skip
     """The exporter, the receiver, Prometheus and Alertmanager for the block, on loopback (`serving`: scrape
-    the model service too)."""
+    the model service too; `interval`: Prometheus's scrape and evaluation; `wait`: Alertmanager's grouping)."""
     from pipelines.alerting.exporter import serve_exporter
     from pipelines.alerting.rules import write_rules
 
@@ -160,7 +164,7 @@ def running_monitoring(settings: Settings, usecases: list[UseCase], wait: str = 
     home = settings.data_root / "prometheus"
     rules = write_rules(usecases, home / "platform-rules.yml")
     (home / "prometheus.yml").write_text(
-        yaml.safe_dump(prometheus_config(settings, usecases, rules, serving), sort_keys=False)
+        yaml.safe_dump(prometheus_config(settings, usecases, rules, serving, interval), sort_keys=False)
     )
     (home / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(settings, wait), sort_keys=False))
     commands = {

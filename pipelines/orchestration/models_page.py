@@ -1,6 +1,7 @@
-"""The Models page of the Airflow UI (served by plugins/models_page.py): every model's versions with
-their gate decisions, aliases, the live deployment plan and its history, lineage, and the latest
-drift assessments, with links to the gate and drift reports."""
+"""The Models page of the Airflow UI (served by plugins/models_page.py): the incidents not yet resolved
+(and the latest resolved ones) with their runbooks, then every model's versions with their gate
+decisions, aliases, the live deployment plan and its history, lineage, and the latest drift
+assessments, with links to the gate and drift reports."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from pipelines.settings import Settings
 STYLE = """body{font-family:sans-serif;margin:1.5em;max-width:80em}td,th{padding:3px 8px;text-align:left;
 vertical-align:top}table{border-collapse:collapse;margin-bottom:1.5em}tr:nth-child(even){background:#f4f4f4}
 .passed{color:#2a7a2a}.rejected{color:#b00}.alias{background:#ffe9a8;padding:0 4px;border-radius:3px}
-code{font-size:90%}"""
+code{font-size:90%}.page{color:#b00;font-weight:bold}.ticket{color:#a60}"""
+RESOLVED_SHOWN = 10
 
 
 def registry(settings: Settings) -> Registry:
@@ -109,13 +111,56 @@ def _model_section(settings: Settings, reg: Registry, model: str) -> str:
     return "".join(parts)
 
 
+def _incidents_section(settings: Settings) -> str:
+    """Open and acknowledged incidents, oldest first, then the newest resolved ones; MTTA and MTTR per use case."""
+    from pipelines.alerting.incidents import Incidents
+
+    incidents = Incidents(settings)
+    unresolved = incidents.list()
+    resolved = sorted(incidents.list(("resolved",)), key=lambda i: i.resolved_at, reverse=True)[:RESOLVED_SHOWN]
+
+    def when(moment) -> str:
+        return f"{moment:%Y-%m-%d %H:%M}" if moment else ""
+
+    rows = []
+    for i in [*unresolved, *resolved]:
+        who = {"acknowledged": i.acknowledged_by, "resolved": i.resolved_by}.get(i.state) or ""
+        state = f"{i.state}{' (cleared)' if i.cleared_at and i.state != 'resolved' else ''}"
+        runbook = Path(i.runbook_url).name
+        rows.append(
+            f"<tr><td>#{i.id}</td><td>{_esc(state)}<br>{_esc(who)}</td><td class={_esc(i.severity)}>"
+            f"{_esc(i.severity)}</td><td>{_esc(i.usecase)}<br>{_esc(i.owner)}</td><td>{_esc(i.kind)}</td>"
+            f"<td>{_esc(i.summary)}{'<br><i>' + _esc(i.note) + '</i>' if i.note else ''}</td>"
+            f"<td>{when(i.first_seen)}<br>{when(i.last_seen)}</td><td>{i.occurrences}</td>"
+            f'<td><a href="runbooks/{_esc(runbook)}">{_esc(runbook)}</a></td></tr>'
+        )
+    times = "; ".join(
+        f"{_esc(name)}: {r['incidents']} ({r['unresolved']} unresolved), MTTA {_minutes(r['mtta_s'])}, "
+        f"MTTR {_minutes(r['mttr_s'])}"
+        for name, r in sorted(incidents.report().items())
+    )
+    head = (f"<h2>Incidents</h2><p>{len(unresolved)} not resolved. {times}</p>"
+            "<p>Acknowledge and resolve with <code>platform incidents ack|resolve</code>.</p>")  # fmt: skip
+    if not rows:
+        return head + "<p>No incident recorded.</p>"
+    return (
+        head + "<table><tr><th>#</th><th>state</th><th>severity</th><th>use case, owner</th><th>kind</th>"
+        "<th>summary</th><th>first, last seen (UTC)</th><th>seen</th><th>runbook</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def _minutes(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.0f} min"
+
+
 def render(settings: Settings) -> str:
     reg = registry(settings)
     models = reg.models()
     body = "".join(_model_section(settings, reg, m) for m in models) or "<p>No model is registered yet.</p>"
     return (
         f'<!doctype html><html><head><meta charset="utf-8"><title>Models</title><style>{STYLE}</style></head>'
-        f"<body><h1>Models</h1><p>Registry: <code>{_esc(reg.store.uri)}</code></p>{body}</body></html>"
+        f"<body><h1>Models</h1>{_incidents_section(settings)}<p>Registry: <code>{_esc(reg.store.uri)}</code></p>"
+        f"{body}</body></html>"
     )
 
 

@@ -6,9 +6,15 @@ from __future__ import annotations
 import contextlib
 import shutil
 
+import onnx
 import pytest
+from onnx import TensorProto, helper
 
 from pipelines.orchestration import training
+from pipelines.registry.registry import Registry
+from pipelines.security.artifacts import SealedArtifacts
+from pipelines.security.audit import audit_ledger
+from pipelines.security.store import artifact_store
 from pipelines.security.vault import issue_credentials
 from pipelines.usecases.spec import windows
 from serving.local import running_service
@@ -78,3 +84,40 @@ def champion(trained_models, built, tmp_path_factory):  # noqa: F811
     settings = make_settings(built.settings.data_root, artifact_store_uri=copy.as_uri(),
                              usecase_overrides={"flight_delay": windows(3, 1, 1)})  # fmt: skip
     return settings, versions["champion"]
+
+
+def constant_onnx(features: int, value: float) -> bytes:
+    """A model that answers `value` for every flight, whatever its features (NaN: a model that cannot score)."""
+    shape = helper.make_node("Shape", ["features"], ["shape"])
+    rows = helper.make_node("Slice", ["shape", "zero", "one"], ["rows"])
+    dims = helper.make_node("Concat", ["rows", "one"], ["dims"], axis=0)
+    fill = helper.make_node(
+        "ConstantOfShape", ["dims"], ["probability"], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [value])
+    )
+    graph = helper.make_graph(
+        [shape, rows, dims, fill],
+        "constant",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, features])],
+        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, [None, 1])],
+        initializer=[
+            helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
+            helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+        ],  # fmt: skip
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)], ir_version=8)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def register_broken(settings, openbao, champion: int, value: float) -> int:
+    """A version whose manifest claims the gate passed (a gate blind spot) but whose model answers `value`."""
+    ledger = audit_ledger(settings)
+    store = artifact_store(settings, ledger)
+    registry = Registry(store, openbao.role("evaluation"), ledger)
+    manifest = registry.manifest("flight_delay", champion)
+    blob = constant_onnx(len(manifest["onnx_io"]["features"]), value)
+    sha = SealedArtifacts(store, openbao.role("training"), ledger).put(blob, name="broken/model.onnx")
+    forged = {k: v for k, v in manifest.items() if k not in ("model", "version", "registered_at")}
+    forged["files"] = {"model.onnx": {"sha256": sha, "size": len(blob), "format": "onnx"}}
+    forged["onnx_io"] = {**manifest["onnx_io"], "output": {"name": "probability", "column": 0}}
+    return registry.register("flight_delay", forged)

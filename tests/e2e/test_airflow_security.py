@@ -53,12 +53,11 @@ def airflow_up(tmp_path_factory, openbao):
         yield RunningAirflow(settings, passwords, probe)
 
 
-@pytest.fixture(scope="module")
-def probe_run(airflow_up) -> dict:
+def _trigger(airflow_up, conf: dict | None = None) -> dict:
     """The operator triggers the probe DAG through the REST API; the scheduler runs it to the end."""
     url = f"{BASE}/api/v2/dags/{DAG_ID}/dagRuns"
     headers = airflow_up.headers("operator")
-    created = httpx.post(url, json={"logical_date": None}, headers=headers, timeout=30)
+    created = httpx.post(url, json={"logical_date": None, "conf": conf or {}}, headers=headers, timeout=30)
     assert created.status_code == 200, created.text
     run_id = created.json()["dag_run_id"]
     deadline = time.monotonic() + 240
@@ -67,6 +66,11 @@ def probe_run(airflow_up) -> dict:
         assert time.monotonic() < deadline, f"{DAG_ID} did not finish: {run}"
         time.sleep(2)
     return run
+
+
+@pytest.fixture(scope="module")
+def probe_run(airflow_up) -> dict:
+    return _trigger(airflow_up)
 
 
 def test_without_a_login_nothing_is_served(airflow_up):
@@ -125,12 +129,35 @@ def test_every_run_and_task_state_change_is_in_the_audit_ledger(airflow_up, prob
     assert events.index(("task.running", task)) < events.index(("task.success", task))
 
 
+def test_a_failed_run_opens_an_incident_that_the_next_success_clears(airflow_up, probe_run):
+    """The audit listener, in the scheduler: a failed run of the probe opens `dag:vault_probe` (the probe belongs
+    to no use case: the platform's); the next successful run marks it cleared, for a person to resolve."""
+    from pipelines.alerting.incidents import Incidents
+
+    failed = _trigger(airflow_up, {"fail": True})
+    assert failed["state"] == "failed"
+    [incident] = [i for i in Incidents(airflow_up.settings).list() if i.cause == f"dag:{DAG_ID}"]
+    assert (incident.kind, incident.usecase, incident.severity, incident.cleared_at) == (
+        "DagRunFailed", "platform", "ticket", None)  # fmt: skip
+    assert failed["dag_run_id"] in incident.summary and incident.runbook_url == "docs/runbooks/dag_run_failed.md"
+    assert _trigger(airflow_up)["state"] == "success"
+    deadline = time.monotonic() + 60  # the listener writes right after the run's state
+    while (after := Incidents(airflow_up.settings).get(incident.id)).cleared_at is None:
+        assert time.monotonic() < deadline, "the successful run did not clear the incident"
+        time.sleep(1)
+    assert after.state == "open", "a person still resolves it"
+
+
 def test_the_models_page_needs_a_login_and_shows_the_registry(airflow_up, trained_models):
     """The Models page (plugins/models_page.py) on the registry of a trained champion and challenger."""
     import shutil
 
+    from pipelines.alerting.incidents import platform_event
+
     store, versions = trained_models
     shutil.copytree(store, airflow_up.settings.data_root / "artifacts", dirs_exist_ok=True)
+    rolled = platform_event(airflow_up.settings, "CanaryRolledBack", "rollback:flight_delay/v9", "flight_delay",
+                            "v9 rolled back to the champion: error rate 0.4 > 0.01")  # fmt: skip
     page = f"{BASE}/platform-models/"
     assert httpx.get(page, timeout=30).status_code == 401
     assert httpx.get(f"{BASE}/platform-models/lineage/flight_delay/1", timeout=30).status_code == 401
@@ -141,11 +168,19 @@ def test_the_models_page_needs_a_login_and_shows_the_registry(airflow_up, traine
     assert f'v{champion} <span class="alias">champion</span>' in shown.text
     assert f'v{challenger} <span class="alias">challenger</span>' in shown.text
     assert "No deployment plan" in shown.text and "FeatureService flight_delay" in shown.text
+    assert f"<td>#{rolled.id}</td><td>open<br></td><td class=ticket>ticket</td>" in shown.text
+    assert "v9 rolled back to the champion: error rate 0.4 &gt; 0.01" in shown.text
+    assert '<a href="runbooks/canary_rollback.md">' in shown.text
     lineage = httpx.get(f"{BASE}/platform-models/lineage/flight_delay/{champion}", headers=headers, timeout=60)
     assert lineage.json()["lineage"]["feature_service"]["name"] == "flight_delay_v3"
     assert httpx.get(f"{BASE}/platform-models/lineage/flight_delay/99", headers=headers, timeout=60).status_code == 404
     escape = httpx.get(f"{BASE}/platform-models/reports/..%2F..%2Fvault%2Finit.json", headers=headers, timeout=30)
     assert escape.status_code == 404
+    assert httpx.get(f"{BASE}/platform-models/runbooks/canary_rollback.md", timeout=30).status_code == 401
+    runbook = httpx.get(f"{BASE}/platform-models/runbooks/canary_rollback.md", headers=headers, timeout=30)
+    assert runbook.status_code == 200 and runbook.text.startswith("# Runbook: CanaryRolledBack")
+    sneaky = httpx.get(f"{BASE}/platform-models/runbooks/..%2F..%2FREADME.md", headers=headers, timeout=30)
+    assert sneaky.status_code == 404
     plugins = httpx.get(f"{BASE}/api/v2/plugins", headers=headers, timeout=30)  # the UI's nav reads it
     assert plugins.status_code == 200, plugins.text
     [listed] = [p for p in plugins.json()["plugins"] if p["name"] == "platform_models_page"]

@@ -235,7 +235,7 @@ def test_no_champion_means_not_ready_with_the_reason(built, openbao, tmp_path):
         status = httpx.post(f"{base}/status", json={}).json()
         assert status["ready"] is False and "has no champion yet" in status["usecases"]["flight_delay"]["reason"]
         with pytest.raises(
-            ServiceFailed, match="not ready: .*flight_delay: ModelUnavailable: flight_delay has no champion"
+            ServiceFailed, match="not ready: .*flight_delay: NoModelYet: flight_delay has no champion yet: train one"
         ):
             wait_ready(base, timeout_s=1)
 

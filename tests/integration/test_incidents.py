@@ -46,6 +46,9 @@ def test_one_cause_opens_one_incident_and_its_repeats_update_it(incidents):
     assert (first.state, first.owner, first.severity, first.runbook_url) == (
         "open", "ml-platform", "page", "docs/runbooks/serving_availability.md")  # fmt: skip
     assert [i.id for i in incidents.list()] == [first.id, other.id]
+    slower_still_burns = {"alert:ServingAvailabilityBudgetBurn:flight_delay:availability"}
+    assert from_alert(incidents, _alert("resolved", 30), slower_still_burns) is None
+    assert incidents.get(first.id).cleared_at is None, "the 6-hour burn of the same objective still fires"
     cleared = from_alert(incidents, _alert("resolved", 40))
     assert cleared.state == "open" and cleared.cleared_at == START + dt.timedelta(minutes=40), "a person resolves it"
     actions = [(r.action, r.subject) for r in incidents.ledger.records()]

@@ -1,5 +1,6 @@
 """A probe DAG for the secrets tests: reads a connection and variables that exist only in Vault
-and prints them, so the test can see that Airflow resolved them and masked them in the log."""
+and prints them, so the test can see that Airflow resolved them and masked them in the log.
+Triggered with conf {"fail": true} it fails instead (the incident test)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from airflow.sdk import dag, task
 
 @dag(schedule=None, start_date=pendulum.datetime(2013, 1, 1, tz="UTC"), catchup=False, tags=["test"])
 def vault_probe():
-    @task
-    def print_secrets() -> None:
+    @task(retries=0)
+    def print_secrets(dag_run=None) -> None:
         from airflow.sdk import Connection, Variable
 
+        if (dag_run.conf or {}).get("fail"):
+            raise RuntimeError("asked to fail (conf fail=true)")
         conn = Connection.get("probe_db")
         print(f"probe host={conn.host} login={conn.login} password={conn.password}")
         print(f"probe token={Variable.get('probe_api_token')}")
