@@ -77,6 +77,32 @@ def breach(champion, built, openbao, tmp_path):
             yield settings, usecase, version, base, key, stack
 
 
+def _screenshot_alerts(prometheus: str) -> str:
+    """Prometheus's alerts page (Debian ships the classic UI) in headless Chromium, kept as
+    var/screenshots/prometheus_alerts.png; returns the page's text."""
+    import os
+    from pathlib import Path
+
+    from playwright.sync_api import sync_playwright
+
+    from pipelines.settings import REPO_ROOT
+
+    chromium = Path(os.environ.get("PLATFORM_CHROMIUM", "/usr/bin/chromium"))
+    require_service(chromium.exists(), f"no Chromium at {chromium} (make browser installs Debian's)")
+    shots = REPO_ROOT / "var" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page.goto(f"{prometheus}/classic/alerts")
+            page.get_by_text("ServingAvailabilityBudgetBurn").first.click()  # unfold the firing rule
+            page.screenshot(path=str(shots / "prometheus_alerts.png"), full_page=True)
+            return page.locator("body").inner_text()
+        finally:
+            browser.close()
+
+
 def _serve(settings, openbao, base: str, key: str, usecase, plan: DeploymentPlan) -> None:
     ledger = audit_ledger(settings)
     registry = Registry(artifact_store(settings, ledger), openbao.role("evaluation"), ledger)
@@ -102,6 +128,8 @@ def test_a_failing_model_under_traffic_pages_opens_an_incident_and_its_recovery_
         "ServingAvailabilityBudgetBurn", "page", "ml-platform", "open")  # fmt: skip
     assert opened.runbook_url == "docs/runbooks/serving_availability.md" and opened.cleared_at is None
     assert "of requests answered with a server error over 129s" in opened.summary
+    shown = _screenshot_alerts(stack.prometheus)
+    assert "ServingAvailabilityBudgetBurn" in shown and "firing" in shown.lower(), shown[:2000]
     # The day materialized in 2013 is long past the 02:00 deadline: its own ticket.
     late = _until(lambda: [i for i in incidents.list() if i.cause == FRESHNESS], 60, "the freshness incident")[0]
     assert (late.severity, late.runbook_url) == ("ticket", "docs/runbooks/data_freshness.md")
