@@ -1,5 +1,6 @@
 """Airflow listener: every DAG-run and task-instance state change lands in the platform's audit ledger,
-and a failed DAG run opens an incident (`dag:<dag id>`; the DAG's next successful run clears it).
+and a failed DAG run opens an incident (`dag:<dag id>`; the DAG's next successful run clears it), unless
+the run opened one itself that says why (a canary rolled back: one cause, one incident).
 
 Loaded by every Airflow process (scheduler for DAG runs, task runners for task instances);
 the ledger code is imported on first use, so loading the plugin costs nothing.
@@ -51,6 +52,11 @@ def _incident(dag_run, msg: str, failed: bool) -> None:
 
         settings, cause = get_settings(), f"dag:{dag_run.dag_id}"
         if failed:
+            explained = Incidents(settings).explaining(f"{dag_run.dag_id}/{dag_run.run_id}")
+            if explained:  # one cause, one incident: the run's own (a rollback) already says why it failed
+                _append("dag_run.failure_explained", f"{dag_run.dag_id}/{dag_run.run_id}",
+                        {"incidents": [i.id for i in explained], "causes": [i.cause for i in explained]})  # fmt: skip
+                return
             summary = f"{dag_run.dag_id} run {dag_run.run_id} failed ({msg}): its failed tasks' logs say why"
             platform_event(settings, "DagRunFailed", cause, usecase_of(settings, dag_run.dag_id), summary)
         else:

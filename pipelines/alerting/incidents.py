@@ -112,11 +112,18 @@ class Incidents:
             sa.Column("acknowledged_by", sa.Text), sa.Column("acknowledged_at", moment),
             sa.Column("resolved_by", sa.Text), sa.Column("resolved_at", moment), sa.Column("note", sa.Text),
         )  # fmt: skip
+        # Which incidents a DAG run opened or repeated itself (a rollback, a smoke failure): its failure is
+        # then explained, and the listener opens no second incident for it (`explaining`).
+        self.runs = sa.Table(
+            "run_incidents", self.table.metadata,
+            sa.Column("dag_run", sa.Text, primary_key=True), sa.Column("incident", sa.Integer, primary_key=True),
+        )  # fmt: skip
         self.table.metadata.create_all(self.engine)
 
     def seen(self, cause: str, at: dt.datetime, *, kind: str, usecase: str, owner: str, severity: str,
-             summary: str, runbook_url: str) -> Incident:  # fmt: skip
-        """The cause was seen at `at`: its unresolved incident updated, or a new one opened."""
+             summary: str, runbook_url: str, dag_run: str | None = None) -> Incident:  # fmt: skip
+        """The cause was seen at `at`: its unresolved incident updated, or a new one opened. `dag_run`
+        (`<dag id>/<run id>`): the Airflow run that saw it, whose failure it explains."""
         t = self.table
         with self.engine.begin() as con:
             row = con.execute(sa.select(t).where(t.c.cause == cause, t.c.state != "resolved")).mappings().first()
@@ -131,6 +138,10 @@ class Incidents:
                 con.execute(t.update().where(t.c.id == ident).values(
                     last_seen=max(_utc(row["last_seen"]), at), occurrences=row["occurrences"] + 1, cleared_at=None,
                     summary=summary, severity=_worse(row["severity"], severity)))  # fmt: skip
+            known = dag_run and con.execute(sa.select(self.runs).where(
+                self.runs.c.dag_run == dag_run, self.runs.c.incident == ident)).first()  # fmt: skip
+            if dag_run and not known:
+                con.execute(self.runs.insert().values(dag_run=dag_run, incident=ident))
         incident = self.get(ident)
         self.ledger.append(action, f"incident/{ident}", {"cause": cause, "severity": incident.severity,
                                                           "summary": summary, "usecase": usecase})  # fmt: skip
@@ -199,6 +210,14 @@ class Incidents:
             raise IncidentError(f"there is no incident #{ident} (`platform incidents list --all`)")
         return _incident(row)
 
+    def explaining(self, dag_run: str) -> list[Incident]:
+        """The unresolved incidents the DAG run `<dag id>/<run id>` opened or repeated itself."""
+        t, runs = self.table, self.runs
+        with self.engine.connect() as con:
+            rows = con.execute(sa.select(t).join(runs, runs.c.incident == t.c.id)
+                               .where(runs.c.dag_run == dag_run, t.c.state != "resolved").order_by(t.c.id)).mappings()  # fmt: skip
+            return [_incident(r) for r in rows]
+
     def list(self, states: tuple[str, ...] = ("open", "acknowledged")) -> list[Incident]:
         t = self.table
         with self.engine.connect() as con:
@@ -242,9 +261,11 @@ def from_alert(incidents: Incidents, alert: dict, still_firing: set[str] = froze
                           runbook_url=notes.get("runbook_url", ""))  # fmt: skip
 
 
-def platform_event(settings: Settings, kind: str, cause: str, usecase: str, summary: str) -> Incident | None:
+def platform_event(settings: Settings, kind: str, cause: str, usecase: str, summary: str,
+                   dag_run: str | None = None) -> Incident | None:  # fmt: skip
     """A failure the platform saw itself (EVENT_KINDS) as an incident, owned by the use case's owner; None
-    when it could not be recorded (logged loudly: the caller's own failure is what it must still raise)."""
+    when it could not be recorded (logged loudly: the caller's own failure is what it must still raise).
+    `dag_run`: the Airflow run (`<dag id>/<run id>`) that saw it; that run's failure opens nothing more."""
     from pipelines.usecases.spec import available, resolve_usecase
 
     event = EVENT_KINDS[kind]
@@ -252,7 +273,7 @@ def platform_event(settings: Settings, kind: str, cause: str, usecase: str, summ
         owner = resolve_usecase(settings, usecase).owner if usecase in available(settings.usecases_dir) else "platform"
         return Incidents(settings).seen(cause, dt.datetime.now(dt.UTC), kind=kind, usecase=usecase, owner=owner,
                                         severity=event.severity, summary=summary[:1000],
-                                        runbook_url=f"{RUNBOOKS}/{event.runbook}")  # fmt: skip
+                                        runbook_url=f"{RUNBOOKS}/{event.runbook}", dag_run=dag_run)  # fmt: skip
     except Exception:  # noqa: BLE001 (an incident store that is down must not hide the failure it reports)
         log.exception("INCIDENT NOT RECORDED: %s %s: %s", kind, cause, summary)
         return None

@@ -249,11 +249,11 @@ def deploy_dag(name: str) -> DAG:
 
         @task
         @fail_fast_on_bad_data
-        def release(chosen: list, bento: str) -> dict:
+        def release(chosen: list, bento: str, ti=None) -> dict:
             from pipelines.orchestration import deploy
 
             print(f"Releasing {name} v{chosen[1]} ({chosen[0]}) with Bento {bento}")
-            return deploy.release(get_settings(), name, chosen[0], chosen[1])
+            return deploy.release(get_settings(), name, chosen[0], chosen[1], dag_run=f"{ti.dag_id}/{ti.run_id}")
 
         release(target(), build_bento())
 

@@ -64,9 +64,10 @@ def canary(settings: Settings, usecase: UseCase) -> Canary:
     return Canary(registry, usecase, service, lambda since: predictions.read(settings, usecase, since), policy)
 
 
-def release(settings: Settings, model: str, alias: str, version: int) -> dict:
+def release(settings: Settings, model: str, alias: str, version: int, dag_run: str | None = None) -> dict:
     """Put `version` of use case `model` live. Raises DeployFailed (smoke test) or CanaryRolledBack (canary)
-    after the champion-only plan is back in place, so the run shows red and consumers never noticed."""
+    after the champion-only plan is back in place, so the run shows red and consumers never noticed; either
+    opens its incident, for the Airflow run `dag_run` (`<dag id>/<run id>`) when it comes from one."""
     from serving.replay import day_requests
 
     usecase = resolve_usecase(settings, model)
@@ -84,7 +85,7 @@ def release(settings: Settings, model: str, alias: str, version: int) -> dict:
     try:
         controller.smoke(version, items)
     except DeployFailed as exc:
-        platform_event(settings, "CanaryRolledBack", cause, model, f"v{version} not released: {exc}")
+        platform_event(settings, "CanaryRolledBack", cause, model, f"v{version} not released: {exc}", dag_run)
         raise
     outcome = controller.walk(version)
     print(outcome.render())
@@ -93,7 +94,8 @@ def release(settings: Settings, model: str, alias: str, version: int) -> dict:
     path.write_text(json.dumps(outcome.as_dict(), indent=2))
     if not outcome.promoted:
         reasons = "; ".join(outcome.reasons)
-        platform_event(settings, "CanaryRolledBack", cause, model, f"v{version} rolled back to the champion: {reasons}")
+        platform_event(settings, "CanaryRolledBack", cause, model, f"v{version} rolled back to the champion: {reasons}",
+                       dag_run)  # fmt: skip
         raise CanaryRolledBack(outcome.render())
     return outcome.as_dict()
 

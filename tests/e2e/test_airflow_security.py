@@ -148,6 +148,27 @@ def test_a_failed_run_opens_an_incident_that_the_next_success_clears(airflow_up,
     assert after.state == "open", "a person still resolves it"
 
 
+def test_a_run_that_opened_its_own_incident_opens_no_second_one(airflow_up, probe_run):
+    """One cause, one incident: a release rolled back by the canary opens CanaryRolledBack for its run and fails
+    it; the listener then opens no DagRunFailed beside it."""
+    from pipelines.alerting.incidents import Incidents
+
+    incidents = Incidents(airflow_up.settings)
+    for earlier in [i for i in incidents.list() if i.cause == f"dag:{DAG_ID}"]:  # the failed-run test's
+        incidents.resolve(earlier.id, "test", "closed before this test")
+    failed = _trigger(airflow_up, {"fail": True, "rollback": True})
+    assert failed["state"] == "failed"
+    run, deadline = f"{DAG_ID}/{failed['dag_run_id']}", time.monotonic() + 60
+    while not (said := [r for r in audit_ledger(airflow_up.settings).records()
+                        if r.subject == run and r.action == "dag_run.failure_explained"]):  # fmt: skip
+        assert time.monotonic() < deadline, "the listener did not record why the run failed"
+        time.sleep(1)
+    unresolved = {i.cause: i for i in Incidents(airflow_up.settings).list()}
+    assert f"dag:{DAG_ID}" not in unresolved, unresolved[f"dag:{DAG_ID}"].summary
+    rolled = unresolved["rollback:probe/v1"]
+    assert said[0].details == {"incidents": [rolled.id], "causes": ["rollback:probe/v1"]}
+
+
 def test_the_models_page_needs_a_login_and_shows_the_registry(airflow_up, trained_models):
     """The Models page (plugins/models_page.py) on the registry of a trained champion and challenger."""
     import shutil

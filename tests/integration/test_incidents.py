@@ -100,6 +100,20 @@ def test_what_the_platform_sees_fail_opens_incidents_of_its_kind_owned_by_the_us
         assert (REPO_ROOT / "docs/runbooks" / kind.runbook).is_file(), kind.runbook
 
 
+def test_an_incident_a_dag_run_opened_itself_explains_that_runs_failure(incidents):
+    """A rolled-back release's run opens CanaryRolledBack for itself; the listener asks `explaining` before it opens
+    DagRunFailed for the same run (tests/e2e/test_airflow_security.py drives it through Airflow)."""
+    run, other = "flight_delay_deploy/manual__1", "flight_delay_deploy/manual__2"
+    kw = {"kind": "CanaryRolledBack", "usecase": "flight_delay", "owner": "o", "severity": "ticket", "runbook_url": ""}
+    rolled = incidents.seen("rollback:flight_delay/v4", START, summary="v4 rolled back", dag_run=run, **kw)
+    again = incidents.seen("rollback:flight_delay/v4", START, summary="v4 again", dag_run=run, **kw)
+    incidents.seen("rollback:flight_delay/v5", START, summary="v5 rolled back", **kw)  # not from a DAG run
+    assert [i.id for i in incidents.explaining(run)] == [rolled.id] == [again.id]
+    assert incidents.explaining(other) == []
+    incidents.resolve(rolled.id, "oncall@example", "v4 stays out")
+    assert incidents.explaining(run) == []  # a resolved incident explains no new failure
+
+
 def test_an_unreachable_incident_store_does_not_hide_the_failure_it_reports(tmp_path, caplog):
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")  # the data root cannot hold an incidents folder
