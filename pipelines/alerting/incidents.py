@@ -214,8 +214,9 @@ class Incidents:
         """The unresolved incidents the DAG run `<dag id>/<run id>` opened or repeated itself."""
         t, runs = self.table, self.runs
         with self.engine.connect() as con:
-            rows = con.execute(sa.select(t).join(runs, runs.c.incident == t.c.id)
-                               .where(runs.c.dag_run == dag_run, t.c.state != "resolved").order_by(t.c.id)).mappings()  # fmt: skip
+            query = sa.select(t).join(runs, runs.c.incident == t.c.id)
+            rows = con.execute(query.where(runs.c.dag_run == dag_run, t.c.state != "resolved").order_by(t.c.id))
+            rows = rows.mappings()
             return [_incident(r) for r in rows]
 
     def list(self, states: tuple[str, ...] = ("open", "acknowledged")) -> list[Incident]:
