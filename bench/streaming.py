@@ -33,8 +33,6 @@ from bench import FLIGHT_DELAY, write_results
 BROKER = "redis://127.0.0.1:6379/6"
 ORIGINS = ("EWR", "JFK", "LGA")
 BASE = dt.datetime(2013, 1, 1, 5, tzinfo=dt.UTC)
-KEY = "platform:flight_delay:weather_observations"
-BARE_KEY = KEY + ":bare"  # the baseline's own stream
 
 
 def event(i: int) -> tuple[str, str, dict]:
@@ -97,7 +95,7 @@ def throughput(broker, key: str, lag, first: int, count: int) -> dict:
     return {"events": count, "seconds": seconds, "events_per_s": count / seconds}
 
 
-def bare_consumer(path: str, stop) -> None:
+def bare_consumer(path: str, key: str, stop) -> None:
     """The baseline: read, write each value with sqlite3, acknowledge. Nothing checked, nothing kept offline."""
     import json
 
@@ -108,14 +106,14 @@ def bare_consumer(path: str, stop) -> None:
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("CREATE TABLE IF NOT EXISTS newest (origin TEXT PRIMARY KEY, pressure REAL, at TEXT)")
     with contextlib.suppress(redis.ResponseError):  # BUSYGROUP: it exists
-        client.xgroup_create(BARE_KEY, "bare", id="0", mkstream=True)
+        client.xgroup_create(key, "bare", id="0", mkstream=True)
     while not stop.is_set():
-        answer = client.xreadgroup("bare", "bare-1", {BARE_KEY: ">"}, count=500, block=100)
+        answer = client.xreadgroup("bare", "bare-1", {key: ">"}, count=500, block=100)
         for _, entries in answer or []:
             rows = [(d["origin"], d["pressure"], d["time_hour"]) for d in (json.loads(f["data"]) for _, f in entries)]
             con.executemany("INSERT OR REPLACE INTO newest VALUES (?, ?, ?)", rows)
             con.commit()
-            client.xack(BARE_KEY, "bare", *[i for i, _ in entries])
+            client.xack(key, "bare", *[i for i, _ in entries])
 
 
 def main() -> None:
@@ -142,7 +140,7 @@ def main() -> None:
 
 def measure(settings, args, vault_env: dict[str, str]) -> dict:
     from pipelines.features.store import apply_definitions, feature_store
-    from pipelines.streaming.broker import RedisStreams
+    from pipelines.streaming.broker import RedisStreams, stream_key
     from pipelines.streaming.processor import GROUP
     from pipelines.streaming.service import running_processor
     from pipelines.usecases.spec import resolve_usecase
@@ -150,6 +148,8 @@ def measure(settings, args, vault_env: dict[str, str]) -> dict:
     apply_definitions(settings)
     usecase = resolve_usecase(settings, FLIGHT_DELAY.name)
     broker, store = RedisStreams(BROKER), feature_store(settings)
+    key = stream_key(settings, usecase.name, "weather_observations")
+    bare_key = key + ":bare"  # the baseline's own stream
 
     def feast_newest() -> dict[str, int]:
         rows = store.get_online_features(features=["origin_weather:pressure_mb"],
@@ -165,13 +165,13 @@ def measure(settings, args, vault_env: dict[str, str]) -> dict:
 
     results = {}
     with running_processor(settings, usecase, log=args.data_root / "processor.log", env=vault_env):
-        results["platform"] = run_suite(broker, KEY, feast_newest, lambda: broker.lag(KEY, GROUP), args)
+        results["platform"] = run_suite(broker, key, feast_newest, lambda: broker.lag(key, GROUP), args)
     bare_db, stop = args.data_root / "bare.sqlite", multiprocessing.Event()
-    consumer = multiprocessing.Process(target=bare_consumer, args=(str(bare_db), stop))
+    consumer = multiprocessing.Process(target=bare_consumer, args=(str(bare_db), bare_key, stop))
     consumer.start()
     try:
         time.sleep(1)  # its consumer group exists
-        results["bare"] = run_suite(broker, BARE_KEY, bare_newest, lambda: broker.lag(BARE_KEY, "bare"), args)
+        results["bare"] = run_suite(broker, bare_key, bare_newest, lambda: broker.lag(bare_key, "bare"), args)
     finally:
         stop.set()
         consumer.join(timeout=30)

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     stream_broker_url: str = Field(
         "redis://127.0.0.1:6379/2", description="The event broker: Redis Streams (a database of its own)."
     )
+    stream_namespace: str = Field(
+        "", pattern=r"^[A-Za-z0-9_.-]*$", description="Prefix of this platform's streams on the broker, which its "
+        "producers publish under; empty: platform-<8 hex digits of the data root's path> (two data roots on one "
+        "broker never share a stream). Set it in production, where the operational systems must know it."
+    )  # fmt: skip
     stream_processor_port: int = Field(8300, ge=1, le=65535, description="The stream processor's /healthz, /metrics.")
     exporter_port: int = Field(9464, ge=1, le=65535, description="The platform exporter's /metrics (Prometheus).")
     alert_receiver_port: int = Field(9465, ge=1, le=65535, description="The platform's Alertmanager webhook receiver.")
@@ -190,6 +195,13 @@ class Settings(BaseSettings):
     @property
     def vault_dir(self) -> Path:
         return self.data_root / "vault"
+
+    @property
+    def broker_namespace(self) -> str:
+        """`stream_namespace`, or the one derived from the data root when it is empty."""
+        import hashlib
+
+        return self.stream_namespace or f"platform-{hashlib.sha256(str(self.data_root).encode()).hexdigest()[:8]}"
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:

@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 
 from pipelines.errors import PlatformError
+from pipelines.settings import Settings
 
 
 class BrokerUnavailable(PlatformError):
@@ -33,12 +34,13 @@ class Message:
     raw: dict[str, str]  # the fields as delivered, for the dead-letter stream
 
 
-def stream_key(usecase: str, stream: str) -> str:
-    return f"platform:{usecase}:{stream}"
+def stream_key(settings: Settings, usecase: str, stream: str) -> str:
+    """The broker's stream of one of a use case's streams: `<namespace>:<use case>:<stream>`."""
+    return f"{settings.broker_namespace}:{usecase}:{stream}"
 
 
-def dead_letter_key(usecase: str, stream: str) -> str:
-    return f"{stream_key(usecase, stream)}:dead"
+def dead_letter_key(settings: Settings, usecase: str, stream: str) -> str:
+    return f"{stream_key(settings, usecase, stream)}:dead"
 
 
 class RedisStreams:

@@ -97,7 +97,8 @@ class StreamProcessor:
             )
         table = self.usecase.sources.tables[stream.table]
         sink = view_sink(engine, view, table, stream)
-        return StreamState(name, stream, stream_key(self.usecase.name, name), dead_letter_key(self.usecase.name, name),
+        return StreamState(name, stream, stream_key(self.settings, self.usecase.name, name),
+                           dead_letter_key(self.settings, self.usecase.name, name),
                            Contract.of(table, stream), timing(self.settings, self.usecase, stream), sink)  # fmt: skip
 
     def run(self, stop: threading.Event, block_ms: int = 200) -> None:

@@ -106,7 +106,7 @@ def replay_events(
         for name in published:
             batch = [(e.id, e.time.isoformat(), e.data) for e in events[i:j] if e.stream == name]
             if batch:
-                published[name] += broker.publish(stream_key(usecase.name, name), batch, now)
+                published[name] += broker.publish(stream_key(settings, usecase.name, name), batch, now)
         i = j
     return ReplayReport(usecase.name, start.isoformat(), end.isoformat(), speed, published, time.monotonic() - began)
 
@@ -137,7 +137,7 @@ class EventClock:
             self.published[name] += count
         if not any(report.published.values()):
             return
-        started, keys = time.monotonic(), [stream_key(self.usecase.name, n) for n in self.published]
+        started, keys = time.monotonic(), [stream_key(self.settings, self.usecase.name, n) for n in self.published]
         while any(self.broker.lag(key, self.group) for key in keys):
             if time.monotonic() - started > self.timeout_s:
                 raise PlatformError(

@@ -44,7 +44,11 @@ def stream_status(settings: Settings, usecase: UseCase) -> UseCaseStreams:
         store = store or feature_store(settings)
         view = store.get_feature_view(stream.feature_view)
         sink = view_sink(engine, view, usecase.sources.tables[stream.table], stream)
-        key, dead, newest = stream_key(usecase.name, name), dead_letter_key(usecase.name, name), sink.newest()
+        key, dead, newest = (
+            stream_key(settings, usecase.name, name),
+            dead_letter_key(settings, usecase.name, name),
+            sink.newest(),
+        )
         found.append(StreamStatus(name, broker.length(key), sink.count(), broker.length(dead), broker.lag(key, GROUP),
                                   newest.isoformat() if newest else None))  # fmt: skip
     return UseCaseStreams(usecase.name, found)

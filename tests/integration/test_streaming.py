@@ -216,7 +216,7 @@ def test_the_stream_agrees_with_the_batch_for_a_whole_day(platform):
 
 def _publish(settings, events: list[dict]) -> None:
     broker = RedisStreams(settings.stream_broker_url)
-    key = stream_key("flight_delay", "weather_observations")
+    key = stream_key(settings, "flight_delay", "weather_observations")
     broker.publish(key, [(f"test/{i}", str(e.get("time_hour")), e) for i, e in enumerate(events)], time.time())
 
 
@@ -242,11 +242,13 @@ def test_bad_events_are_dead_lettered_with_their_reason_and_never_written(platfo
     }
     _publish(platform, [event for event, _ in bad.values()] + [_valid_event(2)])
     broker = RedisStreams(BROKER_URL)
-    broker.client.xadd(stream_key("flight_delay", "weather_observations"), {"event_id": "x", "data": "{not json"})
+    broker.client.xadd(
+        stream_key(platform, "flight_delay", "weather_observations"), {"event_id": "x", "data": "{not json"}
+    )
     with Running(platform, usecase) as running:
         counts = running.drain()["streams"]["weather_observations"]
     assert counts["dead_lettered"] == len(bad) + 1 and counts["processed"] == 1
-    dead = broker.entries(dead_letter_key("flight_delay", "weather_observations"))
+    dead = broker.entries(dead_letter_key(platform, "flight_delay", "weather_observations"))
     reasons = [d["reason"] for d in dead]
     for (_, expected), reason in zip(bad.values(), reasons, strict=False):
         assert expected in reason, (expected, reason)
@@ -274,13 +276,13 @@ def test_an_arrival_that_cannot_be_placed_in_time_is_dead_lettered_naming_why(pl
     usecase = resolve_usecase(platform, "flight_delay")
     arrival = {"year": 2013, "month": 1, "day": 2, "carrier": "UA", "flight": 1, "origin": "EWR", "dest": "LAX",
                "sched_dep_time": 900, "sched_arr_time": 1200, "arr_delay": 5.0}  # fmt: skip
-    broker, key = RedisStreams(BROKER_URL), stream_key("flight_delay", "flight_arrivals")
+    broker, key = RedisStreams(BROKER_URL), stream_key(platform, "flight_delay", "flight_arrivals")
     events = [{**arrival, "dest": "XYZ"}, {**arrival, "flight": 2, "arr_delay": None}, arrival]
     broker.publish(key, [(f"test/{i}", "", e) for i, e in enumerate(events)], time.time())
     with Running(platform, usecase) as running:
         counts = running.drain()["streams"]["flight_arrivals"]
     assert counts["dead_lettered"] == 2 and counts["processed"] == 1
-    reasons = [d["reason"] for d in broker.entries(dead_letter_key("flight_delay", "flight_arrivals"))]
+    reasons = [d["reason"] for d in broker.entries(dead_letter_key(platform, "flight_delay", "flight_arrivals"))]
     assert all("no event time" in r and "or its dest has no time zone" in r for r in reasons), reasons
     online = (
         feature_store(platform)
@@ -356,9 +358,10 @@ def test_sigkill_of_the_processor_mid_stream_loses_and_duplicates_no_event(platf
     with running_processor(settings, usecase, log=log):
         publisher.join()
         deadline = time.monotonic() + 60
-        while (status := stream_status(settings, usecase).streams[0]).lag:
+        while any(s.lag for s in stream_status(settings, usecase).streams):  # every stream drained
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
+    status = stream_status(settings, usecase).streams[0]
     assert 10 <= killed_at < 72, "killed mid-stream"
     assert status.published == 72 and status.processed == 72 and status.dead_lettered == 0
     departures = stream_status(settings, usecase).streams[1]
@@ -392,7 +395,7 @@ def test_replay_publishes_in_event_time_order_at_the_requested_speed(platform):
     report = replay_events(platform, usecase, start, start + dt.timedelta(hours=3), speed=3 * 3600 / 1.5,
                            streams=["weather_observations"])  # fmt: skip
     assert report.published == {"weather_observations": 9} and 1.0 <= report.seconds <= 3.0
-    entries = RedisStreams(BROKER_URL).entries(stream_key("flight_delay", "weather_observations"))
+    entries = RedisStreams(BROKER_URL).entries(stream_key(platform, "flight_delay", "weather_observations"))
     times = [e["event_time"] for e in entries]
     assert times == sorted(times) and times[0] == start.astimezone(dt.UTC).isoformat()
     first = json.loads(entries[0]["data"])
@@ -537,3 +540,20 @@ def test_a_value_older_than_its_views_ttl_at_the_prediction_time_is_not_served(p
     assert np.isfinite(morning[1]), "the midnight rates (ttl 2 days) are still served"
     soon = {**item, "scheduled_departure": last.replace(tzinfo=None) + dt.timedelta(hours=3)}  # asked 1 h after it
     assert lookup.matrix([soon], columns)[0][0] >= 1, "inside the ttl: served"
+
+
+def test_two_platforms_on_one_broker_keep_their_own_streams(platform, tmp_path):
+    """Each data root publishes and reads under its own namespace unless PLATFORM_STREAM_NAMESPACE names one."""
+    from pipelines.errors import SettingsError
+
+    other = make_settings(tmp_path / "other" / "var", stream_broker_url=BROKER_URL)
+    usecase, start = resolve_usecase(platform, "flight_delay"), _local(STREAMED_DAY, 0)
+    replay_events(platform, usecase, start, start + dt.timedelta(hours=3), 0, streams=["weather_observations"])
+    broker = RedisStreams(BROKER_URL)
+    assert broker.length(stream_key(platform, "flight_delay", "weather_observations")) == 9
+    assert broker.length(stream_key(other, "flight_delay", "weather_observations")) == 0
+    assert other.broker_namespace.startswith("platform-") and other.broker_namespace != platform.broker_namespace
+    named = make_settings(tmp_path / "named" / "var", stream_namespace="ops-uae")
+    assert stream_key(named, "flight_delay", "flight_arrivals") == "ops-uae:flight_delay:flight_arrivals"
+    with pytest.raises(SettingsError, match="PLATFORM_STREAM_NAMESPACE"):
+        make_settings(tmp_path / "bad" / "var", stream_namespace="ops uae")
