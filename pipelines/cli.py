@@ -247,6 +247,11 @@ def cmd_up(args: argparse.Namespace) -> None:
     check_residency_at_startup(settings)
     local_airflow.prepare(settings)
     local_airflow.airflow(settings, "dags", "unpause", resolve_usecase(settings, MAIN_USECASE).dag_id("ingest"))
+    from pipelines.usecases.spec import available
+
+    usecases = [resolve_usecase(settings, name) for name in available(settings.usecases_dir)]
+    for streamed in (u for u in usecases if u.streaming is not None):  # its watcher then runs in the triggerer
+        local_airflow.airflow(settings, "dags", "unpause", streamed.dag_id("reconciliation"))
     stopping = []
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or a service manager stopping us
         signal.signal(stop_signal, lambda *_: stopping.append(True))
@@ -263,9 +268,7 @@ def cmd_up(args: argparse.Namespace) -> None:
             base = stack.enter_context(running_service(settings, *identity, settings.serving_port, log=log))
             print(f"Model service: {base} (/status says what it serves; keys: `platform api-key NAME --scope predict`)")
         from pipelines.streaming.service import processor_ports, running_processor
-        from pipelines.usecases.spec import available
 
-        usecases = [resolve_usecase(settings, name) for name in available(settings.usecases_dir)]
         ports = processor_ports(settings, usecases)
         for streamed in (u for u in usecases if u.name in ports):
             mine = settings.model_copy(update={"stream_processor_port": ports[streamed.name]})

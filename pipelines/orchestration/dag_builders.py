@@ -5,7 +5,8 @@ the spec at parse time (a YAML file: the DAG files' top level stays light) for i
 time zone, owner and tags, and show the spec in each DAG's docs in the Airflow UI; the tasks
 import the heavy stages when they run. The DAGs chain through the use case's assets:
 ingest → `<name>_features` → training → `<name>_model` → deploy; monitoring → `<name>_retrain`
-→ training.
+→ training. A use case with streams has a fifth DAG, its reconciliation, scheduled on the
+`<name>_stream_days` asset that an asset watcher on the broker updates as the streams pass each day.
 """
 
 from __future__ import annotations
@@ -53,6 +54,15 @@ log loss and calibration; consecutive days, cooldown, one request in flight) →
 retrain emits the use case's retrain asset; the training DAG is scheduled on it."""
 
 
+RECONCILIATION_DOC = """Reconciliation of the stream with the batch, for each day the stream processor has announced
+complete (every stream past the day's end): an asset watcher in the triggerer reads the announcements
+from the broker (pipelines/orchestration/stream_days.py) and each one updates the stream-days asset,
+which schedules this DAG; nothing polls. Every feature row stamped in the day is compared with the
+marts dbt built, key by key and column by column; a difference fails the run naming keys and both
+values. A day the batch has not built yet is left to the ingest DAG's reconcile_stream, which runs
+after the build. Run it by hand for one day with `{"day": "YYYY-MM-DD"}`."""
+
+
 def usecase(name: str) -> UseCase:
     """The spec as this platform runs it (PLATFORM_USECASE_OVERRIDES applied); a bad spec fails the parse."""
     return resolve_usecase(get_settings(), name)
@@ -65,6 +75,19 @@ def assets(spec: UseCase) -> tuple[Asset, Asset, Asset]:
         Asset(f"{spec.name}_retrain", uri=f"platform://{spec.name}/retrain"),
         Asset(f"{spec.name}_model", uri=f"registry://{spec.name}"),
     )
+
+
+def stream_days(spec: UseCase) -> Asset:
+    """The use case's stream-days asset: updated, through its watcher, for each day its streams have passed."""
+    from airflow.sdk import AssetWatcher
+
+    from pipelines.orchestration.stream_days import StreamDaysTrigger
+    from pipelines.streaming.broker import days_key
+
+    settings = get_settings()
+    trigger = StreamDaysTrigger(settings.stream_broker_url, days_key(settings, spec.name))
+    return Asset(f"{spec.name}_stream_days", uri=f"platform://{spec.name}/stream-days",
+                 watchers=[AssetWatcher(name=f"{spec.name}_stream_days", trigger=trigger)])  # fmt: skip
 
 
 def _doc(spec: UseCase, kind: str, what: str) -> str:
@@ -156,6 +179,42 @@ def ingest_dag(name: str) -> DAG:
             reconcile_stream(transformed)
 
     return ingest()
+
+
+def reconciliation_dag(name: str) -> DAG:
+    spec = usecase(name)
+    if spec.streaming is None:
+        from pipelines.errors import SettingsError
+
+        raise SettingsError(
+            f"use case {name} declares no streams (its spec's `streaming`): it has nothing to reconcile"
+        )
+    days = stream_days(spec)
+
+    @dag(
+        dag_id=spec.dag_id("reconciliation"),
+        schedule=[days],
+        start_date=_midnight(spec.ingest.first_day, spec),
+        catchup=False,
+        max_active_runs=1,
+        default_args=_args(spec, 1, pendulum.duration(minutes=1), pendulum.duration(minutes=30)),
+        params={"day": None},
+        tags=[spec.name, "streaming", "reconciliation"],
+        doc_md=_doc(spec, "reconciliation", RECONCILIATION_DOC),
+    )
+    def reconciliation():
+        @task
+        @fail_fast_on_bad_data
+        def reconcile(params=None, triggering_asset_events=None) -> list[str]:
+            from pipelines.orchestration import ingest
+
+            announced = [e["payload"]["day"] for e in _events(triggering_asset_events) if e.get("payload")]
+            chosen = [params["day"]] if params and params.get("day") else announced
+            return ingest.reconcile_stream_days(name, sorted({dt.date.fromisoformat(str(d)) for d in chosen}))
+
+        reconcile()
+
+    return reconciliation()
 
 
 def training_dag(name: str) -> DAG:

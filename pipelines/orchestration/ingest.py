@@ -80,3 +80,35 @@ def reconcile_stream(name: str, day: dt.date) -> list[str]:
     if not streamed_since(settings, usecase, start):  # before Feast's import: most batch-only days stop here
         raise NothingToDo(f"{name} {day}: no stream rows to reconcile (the stream processor did not see the day)")
     return [result.describe() for result in reconcile_day(settings, usecase, day)]
+
+
+def reconcile_stream_days(name: str, days: list[dt.date]) -> list[str]:
+    """Each day the streams have passed, reconciled whole where the batch has built it (the others are left to
+    their ingest run's reconcile_stream); raises StreamBatchMismatch naming every difference of every day,
+    NothingToDo when no day could be compared."""
+    from pipelines.errors import NothingToDo, StreamBatchMismatch
+    from pipelines.streaming.reconcile import batch_built, reconcile_day
+
+    settings = get_settings()
+    usecase = resolve_usecase(settings, name)
+    said, broken, compared = [], [], 0
+    for day in days:
+        if not batch_built(settings, usecase, day):
+            said.append(f"{day}: not built by the batch yet; its ingest run's reconcile_stream compares it")
+            continue
+        try:
+            said += [f"{day}: {result.describe()}" for result in reconcile_day(settings, usecase, day)]
+        except NothingToDo as exc:
+            said.append(str(exc))
+            continue
+        except StreamBatchMismatch as exc:
+            broken.append(str(exc))
+        compared += 1
+    print("\n".join(said))
+    if broken:
+        raise StreamBatchMismatch("\n".join(broken))
+    if not compared:
+        raise NothingToDo(
+            f"{name}: nothing reconciled for {', '.join(map(str, days)) or 'no day'}:\n" + "\n".join(said)
+        )
+    return said

@@ -195,12 +195,14 @@ class Scheduling:
 
 
 @contextlib.contextmanager
-def scheduling(settings: Settings) -> Iterator[Scheduling]:
-    """The API server and scheduler until the block exits, with a client logged in as the local admin.
+def scheduling(settings: Settings, triggerer: bool = False) -> Iterator[Scheduling]:
+    """The API server and scheduler (and with `triggerer`, the triggerer, which runs the asset watchers) until
+    the block exits, with a client logged in as the local admin.
 
     Only DAGs that a backfill unpaused are scheduled: runs of paused DAGs made by `test_run` meanwhile
     are left alone by the scheduler."""
-    with services(settings, "api-server", "scheduler") as processes, _api(settings) as api:
+    names = ("api-server", "scheduler", *(("triggerer",) if triggerer else ()))
+    with services(settings, *names) as processes, _api(settings) as api:
         yield Scheduling(settings, processes, api)
 
 

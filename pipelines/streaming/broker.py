@@ -43,6 +43,12 @@ def dead_letter_key(settings: Settings, usecase: str, stream: str) -> str:
     return f"{stream_key(settings, usecase, stream)}:dead"
 
 
+def days_key(settings: Settings, usecase: str) -> str:
+    """Where the stream processor announces each local day that every stream of the use case has passed
+    (`day`, `through`): what Airflow's asset watcher of the day's reconciliation reads."""
+    return f"{settings.broker_namespace}:{usecase}:days"
+
+
 class RedisStreams:
     """A Redis server's streams (`url`: redis://host:port/db)."""
 
@@ -112,6 +118,15 @@ class RedisStreams:
             return self.client.xlen(key)
         undelivered = info.get("lag")
         return int(info.get("pending", 0)) + int(undelivered if undelivered is not None else 0)
+
+    def append(self, key: str, fields: dict[str, str]) -> str:
+        """Add one entry to stream `key`; its id."""
+        return self.client.xadd(key, fields)
+
+    def last(self, key: str) -> dict[str, str] | None:
+        """The newest entry of `key`, or None."""
+        newest = self.client.xrevrange(key, count=1)
+        return newest[0][1] if newest else None
 
     def length(self, key: str) -> int:
         return self.client.xlen(key)

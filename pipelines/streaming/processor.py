@@ -9,11 +9,18 @@ or republished event inserts nothing; the online store is written only with the 
 key, so an old event replayed late never overwrites a newer value; and after a crash the consumer's
 unacknowledged events are read again first, their rows rewritten unchanged.
 
+Once every stream has written an event at or after the end of a local day (the use case's time zone),
+the day is complete on the stream side: the processor appends it to the use case's `days` stream, each
+day once and in order (the newest entry there is where it resumes after a restart). Airflow's asset
+watcher reads it and runs the day's reconciliation (pipelines/orchestration/stream_days.py). The events
+are taken to arrive in event-time order per stream, as the replayer publishes them.
+
 `/healthz` answers what it has done (JSON), `/metrics` the same as Prometheus metrics.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import http.server
 import json
 import logging
@@ -24,7 +31,7 @@ from dataclasses import dataclass, field
 
 from pipelines.errors import SettingsError
 from pipelines.settings import Settings
-from pipelines.streaming.broker import Message, RedisStreams, dead_letter_key, stream_key
+from pipelines.streaming.broker import Message, RedisStreams, days_key, dead_letter_key, stream_key
 from pipelines.streaming.events import Contract, EventRejected, Timing, event_id, timing
 from pipelines.streaming.sink import StreamSink, sink_engine, view_sink
 from pipelines.usecases.spec import UseCase
@@ -46,7 +53,8 @@ class StreamState:
     timing: Timing
     sink: StreamSink
     counts: dict[str, int] = field(default_factory=lambda: {"processed": 0, "duplicates": 0, "dead_lettered": 0})
-    newest_event: str | None = None
+    oldest: dt.datetime | None = None  # the oldest and newest event times the stream has written
+    newest: dt.datetime | None = None
 
 
 class StreamProcessor:
@@ -67,6 +75,9 @@ class StreamProcessor:
         self.streams = [self._state(name, s, engine) for name, s in usecase.streaming.streams.items()]
         for state in self.streams:
             self.broker.ensure_group(state.key, GROUP)
+        self.days_key = days_key(settings, usecase.name)
+        announced = self.broker.last(self.days_key)
+        self.announced = dt.date.fromisoformat(announced["day"]) if announced else None
         self.registry = CollectorRegistry()
         labels = ["usecase", "stream"]
         self.events = Counter("platform_stream_events", "Events handled, by outcome", [*labels, "outcome"],
@@ -99,7 +110,8 @@ class StreamProcessor:
         sink = view_sink(engine, view, table, stream)
         return StreamState(name, stream, stream_key(self.settings, self.usecase.name, name),
                            dead_letter_key(self.settings, self.usecase.name, name),
-                           Contract.of(table, stream), timing(self.settings, self.usecase, stream), sink)  # fmt: skip
+                           Contract.of(table, stream), timing(self.settings, self.usecase, stream), sink,
+                           oldest=sink.oldest(), newest=sink.newest())  # fmt: skip
 
     def run(self, stop: threading.Event, block_ms: int = 200) -> None:
         """Process until `stop` is set: first what this consumer read and never acknowledged, then new events."""
@@ -113,6 +125,7 @@ class StreamProcessor:
             for key, messages in self.broker.read(list(states), GROUP, self.consumer, self.batch, block_ms,
                                                   pending=False).items():  # fmt: skip
                 self.handle(states[key], messages)
+            self.announce_complete_days()
             for state in self.streams:
                 self.pending.labels(self.usecase.name, state.name).set(self.broker.lag(state.key, GROUP))
 
@@ -152,7 +165,28 @@ class StreamProcessor:
         self.events.labels(self.usecase.name, state.name, "processed").inc(len(written.new))
         self.events.labels(self.usecase.name, state.name, "duplicate").inc(len(rows) - len(written.new))
         if rows:
-            state.newest_event = max(r[state.sink.timestamp] for r in rows).isoformat()
+            times = [r[state.sink.timestamp] for r in rows]
+            state.oldest = min(times) if state.oldest is None else min(state.oldest, *times)
+            state.newest = max(times) if state.newest is None else max(state.newest, *times)
+
+    def announce_complete_days(self) -> list[dt.date]:
+        """Append to the `days` stream every local day, after the last one announced (or from the first the
+        streams wrote), that every stream has passed: its newest event is at or after the day's end."""
+        if any(s.newest is None for s in self.streams):
+            return []
+        tz = self.usecase.tz
+        through = min(s.newest for s in self.streams)
+        last = through.astimezone(tz).date() - dt.timedelta(days=1)  # through >= its next day's local midnight
+        first = min(s.oldest for s in self.streams).astimezone(tz).date()
+        day = self.announced + dt.timedelta(days=1) if self.announced else first
+        announced = []
+        while day <= last:
+            self.broker.append(self.days_key, {"day": day.isoformat(), "through": through.isoformat()})
+            self.announced = day
+            announced.append(day)
+            log.info("%s: every stream is past %s (through %s)", self.usecase.name, day, through.isoformat())
+            day += dt.timedelta(days=1)
+        return announced
 
     def _write_online(self, state: StreamState, rows: list[dict]) -> None:
         import pandas as pd
@@ -167,9 +201,14 @@ class StreamProcessor:
             "consumer": self.consumer,
             "uptime_s": round(time.time() - self.started, 1),
             "streams": {
-                s.name: {**s.counts, "newest_event": s.newest_event, "lag": self.broker.lag(s.key, GROUP)}
+                s.name: {
+                    **s.counts,
+                    "newest_event": s.newest.isoformat() if s.newest else None,
+                    "lag": self.broker.lag(s.key, GROUP),
+                }
                 for s in self.streams
             },  # fmt: skip
+            "complete_through": self.announced.isoformat() if self.announced else None,
         }
 
 

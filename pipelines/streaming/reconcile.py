@@ -1,10 +1,14 @@
-"""Batch and stream agree: the values the stream processor wrote for a day against the dbt mart that the
-daily batch rebuilds from the same day's landed data.
+"""Batch and stream agree: the values the stream processor wrote for a day against the dbt marts that the
+daily batch builds from the landed data.
 
-For each stream of the spec, the rows of its feature view whose timestamp falls in the day's events
-(the landed partition's event times) are compared key by key, column by column: a row only one
-side has, or a value that differs, fails loudly, naming keys and both values. A day the stream
-processor did not see at all is reported as such, not as agreement.
+For each stream of the spec, the rows of its feature view stamped within the local day ([00:00, next
+00:00) in the use case's zone) are compared key by key, column by column: a row only one side has, or a
+value that differs, fails loudly, naming keys and both values. A row stamped in the day comes from the
+day's own partition or an earlier one (a flight of the evening before landing after midnight), never a
+later one, so the comparison is complete once the batch has built the day (`batch_built`) and the stream
+has passed its end, and it never meets the next day's rows that only one side has yet. It covers what the
+stream saw: from its first event (and, for a window, that window's length later) up to its newest. A day
+the stream processor did not see at all is reported as such, not as agreement.
 """
 
 from __future__ import annotations
@@ -57,35 +61,30 @@ def reconcile_day(
     """Compare each stream's rows of `day` with the batch mart; StreamBatchMismatch when any disagree, NothingToDo
     when the stream wrote nothing for the day."""
     import pandas as pd
-    import pyarrow.parquet as pq
 
     from pipelines.features.store import feature_store, query_warehouse
     from pipelines.features.transform import MARTS_SCHEMA
-    from pipelines.ingest import partition_path
-    from pipelines.streaming.events import timing
     from pipelines.streaming.sink import sink_engine, view_sink
 
     if usecase.streaming is None:
         raise PlatformError(f"use case {usecase.name} declares no streams (its spec's `streaming` section)")
     engine, store = sink_engine(settings, usecase.name), feature_store(settings)
+    day_start = dt.datetime.combine(day, dt.time(), usecase.tz).astimezone(dt.UTC)
+    day_end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), usecase.tz).astimezone(dt.UTC)
     results = []
     for name, stream in usecase.streaming.streams.items():
-        landed = pq.read_table(partition_path(settings, stream.table, day))
-        times = [t for t in timing(settings, usecase, stream).of(landed).to_pylist() if t is not None]
-        if not times:
-            continue
         view = store.get_feature_view(stream.feature_view)
         sink = view_sink(engine, view, usecase.sources.tables[stream.table], stream)
         keys, ts, columns = sink.keys, sink.timestamp, sink.columns
-        # Up to the stream's watermark: the events of the day's last hours may not be due yet while the
-        # day's batch runs (a served day's stream stops two hours before its end at a two-hour lead).
-        newest = sink.newest()
-        if newest is None or newest < min(times):
+        # Up to the stream's watermark: the day's last hours may not be due yet while its batch runs (a served
+        # day's stream stops two hours before its end at a two-hour lead).
+        oldest, newest = sink.oldest(), sink.newest()
+        if newest is None or newest < day_start or oldest >= day_end:
             results.append(StreamReconciliation(name, view.name, 0, 0, watermark=None))
             continue
-        start, end = min(times), min(max(times), newest) + dt.timedelta(microseconds=1)
+        start, end = max(day_start, oldest), min(day_end, newest + dt.timedelta(microseconds=1))
         if stream.window:  # from the first instant whose whole window the stream saw
-            start = max(start, sink.oldest() + stream.window.length)
+            start = max(start, oldest + stream.window.length)
             streamed = window_rows(sink.rows(start - stream.window.length, end), keys, ts, stream.window, start)
             columns = [*keys, *stream.window.columns]
         else:
@@ -108,6 +107,24 @@ def reconcile_day(
             f"{usecase.name} {day}: the stream and the batch disagree\n  " + "\n  ".join(r.describe() for r in broken)
         )
     return results
+
+
+def batch_built(settings: Settings, usecase: UseCase, day: dt.date) -> bool:
+    """Whether the batch has built `day`: its entity mart holds the day's rows (dbt builds every mart of the day
+    in one invocation, after the day's validated load)."""
+    from pipelines.features.store import query_warehouse
+    from pipelines.features.transform import MARTS_SCHEMA
+
+    features = usecase.features
+    if settings.warehouse_target == "duckdb" and not settings.warehouse_path.exists():
+        return False
+    exists = (f"SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = '{MARTS_SCHEMA}' "  # nosec B608 # names from the validated spec
+              f"AND table_name = '{features.entity_mart}'")  # fmt: skip
+    if not int(query_warehouse(settings, exists)["n"].iloc[0]):
+        return False
+    rows = (f"SELECT count(*) AS n FROM {MARTS_SCHEMA}.{features.entity_mart} "  # nosec B608 # identifiers from the validated spec; a date
+            f"WHERE {features.day} = DATE '{day.isoformat()}'")  # fmt: skip
+    return int(query_warehouse(settings, rows)["n"].iloc[0]) > 0
 
 
 def window_rows(events, keys: list[str], ts: str, window, start: dt.datetime):

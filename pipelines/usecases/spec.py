@@ -502,7 +502,7 @@ class UseCase(_Section):
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    def dag_id(self, kind: Literal["ingest", "training", "deploy", "monitoring"]) -> str:
+    def dag_id(self, kind: Literal["ingest", "training", "deploy", "monitoring", "reconciliation"]) -> str:
         return f"{self.name}_{kind}"
 
     def as_yaml(self) -> str:

@@ -48,6 +48,22 @@ def test_every_use_case_has_its_four_dags_built_from_its_spec(dagbag, name):
     assert dagbag.dags[spec.dag_id("ingest")].max_active_runs == spec.ingest.max_active_runs
 
 
+@pytest.mark.parametrize("name", available(USECASES_DIR))
+def test_a_use_case_with_streams_is_reconciled_on_its_stream_days_asset_watched_on_the_broker(dagbag, name):
+    from pipelines.orchestration.stream_days import StreamDaysTrigger
+
+    spec = load_usecase(USECASES_DIR, name)
+    dag = dagbag.dags.get(spec.dag_id("reconciliation"))
+    if spec.streaming is None:
+        assert dag is None, f"{name} has no streams, yet a reconciliation DAG"
+        return
+    assert dag is not None, f"{name} has streams: add dags/{name}_reconciliation.py (reconciliation_dag({name!r}))"
+    [asset] = dag.timetable.asset_condition.objects
+    [watcher] = asset.watchers
+    assert asset.name == f"{name}_stream_days" and isinstance(watcher.trigger, StreamDaysTrigger)
+    assert watcher.trigger.key.endswith(f":{name}:days") and [t.task_id for t in dag.tasks] == ["reconcile"]
+
+
 def test_every_dag_is_documented_tagged_and_retried_with_a_timeout(dagbag):
     for dag_id, dag in dagbag.dags.items():
         assert dag.tags, f"{dag_id} has no tags"

@@ -201,7 +201,8 @@ def test_the_stream_agrees_with_the_batch_for_a_whole_day(platform):
         weather = partial["weather_observations"]
         assert weather.agrees and weather.stream_rows == weather.batch_rows == 21, weather.describe()
         assert weather.watermark.startswith(_local(STREAMED_DAY, 7).astimezone(dt.UTC).isoformat()[:19])
-        replay_events(platform, usecase, *DAY_EVENTS, 0)
+        # The whole day: every row stamped in [00:00, next 00:00), the evening before's 23:00 observation too.
+        replay_events(platform, usecase, _local(STREAMED_DAY, 0), DAY_EVENTS[1], 0)
         running.drain()
     result = {r.stream: r for r in reconcile_day(platform, usecase, STREAMED_DAY)}
     weather, departures, arrivals = (
@@ -403,6 +404,30 @@ def test_replay_publishes_in_event_time_order_at_the_requested_speed(platform):
     assert first == to_json({**first, "time_hour": dt.datetime.fromisoformat(first["time_hour"])}, carried)
     assert sorted(first) == sorted(carried) and "year" not in first, "an event carries what its stream reads"
     assert first["time_hour"] == "2013-01-02T04:00:00+00:00", "the observation of 23:00 is known at midnight"
+
+
+def test_a_day_every_stream_has_passed_is_announced_once_and_reconciles_whole_before_the_next_is_built(platform):
+    """The stream runs into the next morning while the batch has built only the streamed day: the processor
+    announces the day on the `days` stream (once, also across a restart), and the day's reconciliation compares
+    every row stamped in it, never meeting the next day's rows that the batch does not have yet."""
+    from pipelines.streaming.broker import days_key
+    from pipelines.streaming.reconcile import batch_built
+
+    usecase, next_day = resolve_usecase(platform, "flight_delay"), STREAMED_DAY + dt.timedelta(days=1)
+    with Running(platform, usecase) as running:
+        replay_events(platform, usecase, _local(STREAMED_DAY, 0), _local(next_day, 6), 0)
+        assert running.drain()["complete_through"] == STREAMED_DAY.isoformat()
+    with Running(platform, usecase) as restarted:  # resumes from the announced day: nothing announced twice
+        replay_events(platform, usecase, _local(next_day, 6), _local(next_day, 7), 0)
+        assert restarted.drain()["complete_through"] == STREAMED_DAY.isoformat()
+    announced = RedisStreams(BROKER_URL).entries(days_key(platform, "flight_delay"))
+    assert [a["day"] for a in announced] == [STREAMED_DAY.isoformat()]
+    assert announced[0]["through"] >= _local(next_day, 0).astimezone(dt.UTC).isoformat()
+    assert batch_built(platform, usecase, STREAMED_DAY) and not batch_built(platform, usecase, next_day)
+    result = {r.stream: r for r in reconcile_day(platform, usecase, STREAMED_DAY)}
+    assert all(r.agrees for r in result.values()), [r.describe() for r in result.values()]
+    weather = result["weather_observations"]
+    assert weather.stream_rows == 72 and weather.watermark == _local(next_day, 0).astimezone(dt.UTC).isoformat()
 
 
 def test_the_daily_batch_leaves_a_view_its_stream_is_past_to_the_stream(platform):
