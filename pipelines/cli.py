@@ -95,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         f"  model registry      {settings.artifact_uri}/registry  (`.venv/bin/platform models list`)\n"
         f"  audit ledger        {ledger}: {chain.records} records, chain intact (`platform audit-verify`)\n"
         f"  secrets and keys    {vault}\n"
-        f"  Airflow UI          `make up`, then http://127.0.0.1:8080\n"
+        f"  Airflow UI          `make up`, then http://127.0.0.1:{settings.airflow_api_port}\n"
         f"  prediction log      {settings.data_root / 'predictions'}"
     )
     if serving:
@@ -259,7 +259,7 @@ def cmd_up(args: argparse.Namespace) -> None:
     identity = _serving_identity(settings)
     with contextlib.ExitStack() as stack:
         processes = stack.enter_context(local_airflow.services(settings, *components))
-        print(f"Airflow is up: http://127.0.0.1:{local_airflow.API_PORT}")
+        print(f"Airflow is up: http://127.0.0.1:{settings.airflow_api_port}")
         print(f"  login: {local_airflow.ADMIN_USER} / {local_airflow.admin_password(settings)}")
         if identity:
             from serving.local import running_service
@@ -344,7 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
                 default=0,
                 help="days to operate from --operate-from (0: none); stops after a release",
             )
-    commands.add_parser("up", help="serve Airflow (UI on 127.0.0.1:8080) until Ctrl-C").set_defaults(handler=cmd_up)
+    commands.add_parser(
+        "up", help="serve Airflow (UI on 127.0.0.1:8080, PLATFORM_AIRFLOW_API_PORT) until Ctrl-C"
+    ).set_defaults(handler=cmd_up)
     for name in ("land", "validate", "transform", "materialize"):
         command = commands.add_parser(name, help=f"the {name} stage of a use case's ingest DAG for one date")
         command.add_argument("date", type=_date)

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
         "one task's end and the next one's start (python -m bench.task_gap), against the idle scheduler's CPU."
     )  # fmt: skip
     celery_broker_url: str = Field("redis://127.0.0.1:6379/1", description="CeleryExecutor's broker (Redis).")
+    airflow_api_port: int = Field(
+        8080, ge=1, le=65535, description="Port of Airflow's API server and UI on 127.0.0.1 (make up, make run)."
+    )
+    airflow_timezone: str = Field(
+        "UTC", description="Airflow's default time zone (the UI's dates); each use case's DAGs keep the spec's own."
+    )
     # Vault / OpenBao. Without an address the platform runs its own OpenBao server under the data root.
     vault_addr: str = Field("", validation_alias=AliasChoices("PLATFORM_VAULT_ADDR", "VAULT_ADDR"))
     vault_token: SecretStr | None = Field(None, validation_alias=AliasChoices("PLATFORM_VAULT_TOKEN", "VAULT_TOKEN"))
@@ -137,6 +143,17 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("airflow_timezone")
+    @classmethod
+    def _time_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone, e.g. UTC or Asia/Dubai") from None
+        return value
 
     @field_validator("drift_python")
     @classmethod

@@ -34,7 +34,7 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": settings.airflow_executor,
         "AIRFLOW__CORE__PARALLELISM": "2",
-        "AIRFLOW__CORE__DEFAULT_TIMEZONE": "America/New_York",
+        "AIRFLOW__CORE__DEFAULT_TIMEZONE": settings.airflow_timezone,
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url or f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
@@ -42,7 +42,7 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": str(settings.airflow_idle_sleep_seconds),
         "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": "8080",
+        "AIRFLOW__API__PORT": str(settings.airflow_api_port),
         # Logins and roles (Auditor, Operator, MLEngineer, Admin) through Flask-AppBuilder.
         "AIRFLOW__CORE__AUTH_MANAGER": "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager",
         # Values of connections and variables whose names contain these words are masked in logs.

@@ -28,7 +28,6 @@ POOLS = {
     "gpu": (1, "Training tasks: one at a time per accelerator (or, without one, per CPU budget)."),
 }
 FINISHED = {"success", "failed"}
-API_PORT = 8080
 ADMIN_USER = "admin"
 
 
@@ -90,8 +89,11 @@ def services(settings: Settings, *names: str, timeout_s: float = 180) -> Iterato
 
     Airflow 3 tasks report to the API server's execution API, so it runs whenever tasks do.
     """
-    if port_open(API_PORT):
-        raise AirflowRunFailed(f"127.0.0.1:{API_PORT} is already in use (is `make up` running?); stop it and retry")
+    port = settings.airflow_api_port
+    if port_open(port):
+        raise AirflowRunFailed(
+            f"127.0.0.1:{port} is already in use (is `make up` running?); stop it, or set PLATFORM_AIRFLOW_API_PORT"
+        )
     env = airflow_environment(settings)
     executable = str(Path(sys.executable).with_name("airflow"))
     processes: dict[str, subprocess.Popen] = {}
@@ -106,7 +108,7 @@ def services(settings: Settings, *names: str, timeout_s: float = 180) -> Iterato
         if "api-server" in names:
             start("api-server")
             deadline = time.monotonic() + timeout_s
-            while not port_open(API_PORT):
+            while not port_open(port):
                 if processes["api-server"].poll() is not None or time.monotonic() > deadline:
                     raise AirflowRunFailed(
                         f"the Airflow API server did not start; see {settings.airflow_dir}/api-server.log"
@@ -262,7 +264,7 @@ def test_run(settings: Settings, dag_id: str, conf: dict) -> None:
 @contextlib.contextmanager
 def _api(settings: Settings) -> Iterator[httpx.Client]:
     """An HTTP client of the local API server, logged in as the local admin."""
-    base = f"http://127.0.0.1:{API_PORT}"
+    base = f"http://127.0.0.1:{settings.airflow_api_port}"
     login = {"username": ADMIN_USER, "password": admin_password(settings)}
     token = httpx.post(f"{base}/auth/token", json=login, timeout=60)
     if token.status_code not in (200, 201):

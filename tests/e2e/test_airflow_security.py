@@ -18,7 +18,7 @@ from pipelines.settings import REPO_ROOT, Settings
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.e2e
-BASE = f"http://127.0.0.1:{local_airflow.API_PORT}"
+BASE = "http://127.0.0.1:8080"  # PLATFORM_AIRFLOW_API_PORT, as make_settings leaves it
 DAG_ID = "vault_probe"
 USERS = {"auditor": "Auditor", "operator": "Operator", "engineer": "MLEngineer"}
 

@@ -50,3 +50,16 @@ def test_secrets_in_the_environment_are_refused_with_where_they_live_now(monkeyp
     with pytest.raises(SettingsError, match=f"{variable}.*Vault") as raised:
         load_settings(data_root=tmp_path)
     assert "hunter2" not in str(raised.value)
+
+
+def test_airflow_time_zone_and_port_are_settings_defaulting_to_utc_and_8080(tmp_path):
+    """Nothing of a worked example in Airflow's own configuration: two platforms can share a machine."""
+    from pipelines.orchestration.airflow_env import airflow_environment
+
+    default = airflow_environment(load_settings(data_root=tmp_path / "a"))
+    assert (default["AIRFLOW__CORE__DEFAULT_TIMEZONE"], default["AIRFLOW__API__PORT"]) == ("UTC", "8080")
+    chosen = airflow_environment(load_settings(data_root=tmp_path / "b", airflow_timezone="Asia/Dubai",
+                                               airflow_api_port=8181))  # fmt: skip
+    assert (chosen["AIRFLOW__CORE__DEFAULT_TIMEZONE"], chosen["AIRFLOW__API__PORT"]) == ("Asia/Dubai", "8181")
+    with pytest.raises(SettingsError, match="PLATFORM_AIRFLOW_TIMEZONE: .*'Mars/Olympus' is not an IANA time zone"):
+        load_settings(data_root=tmp_path / "c", airflow_timezone="Mars/Olympus")
