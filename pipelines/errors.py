@@ -13,6 +13,10 @@ class SourceFormatError(PlatformError):
     """A raw source file is missing, unreadable or does not match its declared schema."""
 
 
+class SourceUnavailable(PlatformError):
+    """A source (a database, a bucket) cannot be reached; the message names it and what to check."""
+
+
 class MissingPartitionError(PlatformError):
     """A logical date lies outside what the source covers, or was never landed."""
 

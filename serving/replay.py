@@ -17,22 +17,16 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 
-from pipelines.ingest.landing import source_dir
-from pipelines.ingest.source import read_source, rows_of_day
+from pipelines.ingest.sources import extract_day
 from pipelines.settings import Settings
 from pipelines.usecases.spec import ReplayRule, UseCase
 
 
 def day_requests(settings: Settings, usecase: UseCase, day: dt.date) -> list[dict]:
     """The day's requests as consumers would send them, from the day's rows of the source table the spec's
-    `serving.replay` names; MissingPartitionError if the source has none."""
-    from pipelines.errors import MissingPartitionError
-
+    `serving.replay` names; MissingPartitionError or EmptyPartitionError if the source has none."""
     replay = usecase.serving.replay
-    folder, table = source_dir(settings, usecase.sources), usecase.sources.tables[replay.table]
-    rows = rows_of_day(read_source(folder, replay.table, table), day, table).to_pylist()
-    if not rows:
-        raise MissingPartitionError(f"the {replay.table} source in {folder} has no rows on {day}")
+    rows = extract_day(settings, usecase, replay.table, day).rows.to_pylist()
     midnight = dt.datetime.combine(day, dt.time())
     return [{name: _value(rule, row, day, midnight) for name, rule in replay.fields.items()} for row in rows]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.ingest.source import default_source_dir
+from pipelines.ingest.sources.package_file import default_source_dir
 from pipelines.security.secrets import seed_local_secrets
 from pipelines.security.vault import LocalOpenBao, Vault, bootstrap, issue_credentials, role_vault
 from pipelines.settings import REPO_ROOT, Settings, load_settings

@@ -7,6 +7,7 @@ from pipelines.ingest.landing import (
     landed_partition,
     partition_path,
     reference_path,
+    relanded_days,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "landed_partition",
     "partition_path",
     "reference_path",
+    "relanded_days",
 ]

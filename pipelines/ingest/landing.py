@@ -1,7 +1,14 @@
-"""Land the raw zone: one Parquet partition per logical date, reference tables as snapshots.
+"""Land the raw zone: one Parquet partition per table and logical date, reference tables as snapshots.
 
-Landing is idempotent: re-landing a date replaces exactly that partition, atomically
-(the new file is written beside the old one and renamed over it).
+Landing is idempotent: re-landing a date replaces exactly that partition, atomically (the new file is
+written beside the old one and renamed over it), whatever the source's kind (pipelines/ingest/sources).
+Each landed file has a manifest beside it: rows, the file's SHA-256 and what was read (`source`: the
+package file and its SHA-256, the connection and the query, the bucket's files and theirs).
+
+A database table extracted `incremental`ly also lands the rows changed since its high-water mark: a changed
+row of an earlier day that was landed already replaces its older version there (by the table's key), and
+that day is landed again (its manifest says by which run); days not landed yet get the row when they are.
+The mark moves only after every partition is written, so a failed run repeats the same changes.
 """
 
 from __future__ import annotations
@@ -19,9 +26,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.errors import EmptyPartitionError, MissingPartitionError
-from pipelines.ingest.source import default_source_dir, read_source, row_dates, rows_of_day, source_path
+from pipelines.ingest.sources import extract_day, extract_whole, reader
+from pipelines.ingest.sources.days import row_days
 from pipelines.settings import Settings
-from pipelines.usecases.spec import Sources, SourceTable, UseCase
+from pipelines.usecases.spec import UseCase
 
 
 @dataclass(frozen=True)
@@ -31,7 +39,7 @@ class LandedPartition:
     path: str
     rows: int
     sha256: str
-    source_sha256: str
+    source: dict  # what was read (pipelines/ingest/sources: Extract.lineage)
 
 
 def partition_path(settings: Settings, table: str, day: dt.date) -> Path:
@@ -43,32 +51,38 @@ def reference_path(settings: Settings, table: str) -> Path:
 
 
 def manifest_path(path: Path) -> Path:
-    """Where the manifest (rows, SHA-256 of the file and of its source) of a landed file lives."""
+    """Where the manifest (rows, SHA-256 of the file, what was read) of a landed file lives."""
     return path.with_name(f"{path.stem}.manifest.json")
 
 
-def source_dir(settings: Settings, sources: Sources) -> Path:
-    """Where a use case's source files are read from: PLATFORM_SOURCE_DIR, else its package's data folder."""
-    return settings.source_dir or default_source_dir(sources)
-
-
 def land_day(settings: Settings, usecase: UseCase, day: dt.date) -> list[LandedPartition]:
-    """Land the partitions of one logical date (a local date) of each day-partitioned table of the spec."""
-    sources = usecase.sources
-    return [_land_partition(settings, sources, name, day) for name in sources.partitioned]
+    """Land the partitions of one logical date (a local date) of each day-partitioned table of the spec, and,
+    for an incremental table, the earlier days its changed rows belong to (after the day's own partitions)."""
+    landed = []
+    for name in usecase.sources.partitioned:
+        extract = extract_day(settings, usecase, name, day)
+        if extract.rows.num_rows == 0:
+            raise EmptyPartitionError(
+                f"the {name} source has no rows for {day} ({_said(extract.lineage)}); the source is incomplete for "
+                "that day: deliver it, or skip this date"
+            )
+        landed.append(_write(settings, name, day.isoformat(), extract.rows, partition_path(settings, name, day),
+                             extract.lineage))  # fmt: skip
+    for name in usecase.sources.partitioned:
+        if usecase.sources.tables[name].incremental is not None:
+            landed += _land_changes(settings, usecase, name, day)
+    return landed
 
 
 def land_reference(settings: Settings, usecase: UseCase) -> list[LandedPartition]:
     """Land the spec's reference tables as whole snapshots."""
-    sources = usecase.sources
-    folder = source_dir(settings, sources)
     landed = []
-    for name in sources.reference:
-        table = sources.tables[name]
-        data = read_source(folder, name, table)
-        if data.num_rows == 0:
-            raise EmptyPartitionError(f"reference table {name} in {folder} has no rows")
-        landed.append(_write(settings, name, table, "reference", data, reference_path(settings, name), folder))
+    for name in usecase.sources.reference:
+        extract = extract_whole(settings, usecase, name)
+        if extract.rows.num_rows == 0:
+            raise EmptyPartitionError(f"reference table {name} has no rows ({_said(extract.lineage)})")
+        landed.append(_write(settings, name, "reference", extract.rows, reference_path(settings, name),
+                             extract.lineage))  # fmt: skip
     return landed
 
 
@@ -83,35 +97,54 @@ def landed_partition(settings: Settings, table: str, day: dt.date) -> Path:
     return path
 
 
-def _land_partition(settings: Settings, sources: Sources, name: str, day: dt.date) -> LandedPartition:
-    table = sources.tables[name]
-    folder = source_dir(settings, sources)
-    data = read_source(folder, name, table)
-    first, last = _date_range(data, table)
-    if first is None or not first <= day <= last:
-        raise MissingPartitionError(
-            f"no {name} source data for {day}: {source_path(folder, name, table)} covers "
-            f"{first}..{last}; choose a logical date in that range"
-        )
-    partition = rows_of_day(data, day, table)
-    if partition.num_rows == 0:
-        raise EmptyPartitionError(
-            f"{name} source {source_path(folder, name, table)} has no rows for {day}, although it "
-            f"covers {first}..{last}; the source is incomplete: re-export it, or skip this date"
-        )
-    return _write(settings, name, table, day.isoformat(), partition, partition_path(settings, name, day), folder)
+def relanded_days(landed: list[LandedPartition], day: dt.date) -> list[dt.date]:
+    """The days other than `day` that a landing of `day` landed again (an incremental table's late changes)."""
+    return sorted({dt.date.fromisoformat(p.logical_date) for p in landed} - {day})
 
 
-def _date_range(data: pa.Table, table: SourceTable) -> tuple[dt.date | None, dt.date | None]:
-    if data.num_rows == 0:
-        return None, None
-    bounds = pc.min_max(row_dates(data, table))
-    return bounds["min"].as_py(), bounds["max"].as_py()
+def _land_changes(settings: Settings, usecase: UseCase, name: str, day: dt.date) -> list[LandedPartition]:
+    table = usecase.sources.tables[name]
+    key, updated_at = table.incremental.key, table.incremental.updated_at
+    state = settings.raw_dir / name / "_high_water_mark.json"
+    mark = dt.datetime.fromisoformat(json.loads(state.read_text())["updated_at"]) if state.exists() else None
+    newest = [pc.max(pq.read_table(partition_path(settings, name, day), columns=[updated_at])[updated_at]).as_py()]
+    landed = []
+    if mark is not None:
+        changed, lineage = reader(settings, usecase, name).changed_since(mark)
+        newest.append(pc.max(changed[updated_at]).as_py() if changed.num_rows else None)
+        days = row_days(changed, table, usecase.tz)
+        for other in sorted(set(days.to_pylist()) - {day}):
+            path = partition_path(settings, name, other)
+            if not path.is_file():  # landed whole, changes and all, when its own run comes
+                continue
+            rows = changed.filter(pc.equal(days, pa.scalar(other, pa.date32())))
+            kept = pq.read_table(path)
+            replaced = pc.is_in(_keys(kept, key), value_set=_keys(rows, key))
+            merged = pa.concat_tables([kept.filter(pc.invert(replaced)), rows])
+            merged = merged.sort_by([(c, "ascending") for c in merged.column_names])
+            source = {**lineage, "rows": rows.num_rows, "relanded_by": day.isoformat(),
+                      "high_water_mark": mark.isoformat()}  # fmt: skip
+            landed.append(_write(settings, name, other.isoformat(), merged, path, source))
+    marks = [m for m in [mark, *newest] if m is not None]
+    if marks:
+        _atomic_text(state, json.dumps({"updated_at": max(marks).isoformat()}) + "\n")
+    return landed
 
 
-def _write(
-    settings: Settings, name: str, table: SourceTable, logical_date: str, data: pa.Table, path: Path, folder: Path
-) -> LandedPartition:
+def _keys(data: pa.Table, key: list[str]) -> pa.Array:
+    """One comparable value per row for the key columns (joined as text)."""
+    if len(key) == 1:
+        return pc.cast(data[key[0]], pa.string())
+    return pc.binary_join_element_wise(*(pc.cast(data[c], pa.string()) for c in key), "\x1f")
+
+
+def _said(lineage: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in lineage.items() if k in ("kind", "file", "connection", "query", "uri",
+                                                                       "prefix"))  # fmt: skip
+
+
+def _write(settings: Settings, name: str, logical_date: str, data: pa.Table, path: Path,
+           source: dict) -> LandedPartition:  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".landing-", suffix=".parquet")
     os.close(fd)
@@ -122,19 +155,18 @@ def _write(
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    landed = LandedPartition(
-        table=name,
-        logical_date=logical_date,
-        path=str(path),
-        rows=data.num_rows,
-        sha256=digest,
-        source_sha256=_sha256(source_path(folder, name, table)),
-    )
-    fd, tmp_manifest = tempfile.mkstemp(dir=path.parent, prefix=".manifest-", suffix=".json")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(json.dumps(asdict(landed), indent=2) + "\n")
-    os.replace(tmp_manifest, manifest_path(path))
+    landed = LandedPartition(table=name, logical_date=logical_date, path=str(path), rows=data.num_rows,
+                             sha256=digest, source=source)  # fmt: skip
+    _atomic_text(manifest_path(path), json.dumps(asdict(landed), indent=2, default=str) + "\n")
     return landed
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
 
 
 def _sha256(path: Path) -> str:

@@ -18,7 +18,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from pipelines.ingest.landing import landed_partition, reference_path
-from pipelines.ingest.source import schema_of
+from pipelines.ingest.sources.typed import schema_of
 from pipelines.security.secrets import postgres_connection
 from pipelines.settings import Settings
 from pipelines.usecases.spec import SourceTable, UseCase
@@ -43,7 +43,7 @@ class _Cursor(Protocol):
 
 def _ddl(name: str, table: SourceTable) -> str:
     columns = [f'"{f.name}" {_SQL_TYPES[f.type]}' for f in schema_of(table)]
-    if table.partition is not None:
+    if table.day_partitioned:
         columns.append(f"{PARTITION_COLUMN} DATE NOT NULL")
     return f"CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{name} ({', '.join(columns)})"
 

@@ -146,7 +146,7 @@ def ingest_dag(name: str) -> DAG:
         def validate(landed: dict, logical_date=None) -> dict:
             from pipelines.orchestration import ingest
 
-            return ingest.validate(name, logical_date.astimezone(tz).date())
+            return ingest.validate(name, logical_date.astimezone(tz).date(), landed["relanded"])
 
         # Trailing features need the previous days in the warehouse: one day at a time, in order.
         @task(pool="warehouse", depends_on_past=True)
@@ -154,7 +154,7 @@ def ingest_dag(name: str) -> DAG:
         def transform(validated: dict, logical_date=None) -> dict:
             from pipelines.orchestration import ingest
 
-            return ingest.transform(name, logical_date.astimezone(tz).date())
+            return ingest.transform(name, logical_date.astimezone(tz).date(), validated["relanded"])
 
         @task(pool="feature_store", depends_on_past=True, outlets=[features])
         def materialize(transformed: dict, logical_date=None, outlet_events=None) -> dict:

@@ -14,43 +14,64 @@ from pipelines.usecases.spec import resolve_usecase
 
 
 def land(name: str, day: dt.date) -> dict:
-    """Land use case `name`'s partitions of the day and its reference snapshots."""
-    from pipelines.ingest import land_day, land_reference
+    """Land use case `name`'s partitions of the day and its reference snapshots; `relanded`: the earlier days an
+    incremental table's late changes landed again (validated, loaded and rebuilt with the day)."""
+    from pipelines.ingest import land_day, land_reference, relanded_days
 
     settings = get_settings()
     usecase = resolve_usecase(settings, name)
-    landed = land_day(settings, usecase, day) + land_reference(settings, usecase)
-    return {p.table: {"rows": p.rows, "sha256": p.sha256} for p in landed}
+    days = land_day(settings, usecase, day)
+    landed = days + land_reference(settings, usecase)
+    tables: dict[str, dict] = {}
+    for p in landed:
+        tables.setdefault(p.table, {})[p.logical_date] = {"rows": p.rows, "sha256": p.sha256}
+    return {"tables": tables, "relanded": [d.isoformat() for d in relanded_days(days, day)]}
 
 
-def validate(name: str, day: dt.date) -> dict:
-    """Validate the day's partitions and the reference snapshots with their suites; raises ValidationFailed."""
+def validate(name: str, day: dt.date, relanded: list[str] = ()) -> dict:
+    """Validate the day's partitions (and those landed again) and the reference snapshots with their suites;
+    raises ValidationFailed."""
     from pipelines.validation import validate_partition
 
     settings = get_settings()
     usecase = resolve_usecase(settings, name)
-    outcomes = [validate_partition(settings, usecase, table, day) for table in usecase.sources.partitioned]
+    days = [*map(dt.date.fromisoformat, relanded), day]
+    outcomes = [validate_partition(settings, usecase, table, d) for d in days for table in usecase.sources.partitioned]
     outcomes += [validate_partition(settings, usecase, table, None) for table in usecase.sources.reference]
-    return {o.table: {"success": o.success, "evaluated": o.evaluated, "result": o.result_path} for o in outcomes}
+    checked: dict[str, dict] = {}
+    for o in outcomes:
+        checked.setdefault(o.table, {})[o.logical_date] = {"success": o.success, "evaluated": o.evaluated,
+                                                           "result": o.result_path}  # fmt: skip
+    return {"tables": checked, "relanded": list(relanded)}
 
 
-def transform(name: str, day: dt.date) -> dict:
-    """Load the validated day into the warehouse, run `dbt build` for it and, with the embedded
-    warehouse, export the marts for Feast's offline store (all while holding the one writer slot)."""
+def transform(name: str, day: dt.date, relanded: list[str] = ()) -> dict:
+    """Load the validated day (and the days landed again) into the warehouse, run `dbt build` day by day from
+    the earliest of them (trailing features read the days before) and, with the embedded warehouse, export
+    the marts for Feast's offline store (all while holding the one writer slot)."""
     from pipelines.features.store import export_marts
     from pipelines.features.transform import build_features
     from pipelines.ingest.warehouse import load_day, load_reference
 
     settings = get_settings()
     usecase = resolve_usecase(settings, name)
-    loaded = {**load_reference(settings, usecase), **load_day(settings, usecase, day)}
-    result = build_features(settings, usecase, day)
+    again = sorted(map(dt.date.fromisoformat, relanded))
+    loaded = load_reference(settings, usecase)
+    for earlier in again:
+        loaded.update({f"{t} {earlier}": n for t, n in load_day(settings, usecase, earlier).items()})
+    loaded.update(load_day(settings, usecase, day))
+    built, seconds, rebuilt = 0, 0.0, (again[0] if again else day)
+    while rebuilt <= day:
+        result = build_features(settings, usecase, rebuilt)
+        built, seconds, rebuilt = built + result.passed, seconds + result.seconds, rebuilt + dt.timedelta(days=1)
     exported = export_marts(settings, usecase) if settings.feast_env == "local" else {}
     return {
         "loaded": loaded,
-        "dbt_nodes_passed": result.passed,
-        "dbt_seconds": round(result.seconds, 1),
+        "rebuilt_from": (again[0] if again else day).isoformat(),
+        "dbt_nodes_passed": built,
+        "dbt_seconds": round(seconds, 1),
         "exported_rows": exported,
+        "relanded": list(relanded),
     }
 
 

@@ -275,22 +275,24 @@ def violation_incident(settings: Settings) -> Callable[[str, str], None]:
     return report
 
 
-def s3_client(settings: Settings, ledger: AuditLedger):
-    """A boto3 S3 client from the artifact connection in Vault (keys, region, endpoint)."""
+def s3_client(settings: Settings, ledger: AuditLedger, conn_id: str | None = None, where: str | None = None):
+    """A boto3 S3 client from an Airflow connection in Vault (keys, region, endpoint): the artifact store's, or
+    `conn_id`'s for the bucket at `where` (a source's)."""
     import boto3
 
     from pipelines.security.secrets import connection
     from pipelines.security.vault import Vault
 
-    fields = connection(Vault.from_settings(settings), settings.artifact_conn_id)
+    conn_id, where = conn_id or settings.artifact_conn_id, where or settings.artifact_uri
+    fields = connection(Vault.from_settings(settings), conn_id)
     extra = fields.get("extra") or {}
     extra = json.loads(extra) if isinstance(extra, str) else extra
     region = extra.get("region_name")
     if region and region not in settings.allowed_regions:
-        details = {"connection": settings.artifact_conn_id, "region": region, "allowed": settings.allowed_regions}
-        message = (f"connection {settings.artifact_conn_id!r} declares region {region}, outside the allowed regions "
+        details = {"connection": conn_id, "region": region, "allowed": settings.allowed_regions}
+        message = (f"connection {conn_id!r} declares region {region}, outside the allowed regions "
                    f"{', '.join(settings.allowed_regions)}; point it at a store in an allowed region")  # fmt: skip
-        raise residency_violation(ledger, settings.artifact_uri, details, message, violation_incident(settings))
+        raise residency_violation(ledger, where, details, message, violation_incident(settings))
     return boto3.client(
         "s3",
         region_name=region,

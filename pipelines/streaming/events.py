@@ -217,10 +217,9 @@ def timing(settings, usecase, stream: Stream) -> Timing:
     zone = stream.event_time.zone
     if zone is None:
         return Timing(stream.event_time)
-    from pipelines.ingest.landing import source_dir
-    from pipelines.ingest.source import read_source
+    from pipelines.ingest.sources import extract_whole
 
-    table = read_source(source_dir(settings, usecase.sources), zone.table, usecase.sources.tables[zone.table])
+    table = extract_whole(settings, usecase, zone.table).rows
     zones = {k: v for k, v in zip(table[zone.key].to_pylist(), table[zone.name].to_pylist(), strict=True) if k and v}
     if zone.seed:
         with (SEEDS / f"{zone.seed}.csv").open(newline="") as seed:

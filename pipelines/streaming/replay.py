@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.errors import PlatformError
-from pipelines.ingest.landing import source_dir
-from pipelines.ingest.source import read_source
+from pipelines.errors import EmptyPartitionError, MissingPartitionError, PlatformError
+from pipelines.ingest.sources import extract_day
+from pipelines.ingest.sources.typed import schema_of
 from pipelines.settings import Settings
 from pipelines.streaming.broker import RedisStreams, stream_key
 from pipelines.streaming.events import event_id, timing, to_json
@@ -61,11 +61,11 @@ def stream_events(
     unknown = sorted(set(streams or []) - set(chosen))
     if unknown:
         raise PlatformError(f"{usecase.name} has no streams {unknown}; its streams: {sorted(chosen)}")
-    folder, events = source_dir(settings, usecase.sources), []
+    events = []
     for name, stream in chosen.items():
         if streams and name not in streams:
             continue
-        data = read_source(folder, stream.table, usecase.sources.tables[stream.table])
+        data = _days_around(settings, usecase, stream.table, start, end)
         clock = timing(settings, usecase, stream)
         times = clock.of(data)
         low, high = pa.scalar(start.astimezone(dt.UTC), times.type), pa.scalar(end.astimezone(dt.UTC), times.type)
@@ -74,6 +74,20 @@ def stream_events(
         events += [Event(clock.at(row), name, event_id(name, stream, row), to_json(row, carried))
                    for row in rows]  # fmt: skip
     return sorted(events, key=lambda e: (e.time, e.stream, e.id))
+
+
+def _days_around(settings: Settings, usecase: UseCase, table: str, start: dt.datetime, end: dt.datetime) -> pa.Table:
+    """The rows of `table` whose days can hold an event of [start, end): an event is known at most a day after its
+    row's day ends (a flight landing the next morning) and never before that day starts."""
+    tz, parts = usecase.tz, []
+    day, last = start.astimezone(tz).date() - dt.timedelta(days=1), end.astimezone(tz).date()
+    while day <= last:
+        try:
+            parts.append(extract_day(settings, usecase, table, day).rows)
+        except (MissingPartitionError, EmptyPartitionError):  # outside what the source covers
+            pass
+        day += dt.timedelta(days=1)
+    return pa.concat_tables(parts) if parts else schema_of(usecase.sources.tables[table]).empty_table()
 
 
 def replay_events(

@@ -41,6 +41,7 @@ from pydantic import (
 from pipelines.errors import SettingsError
 from pipelines.usecases.objectives import Objectives
 from pipelines.usecases.prediction import Prediction
+from pipelines.usecases.sources import ColumnType, Sources, SourceTable  # noqa: F401 (re-exported)
 from pipelines.usecases.streaming import Streaming, check_streams
 
 if TYPE_CHECKING:
@@ -91,65 +92,6 @@ class Residency(_Section):
         description="How sensitive the use case's data is; confidential and restricted data never leave `regions`."
     )
     regions: list[str] = Field(min_length=1, description="Cloud regions its data and artifacts may be stored in.")
-
-
-ColumnType = Literal["int8", "int16", "int32", "int64", "float64", "string", "timestamp"]
-
-
-class SourceTable(_Section):
-    file: str = Field(description="The file in the source folder (CSV, or a zip holding one CSV).")
-    suite: str = Field(description="Its Great Expectations suite: expectations/<suite>.json.")
-    columns: dict[str, ColumnType] = Field(min_length=1, description="Every column and its type, as published.")
-    partition: list[str] | None = Field(
-        None,
-        description="The columns holding a row's local date: [year, month, day], or [day of year] with `year`; "
-        "none: a reference snapshot.",
-    )
-    year: int | None = Field(
-        None, ge=1900, le=2200, description="With a day-of-year partition: the year the file covers (it holds none)."
-    )
-    rows_per_day: tuple[int, int] | None = Field(
-        None, description="Bounds of a day's rows, passed to the suite as min_rows and max_rows."
-    )
-
-    @model_validator(mode="after")
-    def _consistent(self) -> SourceTable:
-        if self.partition is not None:
-            if len(self.partition) not in (1, 3) or (len(self.partition) == 1) != (self.year is not None):
-                raise ValueError(
-                    f"partition {self.partition} must name the year, month and day columns, or the day-of-year "
-                    "column with the file's `year`"
-                )
-            missing = [c for c in self.partition if c not in self.columns]
-            if missing:
-                raise ValueError(f"partition columns {missing} are not among the columns")
-        if self.rows_per_day is not None:
-            if self.partition is None:
-                raise ValueError("rows_per_day bounds a day's partition: a reference table has none")
-            if not 0 <= self.rows_per_day[0] <= self.rows_per_day[1]:
-                raise ValueError(f"rows_per_day {list(self.rows_per_day)} must be [min, max] with 0 <= min <= max")
-        return self
-
-
-class Sources(_Section):
-    package: str = Field(description="The PyPI package whose data folder holds the files (read, never imported).")
-    folder: str = Field("data", description="The data folder inside the package.")
-    tables: dict[str, SourceTable] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _one_partitioned(self) -> Sources:
-        if not self.partitioned:
-            raise ValueError("at least one table must be partitioned by day (its `partition` names the date columns)")
-        return self
-
-    @property
-    def partitioned(self) -> list[str]:
-        """The day-partitioned tables, in the spec's order; the first one's days are the landed days."""
-        return [name for name, table in self.tables.items() if table.partition is not None]
-
-    @property
-    def reference(self) -> list[str]:
-        return [name for name, table in self.tables.items() if table.partition is None]
 
 
 class Transform(_Section):

@@ -149,7 +149,7 @@ def check_streams(streaming: Streaming, sources, views: list[str]) -> list[str]:
     for name, stream in streaming.streams.items():
         where = f"streaming.streams.{name}"
         table = sources.tables.get(stream.table)
-        if table is None or table.partition is None:
+        if table is None or not table.day_partitioned:
             problems.append(f"{where}.table {stream.table!r} is not a day-partitioned source table")
             continue
         columns, timing = table.columns, stream.event_time
@@ -171,7 +171,7 @@ def check_streams(streaming: Streaming, sources, views: list[str]) -> list[str]:
             problems.append(f"{where} adds or averages {wordy}, which are not numeric columns of {stream.table}")
         if timing.zone is not None:
             zones = sources.tables.get(timing.zone.table)
-            if zones is None or zones.partition is not None:
+            if zones is None or zones.day_partitioned:
                 problems.append(f"{where}.event_time.zone.table {timing.zone.table!r} is not a reference source table")
             elif not {timing.zone.key, timing.zone.name} <= set(zones.columns):
                 problems.append(f"{where}.event_time.zone: {timing.zone.table} has no columns "

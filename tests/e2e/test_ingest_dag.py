@@ -55,7 +55,7 @@ def airflow_platform(tmp_path_factory):
     source = root / "source"
     import shutil
 
-    from pipelines.ingest.source import default_source_dir
+    from pipelines.ingest.sources.package_file import default_source_dir
 
     shutil.copytree(default_source_dir(FLIGHT_DELAY.sources), source)
     settings = make_settings(root / "var", source_dir=source)

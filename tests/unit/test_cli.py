@@ -55,8 +55,9 @@ def test_a_stage_command_runs_that_stage_of_the_named_use_case(data_root, capsys
 
     cmd_stage(build_parser().parse_args(["land", "2013-01-02", "--usecase", "flight_delay"]))
     landed = json.loads(capsys.readouterr().out)
-    assert set(landed) == {"flights", "weather", "planes", "airports", "airlines"}
-    assert landed["flights"]["rows"] == 943
+    assert set(landed["tables"]) == {"flights", "weather", "planes", "airports", "airlines"}
+    assert landed["tables"]["flights"]["2013-01-02"]["rows"] == 943 and landed["relanded"] == []
+    assert set(landed["tables"]["planes"]) == {"reference"}
     assert (data_root / "raw" / "flights" / "date=2013-01-02" / "part.parquet").is_file()
 
 
@@ -78,7 +79,7 @@ def test_the_stage_commands_take_any_use_case(data_root, capsys):
     from pipelines.cli import cmd_stage
 
     cmd_stage(build_parser().parse_args(["land", "2011-05-01", "--usecase", "bike_rentals"]))
-    assert json.loads(capsys.readouterr().out)["bikeshare_hours"]["rows"] == 24
+    assert json.loads(capsys.readouterr().out)["tables"]["bikeshare_hours"]["2011-05-01"]["rows"] == 24
     assert (data_root / "raw" / "bikeshare_hours" / "date=2011-05-01" / "part.parquet").is_file()
 
 

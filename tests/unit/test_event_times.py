@@ -31,11 +31,10 @@ def test_a_wall_clock_lands_where_the_warehouse_puts_it_across_the_clock_changes
 def test_a_whole_years_arrivals_are_placed_the_same_one_at_a_time_and_all_at_once(tmp_path):
     """The processor times each event with `at`, the replayer and the reconciliation a whole table with `of`:
     both agree on every flight of 2013, the clock changes and the arrivals after midnight among them."""
-    from pipelines.ingest.landing import source_dir
-    from pipelines.ingest.source import read_source
+    from pipelines.ingest.sources.package_file import read_table
 
     settings = make_settings(tmp_path / "var")
-    flights = read_source(source_dir(settings, FLIGHT_DELAY.sources), "flights", FLIGHT_DELAY.sources.tables["flights"])
+    flights = read_table(settings, FLIGHT_DELAY, "flights")
     clock = timing(settings, FLIGHT_DELAY, ARRIVALS)
     assert {"SJU", "BQN", "STT", "PSE"} <= set(clock.zones), "the dbt seed's places the airports table lacks"
     table = flights.select(ARRIVALS.carried)

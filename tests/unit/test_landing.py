@@ -10,7 +10,7 @@ import pytest
 from pipelines.errors import EmptyPartitionError, MissingPartitionError, SourceFormatError
 from pipelines.ingest import land_day, land_reference, partition_path
 from pipelines.ingest.landing import manifest_path
-from pipelines.ingest.source import default_source_dir
+from pipelines.ingest.sources.package_file import default_source_dir
 from tests.conftest import FIRST_DAY, FLIGHT_DELAY, make_settings, write_flights_source
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.ingest.source import default_source_dir
+from pipelines.ingest.sources.package_file import default_source_dir
 from pipelines.orchestration import training
 from pipelines.orchestration.bulk import build_days
 from pipelines.registry.registry import Registry
