@@ -118,10 +118,12 @@ def _land_changes(settings: Settings, usecase: UseCase, name: str, day: dt.date)
             if not path.is_file():  # landed whole, changes and all, when its own run comes
                 continue
             rows = changed.filter(pc.equal(days, pa.scalar(other, pa.date32())))
-            kept = pq.read_table(path)
+            kept = pq.read_table(path).cast(rows.schema)  # Parquet keeps seconds as milliseconds
             replaced = pc.is_in(_keys(kept, key), value_set=_keys(rows, key))
             merged = pa.concat_tables([kept.filter(pc.invert(replaced)), rows])
             merged = merged.sort_by([(c, "ascending") for c in merged.column_names])
+            if merged.equals(kept.sort_by([(c, "ascending") for c in kept.column_names])):
+                continue  # read again at the mark, unchanged: nothing to land
             source = {**lineage, "rows": rows.num_rows, "relanded_by": day.isoformat(),
                       "high_water_mark": mark.isoformat()}  # fmt: skip
             landed.append(_write(settings, name, other.isoformat(), merged, path, source))

@@ -147,8 +147,9 @@ class SourceTable(_Section):
             found = self.columns.get(self.event_time, "no such column")
             problems.append(f"event_time {self.event_time!r} must be a timestamp column (found: {found})")
         if self.incremental is not None:
-            if self.event_time is None:
-                problems.append("incremental extraction lands each changed row in its day: give its `event_time`")
+            if self.event_time is None and self.partition is None:
+                problems.append("incremental extraction lands each changed row in its own day: give the table its "
+                                "`event_time` or `partition` columns")  # fmt: skip
             if self.columns.get(self.incremental.updated_at) != "timestamp":
                 problems.append(f"incremental.updated_at {self.incremental.updated_at!r} must be a timestamp column")
             missing = [c for c in self.incremental.key if c not in self.columns]

@@ -4,6 +4,7 @@ the way the ingest DAG builds them: land → validate → load → dbt build →
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 
 import pytest
@@ -12,9 +13,10 @@ from pipelines.features.store import export_marts, materialize
 from pipelines.features.transform import build_features
 from pipelines.ingest import land_day, land_reference
 from pipelines.ingest.warehouse import load_day, load_reference
+from pipelines.security.secrets import put_connection
 from pipelines.settings import Settings
 from pipelines.validation import validate_partition
-from tests.conftest import FIRST_DAY, FLIGHT_DELAY, make_settings
+from tests.conftest import FIRST_DAY, FLIGHT_DELAY, free_port, make_settings
 
 BUILT_DAYS = [FIRST_DAY + dt.timedelta(days=i) for i in range(5)]
 
@@ -50,6 +52,25 @@ def built(tmp_path_factory) -> BuiltPlatform:
     export_marts(settings, FLIGHT_DELAY)
     materialize(settings, FLIGHT_DELAY, platform.end)
     return platform
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """A real S3 API (moto server) on loopback, for the session."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def s3_connection(openbao, conn_id: str, endpoint: str, region: str) -> None:
+    """An Airflow connection in Vault to the moto server, claiming `region`."""
+    extra = json.dumps({"region_name": region, "endpoint_url": endpoint})
+    fields = {"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra}  # pragma: allowlist secret
+    put_connection(openbao.root, conn_id, fields)
 
 
 @pytest.fixture

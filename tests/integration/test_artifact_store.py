@@ -5,7 +5,6 @@ guard refuses, audits and writes nothing to a bucket outside the allowed regions
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import subprocess
@@ -19,24 +18,12 @@ import pytest
 from pipelines.alerting.incidents import Incidents
 from pipelines.errors import ArtifactExists, ArtifactMissing, ResidencyViolation
 from pipelines.security.audit import audit_ledger
-from pipelines.security.secrets import put_connection
 from pipelines.security.store import S3Store, artifact_store, bucket_region, check_residency_at_startup, content_key
 from pipelines.settings import load_settings
-from tests.conftest import free_port
+from tests.integration.conftest import s3_connection
 
 UAE, VIRGINIA, IRELAND = "me-central-1", "us-east-1", "eu-west-1"
 BIG = 12 * 1024 * 1024  # over the 8 MiB multipart chunk
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -55,18 +42,12 @@ def buckets(moto_endpoint):
     return names
 
 
-def _connection(openbao, conn_id: str, endpoint: str, region: str) -> None:
-    extra = json.dumps({"region_name": region, "endpoint_url": endpoint})
-    fields = {"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra}  # pragma: allowlist secret
-    put_connection(openbao.root, conn_id, fields)
-
-
 @pytest.fixture(params=["local", "s3"])
 def settings(request, tmp_path, openbao):
     if request.param == "local":
         return load_settings(data_root=tmp_path / "var")
     endpoint, names = request.getfixturevalue("moto_endpoint"), request.getfixturevalue("buckets")
-    _connection(openbao, "artifacts_uae", endpoint, UAE)
+    s3_connection(openbao, "artifacts_uae", endpoint, UAE)
     prefix = f"run-{tmp_path.name}"
     return load_settings(data_root=tmp_path / "var", artifact_store_uri=f"s3://{names[UAE]}/{prefix}",
                          artifact_conn_id="artifacts_uae")  # fmt: skip
@@ -147,7 +128,7 @@ def test_a_bucket_outside_the_allowed_regions_is_refused_audited_and_untouched(
     tmp_path, openbao, moto_endpoint, buckets, region
 ):
     # The connection claims the UAE; the bucket itself is elsewhere. The bucket's own answer decides.
-    _connection(openbao, "artifacts_mislabelled", moto_endpoint, UAE)
+    s3_connection(openbao, "artifacts_mislabelled", moto_endpoint, UAE)
     settings = load_settings(data_root=tmp_path / "var", artifact_store_uri=f"s3://{buckets[region]}/models",
                              artifact_conn_id="artifacts_mislabelled")  # fmt: skip
     store = artifact_store(settings)
@@ -172,7 +153,7 @@ def test_a_bucket_outside_the_allowed_regions_is_refused_audited_and_untouched(
 
 
 def test_a_store_declared_in_another_region_is_refused_at_startup(tmp_path, openbao, moto_endpoint, buckets):
-    _connection(openbao, "artifacts_ireland", moto_endpoint, IRELAND)
+    s3_connection(openbao, "artifacts_ireland", moto_endpoint, IRELAND)
     settings = load_settings(data_root=tmp_path / "var", artifact_store_uri=f"s3://{buckets[IRELAND]}/models",
                              artifact_conn_id="artifacts_ireland")  # fmt: skip
     with pytest.raises(ResidencyViolation, match=f"declares region {IRELAND}.*{UAE}"):
@@ -183,7 +164,7 @@ def test_a_store_declared_in_another_region_is_refused_at_startup(tmp_path, open
 
 
 def test_an_allowed_region_can_be_added_by_settings(tmp_path, openbao, moto_endpoint, buckets):
-    _connection(openbao, "artifacts_ireland_ok", moto_endpoint, IRELAND)
+    s3_connection(openbao, "artifacts_ireland_ok", moto_endpoint, IRELAND)
     settings = load_settings(data_root=tmp_path / "var", artifact_store_uri=f"s3://{buckets[IRELAND]}/ok",
                              artifact_conn_id="artifacts_ireland_ok", allowed_regions=[UAE, IRELAND])  # fmt: skip
     check_residency_at_startup(settings)

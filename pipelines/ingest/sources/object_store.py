@@ -47,13 +47,13 @@ class ObjectStore:
         return self._read("")
 
     def day(self, day: dt.date) -> tuple[pa.Table, dict]:
-        prefix = self.table.layout.format(date=day.isoformat(), year=f"{day.year:04d}", month=f"{day.month:02d}",
-                                          day=f"{day.day:02d}").strip("/") + "/"  # fmt: skip
-        return self._read(prefix)
+        folder = self.table.layout.format(date=day.isoformat(), year=f"{day.year:04d}", month=f"{day.month:02d}",
+                                          day=f"{day.day:02d}").strip("/")  # fmt: skip
+        return self._read(folder)
 
-    def _read(self, prefix: str) -> tuple[pa.Table, dict]:
-        suffix = f".{self.table.format}"
-        keys = [key for key in self.store.keys(prefix) if key.endswith(suffix)]
+    def _read(self, folder: str) -> tuple[pa.Table, dict]:
+        suffix, prefix = f".{self.table.format}", f"{folder}/" if folder else ""
+        keys = [key for key in self.store.keys(folder) if key.startswith(prefix) and key.endswith(suffix)]
         if not keys:
             raise MissingPartitionError(
                 f"no {self.table.format} files under {self.store.uri}/{prefix} for {self.usecase.name}.{self.name}: "

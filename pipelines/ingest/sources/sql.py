@@ -47,8 +47,9 @@ class SqlSource:
         column = self.quote(self.table.incremental.updated_at)
         return self._read(f"{column} >= :mark", {"mark": mark}) if mark else self._read("", {})
 
-    def statement(self, where: str) -> str:
-        columns = ", ".join(self.quote(name) for name in self.table.columns)
+    def statement(self, where: str, columns: str | None = None) -> str:
+        """The spec's columns only (nothing else of a wide table leaves the source) of the table or query."""
+        columns = columns or ", ".join(self.quote(name) for name in self.table.columns)
         if self.table.table:
             relation = ".".join(self.quote(part) for part in self.table.table.split("."))
         else:
@@ -72,6 +73,13 @@ class SqlSource:
                 {"year": day.year, "month": day.month, "day": day.day})  # fmt: skip
 
     def _read(self, where: str, params: dict) -> tuple[pa.Table, dict]:
+        offered = next(self.fetch(self.statement("1 = 0", "*"), {})).column_names
+        missing = [name for name in self.table.columns if name not in offered]
+        if missing:
+            raise SourceFormatError(
+                f"{self.where} has no column(s) {missing}; it offers {offered}. Add them to the table (or the query), "
+                "or remove them from the spec's columns"
+            )
         sql = self.statement(where)
         chunks = [conform(self.where, self.table, chunk) for chunk in self.fetch(sql, params)]
         data = pa.concat_tables(chunks) if chunks else schema_of(self.table).empty_table()
@@ -175,8 +183,12 @@ class WarehouseTable(SqlSource):
                 raise SourceFormatError(
                     f"{self.where}: the query failed: {exc}; check its `table` or `query`"
                 ) from None
+            fetched = False
             for batch in reader:
+                fetched = True
                 yield pa.Table.from_batches([batch])
+            if not fetched:  # no row: still the columns
+                yield reader.schema.empty_table()
 
 
 def fetch_sqlalchemy(engine, sql: str, params: dict, where: str, source: SqlSource) -> Iterator[pa.Table]:
