@@ -18,9 +18,10 @@ from pipelines.commands import alerting as alerting_commands
 from pipelines.commands import stream as stream_commands
 from pipelines.errors import PlatformError
 from pipelines.settings import REPO_ROOT, Settings, get_settings, settings_environment
+from pipelines.usecases.scaffold import SOURCE_KINDS
 from pipelines.usecases.spec import UseCase, resolve_usecase, windows, with_overrides
 
-MAIN_USECASE = "flight_delay"  # what `make run` runs end to end
+USECASE_HELP = "a spec under usecases/ (default: PLATFORM_DEFAULT_USECASE, or the only spec)"
 
 
 def _date(text: str) -> dt.date:
@@ -246,12 +247,12 @@ def cmd_up(args: argparse.Namespace) -> None:
     settings = get_settings()
     check_residency_at_startup(settings)
     local_airflow.prepare(settings)
-    local_airflow.airflow(settings, "dags", "unpause", resolve_usecase(settings, MAIN_USECASE).dag_id("ingest"))
     from pipelines.usecases.spec import available
 
     usecases = [resolve_usecase(settings, name) for name in available(settings.usecases_dir)]
-    for streamed in (u for u in usecases if u.streaming is not None):  # its watcher then runs in the triggerer
-        local_airflow.airflow(settings, "dags", "unpause", streamed.dag_id("reconciliation"))
+    for usecase in usecases:  # ingest runs daily; a streamed use case's watcher runs in the triggerer
+        for kind in ("ingest", *(("reconciliation",) if usecase.streaming is not None else ())):
+            local_airflow.airflow(settings, "dags", "unpause", usecase.dag_id(kind))
     stopping = []
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or a service manager stopping us
         signal.signal(stop_signal, lambda *_: stopping.append(True))
@@ -325,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--start", type=_date, help="the first day (default: the spec's ingest.first_day)")
         command.add_argument("--days", type=_days, default=7)
-        command.add_argument("--usecase", default=MAIN_USECASE, help=f"a spec under usecases/ (default {MAIN_USECASE})")
+        command.add_argument("--usecase", help=USECASE_HELP)
         command.set_defaults(handler=handler)
         if name == "run":
             command.add_argument(
@@ -350,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("land", "validate", "transform", "materialize"):
         command = commands.add_parser(name, help=f"the {name} stage of a use case's ingest DAG for one date")
         command.add_argument("date", type=_date)
-        command.add_argument("--usecase", default=MAIN_USECASE, help=f"a spec under usecases/ (default {MAIN_USECASE})")
+        command.add_argument("--usecase", help=USECASE_HELP)
         command.set_defaults(handler=cmd_stage)
     commands.add_parser(
         "audit-verify", help="verify the audit ledger's hash chain; names the first broken or missing record"
@@ -373,14 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(handler=cmd_models)
     replay = commands.add_parser("replay", help="send a day's requests to the model service as consumer traffic")
     replay.add_argument("day", type=_date)
-    replay.add_argument("--usecase", default=MAIN_USECASE, help=f"a spec under usecases/ (default {MAIN_USECASE})")
+    replay.add_argument("--usecase", help=USECASE_HELP)
     replay.add_argument("--url", help="the service (default http://127.0.0.1:PLATFORM_SERVING_PORT)")
     replay.add_argument("--batch", type=int, default=100)
     replay.set_defaults(handler=cmd_replay)
     ab = commands.add_parser("ab-report", help="compare served variants on the landed outcomes of their items")
     ab.add_argument("first", type=_date, help="first day (of the items' local time)")
     ab.add_argument("last", type=_date, help="last day")
-    ab.add_argument("--usecase", default=MAIN_USECASE, help=f"a spec under usecases/ (default {MAIN_USECASE})")
+    ab.add_argument("--usecase", help=USECASE_HELP)
     ab.add_argument("--json", action="store_true", help="print the report as JSON")
     ab.set_defaults(handler=cmd_ab_report)
     scaffold = commands.add_parser(
@@ -389,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     scaffold.add_argument("name", help="lowercase letters, digits and _, e.g. taxi_fares")
     scaffold.add_argument("--title", help="a human title (default: from the name)")
     scaffold.add_argument("--root", type=Path, default=REPO_ROOT, help="the repository (default: this one)")
+    scaffold.add_argument("--source", default="package_file", choices=SOURCE_KINDS,
+                          help="where its raw table is read (default: a package file)")  # fmt: skip
     scaffold.set_defaults(handler=cmd_new_usecase)
     api_key = commands.add_parser("api-key", help="create a serving API key (operator); prints it once")
     api_key.add_argument("name")
@@ -512,7 +515,7 @@ def cmd_ab_report(args: argparse.Namespace) -> None:
 def cmd_new_usecase(args: argparse.Namespace) -> None:
     from pipelines.usecases.scaffold import new_usecase
 
-    written = new_usecase(args.root, args.name, args.title)
+    written = new_usecase(args.root, args.name, args.title, args.source)
     print(f"Use case {args.name}: wrote {len(written)} files")
     for path in written:
         print(f"  {path.relative_to(args.root)}")
@@ -559,9 +562,21 @@ def _vault_for_process(role: str) -> Iterator[None]:
         yield
 
 
+def default_usecase(settings: Settings) -> str:
+    """PLATFORM_DEFAULT_USECASE, or the only spec under the use-case folder; else the choice is the user's."""
+    from pipelines.usecases.spec import available
+
+    known = available(settings.usecases_dir)
+    if settings.default_usecase or len(known) == 1:
+        return settings.default_usecase or known[0]
+    raise PlatformError(f"name a use case with --usecase (known: {', '.join(known)}), or set PLATFORM_DEFAULT_USECASE")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if "usecase" in args and args.usecase is None:
+            args.usecase = default_usecase(get_settings())
         if args.command in AUTHORING_COMMANDS:
             args.handler(args)
             return 0

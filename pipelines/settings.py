@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     served_usecases: list[str] = Field(
         [], description="The use cases the model service serves (each at its spec's serving.route); [] = every spec."
     )
+    default_usecase: str = Field(
+        "", description="The use case a command means without --usecase (make run and make up set it: USECASE)."
+    )
     usecase_overrides: dict[str, dict[str, Any]] = Field(
         {}, description='Per use case, dotted spec fields to override: {"flight_delay": {"gate.min_roc_auc": 0.55}}.'
     )
@@ -183,7 +186,7 @@ class Settings(BaseSettings):
 
     @property
     def warehouse_path(self) -> Path:
-        return self.data_root / "warehouse" / "flights.duckdb"
+        return self.data_root / "warehouse" / "warehouse.duckdb"
 
     @property
     def feature_export_dir(self) -> Path:

@@ -4,6 +4,7 @@ and one trained pair of models (a champion and a challenger that passed the gate
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import shutil
 
 import onnx
@@ -20,6 +21,29 @@ from pipelines.usecases.spec import windows
 from serving.local import running_service
 from tests.conftest import FEW_DAYS_GATE, free_port, make_settings
 from tests.integration.conftest import built  # noqa: F401  (a session fixture, shared)
+
+
+def dags_test(settings, usecase, kind: str, day: dt.date) -> dict[str, str]:
+    """`airflow dags test` of the use case's `kind` DAG for its local `day` (every task in this process, recorded
+    in the metadata DB); the task states of the day's newest run. The logical date is the day's local midnight:
+    a bare date would be midnight in Airflow's own time zone (PLATFORM_AIRFLOW_TIMEZONE, UTC)."""
+    import sqlite3
+
+    from pipelines.orchestration import local_airflow
+
+    midnight = dt.datetime.combine(day, dt.time(), usecase.tz)
+    dag_id = usecase.dag_id(kind)
+    local_airflow.airflow(settings, "dags", "test", dag_id, midnight.isoformat(), check=False)
+    with sqlite3.connect(settings.airflow_dir / "airflow.db") as con:
+        rows = con.execute(
+            "SELECT ti.task_id, ti.state FROM task_instance ti JOIN dag_run dr ON dr.run_id = ti.run_id "
+            "AND dr.dag_id = ti.dag_id WHERE dr.dag_id = ? AND dr.logical_date = ? ORDER BY dr.id DESC",
+            (dag_id, midnight.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")),
+        ).fetchall()
+    states: dict[str, str] = {}
+    for task_id, state in rows:  # newest run first
+        states.setdefault(task_id, state)
+    return states
 
 
 def flight(n: int, **overrides) -> dict:

@@ -17,27 +17,9 @@ import pytest
 from pipelines.features.store import online_key_counts
 from pipelines.orchestration import local_airflow
 from tests.conftest import FLIGHT_DELAY, make_settings, write_flights_source
+from tests.e2e.conftest import dags_test
 
 pytestmark = pytest.mark.e2e
-DAG_ID = "flight_delay_ingest"
-
-
-def _dags_test(settings, day: dt.date) -> None:
-    local_airflow.airflow(settings, "dags", "test", DAG_ID, day.isoformat(), check=False)
-
-
-def _task_states(settings, day: dt.date) -> dict[str, str]:
-    with sqlite3.connect(settings.airflow_dir / "airflow.db") as con:
-        rows = con.execute(
-            "SELECT ti.task_id, ti.state FROM task_instance ti JOIN dag_run dr ON dr.run_id = ti.run_id "
-            "AND dr.dag_id = ti.dag_id WHERE dr.dag_id = ? AND date(dr.logical_date) = ? "
-            "ORDER BY dr.id DESC",
-            (DAG_ID, day.isoformat()),
-        ).fetchall()
-    states: dict[str, str] = {}
-    for task_id, state in rows:  # newest run first
-        states.setdefault(task_id, state)
-    return states
 
 
 def _count(settings, sql: str) -> int:
@@ -66,8 +48,7 @@ def airflow_platform(tmp_path_factory):
 def test_a_clean_day_runs_every_task_and_materializes(airflow_platform):
     settings = airflow_platform
     day = dt.date(2013, 1, 1)
-    _dags_test(settings, day)
-    assert _task_states(settings, day) == {
+    assert dags_test(settings, FLIGHT_DELAY, "ingest", day) == {
         "land": "success", "validate": "success", "transform": "success", "materialize": "success",
         "reconcile_stream": "skipped",  # no stream processor ran: nothing to compare, said in its log
     }  # fmt: skip
@@ -96,9 +77,8 @@ def test_bad_rows_stop_the_run_before_anything_downstream(airflow_platform):
     before = {path: _digest(path) for path in outputs}
     marts_before = _count(settings, "SELECT count(*) FROM marts.flights")
 
-    _dags_test(settings, day)
+    states = dags_test(settings, FLIGHT_DELAY, "ingest", day)
 
-    states = _task_states(settings, day)
     assert states["land"] == "success"
     assert states["validate"] == "failed"
     with sqlite3.connect(settings.airflow_dir / "airflow.db") as con:  # bad data is not retried

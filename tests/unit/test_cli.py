@@ -7,9 +7,24 @@ from pipelines.cli import build_parser
 
 def test_run_takes_a_use_case_and_a_window_of_days():
     args = build_parser().parse_args(["run", "--start", "2013-03-01", "--days", "3"])
-    assert (args.usecase, args.start, args.days) == ("flight_delay", dt.date(2013, 3, 1), 3)
+    assert (args.usecase, args.start, args.days) == (None, dt.date(2013, 3, 1), 3)  # None: the default's (below)
     args = build_parser().parse_args(["run", "--usecase", "bike_rentals", "--days", "42"])
     assert (args.usecase, args.start, args.operate_days) == ("bike_rentals", None, 0)  # start: the spec's first day
+
+
+def test_without_usecase_a_command_means_the_default_or_the_only_spec(tmp_path):
+    """No use case's name in the platform's code: make run names one (USECASE), a deployment may set one."""
+    import shutil
+
+    from pipelines.cli import default_usecase
+    from pipelines.errors import PlatformError
+    from pipelines.settings import REPO_ROOT, load_settings
+
+    assert default_usecase(load_settings(data_root=tmp_path, default_usecase="bike_rentals")) == "bike_rentals"
+    with pytest.raises(PlatformError, match=r"--usecase \(known: bike_rentals, flight_delay\), or set PLATFORM"):
+        default_usecase(load_settings(data_root=tmp_path))
+    shutil.copytree(REPO_ROOT / "usecases" / "bike_rentals", tmp_path / "usecases" / "bike_rentals")
+    assert default_usecase(load_settings(data_root=tmp_path, usecases_dir=tmp_path / "usecases")) == "bike_rentals"
 
 
 @pytest.mark.parametrize(
@@ -31,8 +46,8 @@ def test_operating_days_inside_the_first_window_is_refused_before_any_work():
     from pipelines.cli import cmd_run
     from pipelines.errors import PlatformError
 
-    args = build_parser().parse_args(["run", "--start", "2013-07-01", "--operate-from", "2013-07-03",
-                                      "--operate-days", "7"])  # fmt: skip
+    args = build_parser().parse_args(["run", "--usecase", "flight_delay", "--start", "2013-07-01",
+                                      "--operate-from", "2013-07-03", "--operate-days", "7"])  # fmt: skip
     with pytest.raises(PlatformError, match="lies inside the first window"):
         cmd_run(args)
 

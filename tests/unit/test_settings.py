@@ -10,7 +10,7 @@ def test_embedded_defaults_need_no_environment(monkeypatch, tmp_path):
     assert settings.warehouse_target == "duckdb"
     assert settings.feast_env == "local"
     assert settings.allowed_regions == ["me-central-1"]
-    assert settings.warehouse_path == tmp_path / "warehouse" / "flights.duckdb"
+    assert settings.warehouse_path == tmp_path / "warehouse" / "warehouse.duckdb"
     assert settings.airflow_dir == tmp_path / "airflow"
     assert settings.artifact_uri == (tmp_path / "artifacts").as_uri()
 

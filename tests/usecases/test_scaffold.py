@@ -103,3 +103,29 @@ def test_an_existing_or_malformed_name_is_refused_before_anything_is_written(sca
     with pytest.raises(SettingsError, match="must be 2-40 lowercase letters"):
         new_usecase(tmp_path, "Taxi-Fares")
     assert list(tmp_path.iterdir()) == []
+    with pytest.raises(SettingsError, match="--source 'ftp' is not a source kind: package_file, database"):
+        new_usecase(tmp_path, "taxi_fares", source="ftp")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("source", "to_fill"), [
+    ("package_file", "package TODO_package is not installed"),
+    ("database", "connection 'taxi_fares_db' is not in Vault"),
+    ("object_store", "connection 'taxi_fares_bucket' is not in Vault"),
+    ("warehouse", "the warehouse"),
+])  # fmt: skip
+def test_each_source_kind_scaffolds_a_spec_that_loads_and_a_source_that_names_what_to_fill_in(
+    tmp_path, source, to_fill
+):
+    from pipelines.errors import PlatformError
+    from pipelines.ingest.sources import extract_day
+
+    assert main(["new-usecase", NAME, "--source", source, "--root", str(tmp_path)]) == 0
+    spec = load_usecase(tmp_path / "usecases", NAME)
+    table = spec.sources.tables["events"]
+    assert table.kind == source and spec.sources.partitioned == ["events"]
+    suite = json.loads((tmp_path / "expectations/raw_taxi_fares_events.json").read_text())
+    assert suite["expectations"][0]["kwargs"]["column_set"] == list(table.columns)  # the suite checks the spec's
+    settings = load_settings(data_root=tmp_path / "var", usecases_dir=tmp_path / "usecases")
+    with pytest.raises(PlatformError, match=to_fill):  # what its data test says until the TODOs are filled in
+        extract_day(settings, spec, "events", spec.ingest.first_day)
