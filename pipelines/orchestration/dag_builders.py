@@ -1,6 +1,6 @@
 """The four DAGs of a use case, built from its spec (usecases/<name>/usecase.yaml).
 
-A use case's DAG files are one call each (`ingest_dag("flight_delay")`, ...). The builders read
+A use case's DAG files are one call each (`ingest_dag("<name>")`, ...). The builders read
 the spec at parse time (a YAML file: the DAG files' top level stays light) for ids, schedules,
 time zone, owner and tags, and show the spec in each DAG's docs in the Airflow UI; the tasks
 import the heavy stages when they run. The DAGs chain through the use case's assets:

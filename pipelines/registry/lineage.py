@@ -22,7 +22,7 @@ def _landed(path: Path) -> dict:
     if not manifest.exists():
         return {"path": str(path), "missing": True}
     landed = json.loads(manifest.read_text())
-    return {"path": str(path), "rows": landed["rows"], "sha256": landed["sha256"]}
+    return {"path": str(path), "rows": landed["rows"], "sha256": landed["sha256"], "source": landed.get("source")}
 
 
 def _validation(settings: Settings, table: str, label: str) -> dict:

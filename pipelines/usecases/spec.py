@@ -13,7 +13,7 @@ the checks a dataclass would, with the failing field's path in the message.
 
 Per-environment overrides (a shorter window for the tests, a quicker policy for a demo) go
 in `PLATFORM_USECASE_OVERRIDES`, a JSON object of dotted field paths per use case, e.g.
-`{"flight_delay": {"training.windows.train_days": 21}}`: they are validated like the file.
+`{"taxi_fares": {"training.windows.train_days": 21}}`: they are validated like the file.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class Residency(_Section):
 
 
 class Transform(_Section):
-    select: str = Field(description="dbt node selection of the use case's models, e.g. path:models/flight_delay.")
+    select: str = Field(description="dbt node selection of the use case's models, e.g. path:models/<name>.")
 
 
 class RequestTime(_Section):
