@@ -116,7 +116,7 @@ class Settings(BaseSettings):
         "", description="The use case a command means without --usecase (make run and make up set it: USECASE)."
     )
     usecase_overrides: dict[str, dict[str, Any]] = Field(
-        {}, description='Per use case, dotted spec fields to override: {"taxi_fares": {"gate.limits.roc_auc.min": 0.55}}.'
+        {}, description='Per use case, dotted spec fields to override: {"taxi_fares": {"gate.tolerance_abs": 0.01}}.'
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present.")
     dask_scheduler: str = Field(
