@@ -49,7 +49,7 @@ def runs(tmp_path_factory, openbao, moto_endpoint):  # noqa: F811
         put_connection(openbao.root, "bikes_oltp", {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432,
                                                     "login": "postgres", "schema": url.rsplit("/", 1)[1]})  # fmt: skip
         client = boto3.client("s3", region_name=UAE, endpoint_url=moto_endpoint, aws_access_key_id="testing",
-                              aws_secret_access_key="testing")  # fmt: skip
+                              aws_secret_access_key="testing")  # fmt: skip # pragma: allowlist secret
         client.create_bucket(Bucket="bikes-raw", CreateBucketConfiguration={"LocationConstraint": UAE})
         for day in DAYS:
             buffer = io.BytesIO()

@@ -160,7 +160,7 @@ def bucket(moto_endpoint, bikes):
     names = {}
     for region in (UAE, IRELAND):
         client = boto3.client("s3", region_name=region, endpoint_url=moto_endpoint, aws_access_key_id="testing",
-                              aws_secret_access_key="testing")  # fmt: skip
+                              aws_secret_access_key="testing")  # fmt: skip # pragma: allowlist secret
         names[region] = f"raw-bikes-{region}"
         client.create_bucket(Bucket=names[region], CreateBucketConfiguration={"LocationConstraint": region})
         _put_days(client, names[region], "hours", bikes)
