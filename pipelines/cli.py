@@ -262,6 +262,8 @@ def cmd_up(args: argparse.Namespace) -> None:
         processes = stack.enter_context(local_airflow.services(settings, *components))
         print(f"Airflow is up: http://127.0.0.1:{settings.airflow_api_port}")
         print(f"  login: {local_airflow.ADMIN_USER} / {local_airflow.admin_password(settings)}")
+        print(f"  approvals (a demo second identity, role Approver): {local_airflow.DEMO_APPROVER} / "
+              f"{local_airflow.local_password(settings, local_airflow.DEMO_APPROVER)}")  # fmt: skip
         if identity:
             from serving.local import running_service
 
@@ -366,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     promote = actions.add_parser("promote", help="point an alias at a version (refused for rejected ones)")
     promote.add_argument("model")
     promote.add_argument("version", type=int)
+    actions.add_parser("approvals", help="releases waiting for an Approver (the deploy DAG's approval step)")
     rollback = actions.add_parser("rollback", help="point an alias back at the version it held before")
     rollback.add_argument("model")
     for command in (promote, rollback):
@@ -460,18 +463,28 @@ def cmd_models(args: argparse.Namespace) -> None:
     from pipelines.security.vault import Vault
 
     settings = get_settings()
+    if args.action == "approvals":
+        from pipelines.governance.approvals import pending
+
+        waiting = pending(settings)
+        for request in waiting:
+            refused = f"; not {', '.join(request['excluded'])}" if request["excluded"] else ""
+            print(f"{request['model']} as {request['alias']}: asked {request['requested_at']} by {request['run']}, "
+                  f"answered by an Approver{refused} within {request['timeout_s']:.0f} s")  # fmt: skip
+        print(f"{len(waiting)} release(s) waiting for approval (Airflow UI: Required Actions)")
+        return
     ledger = audit_ledger(settings)
     registry = Registry(artifact_store(settings, ledger), Vault.from_settings(settings), ledger)
     if args.action == "list":
         for model in [args.model] if args.model else registry.models():
             aliases = {a: (registry.alias(model, a) or {}).get("version") for a in ("champion", "challenger")}
             print(f"{model}: " + ", ".join(f"{a} v{v}" for a, v in aliases.items() if v) or f"{model}: no aliases")
+            metric = resolve_usecase(settings, model).primary_metric
             for version in registry.versions(model):
                 m = registry.manifest(model, version)
-                holdout = m["metrics"]["holdout"]
                 print(
                     f"  v{version:<4} {m['family']:<8} {'passed' if m['gate']['passed'] else 'REJECTED':<9}"
-                    f"ROC AUC {holdout['roc_auc']:.4f}  log loss {holdout['log_loss']:.4f}  "
+                    f"{metric} {m['metrics']['holdout'][metric]:.4f}  "
                     f"window {m['training']['window']['train_start']}..{m['training']['window']['holdout_end']}  "
                     f"registered {m['registered_at']}"
                 )

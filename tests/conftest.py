@@ -30,9 +30,11 @@ for name in ("VAULT_ADDR", "VAULT_TOKEN", "PLATFORM_VAULT_TOKEN", *VAULT_VARIABL
 FIRST_DAY = dt.date(2013, 1, 1)
 # The batch path: the tests of ingest, training, serving and monitoring predict at the start of the day, from
 # what the daily batch left (no stream processor to run); the real-time path's tests set the shipped lead time
-# (prediction.lead_time PT2H) themselves.
-BATCH_PATH = {"flight_delay": {"prediction.lead_time": "start_of_day"}}
-FLIGHT_DELAY = load_usecase(REPO_ROOT / "usecases", "flight_delay", BATCH_PATH["flight_delay"])  # as the stages take it
+# (prediction.lead_time PT2H) themselves. Releases go out without the four-eyes approval the flights' spec
+# requires, but in the approval tests (tests/e2e/test_approval.py), which set it back.
+TEST_DEFAULTS = {"flight_delay": {"prediction.lead_time": "start_of_day", "deploy.approval": "none"}}
+# The flights' spec as the stages see it in the tests
+FLIGHT_DELAY = load_usecase(REPO_ROOT / "usecases", "flight_delay", TEST_DEFAULTS["flight_delay"])
 # Fixtures that fit a model on two or three January days exercise serving, registry and orchestration, not
 # quality: such a model reaches about 0.57 ROC AUC and a log-loss skill below 0 (about -0.17: worse than the
 # holdout's base rate), so their gate admits it. make run's seven days pass the shipped gate (0.65, 0.03).
@@ -82,9 +84,9 @@ def fresh_postgres_database(prefix: str) -> Iterator[str]:
 
 
 def make_settings(root: Path, **overrides) -> Settings:
-    """Settings of a data root, on the batch path unless `usecase_overrides` choose a lead time."""
+    """Settings of a data root, with TEST_DEFAULTS unless `usecase_overrides` choose otherwise."""
     chosen = overrides.pop("usecase_overrides", {})
-    usecases = {name: {**BATCH_PATH.get(name, {}), **chosen.get(name, {})} for name in {*BATCH_PATH, *chosen}}
+    usecases = {name: {**TEST_DEFAULTS.get(name, {}), **chosen.get(name, {})} for name in {*TEST_DEFAULTS, *chosen}}
     return load_settings(data_root=root, usecase_overrides=usecases, **overrides)
 
 

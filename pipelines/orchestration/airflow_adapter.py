@@ -70,18 +70,23 @@ def _platform_roles() -> dict[str, set[tuple[str, str]]]:
         (p.ACTION_CAN_EDIT, p.RESOURCE_TASK_INSTANCE),  # clear, mark
         (p.ACTION_CAN_DELETE, p.RESOURCE_TASK_INSTANCE),
     }
+    # Answering a release's approval request (the deploy DAG's human-in-the-loop step): the Approver's alone.
+    answer = {(p.ACTION_CAN_EDIT, p.RESOURCE_HITL_DETAIL)}
     return {
         # Reads everything, including the audit log; changes nothing.
         "Auditor": read_only,
         # Runs the platform: trigger, clear, pause. Does not see DAG code.
         "Operator": (read_only - {(p.ACTION_CAN_READ, p.RESOURCE_DAG_CODE)}) | run_control,
-        # Authors DAGs (in git) and runs them: everything an Airflow "User" may do.
-        "MLEngineer": read_only | set(Fab.USER_PERMISSIONS),
+        # Authors DAGs (in git) and runs them: everything an Airflow "User" may do, but answer approvals.
+        "MLEngineer": (read_only | set(Fab.USER_PERMISSIONS)) - answer,
+        # Approves or rejects releases (and sees what they are about); Airflow needs edit on the DAG to answer.
+        "Approver": read_only | answer | {(p.ACTION_CAN_EDIT, p.RESOURCE_DAG)},
     }
 
 
 def sync_access(users: dict[str, tuple[str, str]]) -> None:
-    """Create or update the platform roles, then create missing users {username: (role, password)}.
+    """Create or update the platform roles, then create missing users {username: (roles, password)}, `roles` one
+    role or several, comma-separated ("MLEngineer,Approver").
 
     Runs inside an Airflow process (it needs Airflow's configuration and metadata DB).
     """
@@ -98,8 +103,7 @@ def sync_access(users: dict[str, tuple[str, str]]) -> None:
                 permission = security.get_permission(action, resource) or security.create_permission(action, resource)
                 if permission not in role.permissions:
                     security.add_permission_to_role(role, permission)
-        for username, (role_name, password) in users.items():
+        for username, (role_names, password) in users.items():
             if security.find_user(username=username) is None:
-                security.add_user(
-                    username, username, "", f"{username}@platform.local", security.find_role(role_name), password
-                )
+                roles = [security.find_role(name.strip()) for name in role_names.split(",")]
+                security.add_user(username, username, "", f"{username}@platform.local", roles, password)

@@ -43,8 +43,8 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": str(settings.airflow_idle_sleep_seconds),
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(settings.airflow_api_port),
-        # Logins and roles (Auditor, Operator, MLEngineer, Admin) through Flask-AppBuilder.
-        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager",
+        # Logins and roles (Auditor, Operator, MLEngineer, Approver, Admin) through Flask-AppBuilder.
+        "AIRFLOW__CORE__AUTH_MANAGER": "pipelines.orchestration.auth.PlatformAuthManager",  # FAB, and approvals
         # Values of connections and variables whose names contain these words are masked in logs.
         "AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES": "salt,token,credential",
         "AIRFLOW__CORE__HIDE_SENSITIVE_VAR_CONN_FIELDS": "True",

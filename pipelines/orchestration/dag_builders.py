@@ -37,8 +37,11 @@ champion on the latest (the spec's `training.windows`). Every candidate is regis
 encrypted; only one that passes the gate moves an alias (champion if there is none, else challenger)."""
 
 DEPLOY_DOC = """Deployment: Bento build → release, on every model event (or by hand with `{"version": n}`).
-A first champion goes live at once. A challenger is smoke-tested in shadow (scored on real
-requests, never returned), then walked through the canary steps (PLATFORM_CANARY_STEPS, each
+With the spec's `deploy.approval: required`, a person with the Approver role answers the `approve` step first
+(Required Actions in the Airflow UI: the candidate's gate report, metrics beside the champion's, lineage);
+whoever started its training or this release may not; a rejection skips the release, no answer within
+`deploy.approval_timeout` fails it. A first champion goes live at once. A challenger is smoke-tested in
+shadow (scored on real requests, never returned), then walked through the canary steps (PLATFORM_CANARY_STEPS, each
 watched for PLATFORM_CANARY_OBSERVE_SECONDS): its live error rate, scoring latency and prediction
 distribution against the champion's from the prediction log. A breach puts all traffic back on
 the champion and fails the run with the reasons; passing every step promotes it. Every move is in
@@ -255,10 +258,11 @@ def training_dag(name: str) -> DAG:
 
         @task(outlets=[model])
         @fail_fast_on_bad_data
-        def gate_and_register(folder: str, candidates: list, outlet_events=None) -> dict:
+        def gate_and_register(folder: str, candidates: list, outlet_events=None, dag_run=None) -> dict:
             from pipelines.orchestration import training
 
-            outcome = training.gate_and_register(get_settings(), folder, [c["family"] for c in candidates])
+            families = [c["family"] for c in candidates]  # registered by whoever started the run (four eyes)
+            outcome = training.gate_and_register(get_settings(), folder, families, dag_run.triggering_user_name)
             print(training.render(outcome))
             # The deploy DAG reads which version moved: {"champion": n} or {"challenger": n}, or neither.
             outlet_events[model].extra = {k: outcome[k] for k in ("model", "champion", "challenger") if k in outcome}
@@ -314,7 +318,15 @@ def deploy_dag(name: str) -> DAG:
             print(f"Releasing {name} v{chosen[1]} ({chosen[0]}) with Bento {bento}")
             return deploy.release(get_settings(), name, chosen[0], chosen[1], dag_run=f"{ti.dag_id}/{ti.run_id}")
 
-        release(target(), build_bento())
+        chosen = target()
+        released = release(chosen, build_bento())
+        if spec.deploy.approval == "required":
+            from pipelines.orchestration.approval import CandidateApproval
+
+            # A person's answer is not retried: no answer in time rejects (the step fails, an incident).
+            approve = CandidateApproval(task_id="approve", usecase=name, target_task="target", retries=0,
+                                        response_timeout=spec.deploy.approval_timeout)  # fmt: skip
+            chosen >> approve >> released
 
     return deploy()
 

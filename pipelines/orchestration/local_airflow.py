@@ -29,6 +29,9 @@ POOLS = {
 }
 FINISHED = {"success", "failed"}
 ADMIN_USER = "admin"
+# A second identity with the Approver role, so that make run and make up show the four-eyes approval of a release
+# (the spec's deploy.approval) end to end; labelled as a demo wherever it acts. Production approvers are people.
+DEMO_APPROVER = "demo-approver"
 
 
 class AirflowRunFailed(PlatformError):
@@ -37,7 +40,12 @@ class AirflowRunFailed(PlatformError):
 
 def admin_password(settings: Settings) -> str:
     """The local admin's UI password: generated once, kept 0600 beside the metadata DB."""
-    path = settings.airflow_dir / "admin_password"
+    return local_password(settings, ADMIN_USER)
+
+
+def local_password(settings: Settings, user: str) -> str:
+    """A local user's password (the admin, the demo approver): generated once, kept 0600 beside the metadata DB."""
+    path = settings.airflow_dir / f"{user}_password"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -72,11 +80,12 @@ def airflow(settings: Settings, *args: str, check: bool = True) -> subprocess.Co
 def prepare(settings: Settings, users: dict[str, tuple[str, str]] | None = None) -> None:
     """Migrate the metadata DB, sync roles and users, serialize the DAGs, create the pools (idempotent).
 
-    `users` ({username: (role, password)}) are created if missing, beside the local admin.
+    `users` ({username: (roles, password)}) are created if missing, beside the local admin and the demo approver.
     """
     settings.airflow_dir.mkdir(parents=True, exist_ok=True)
     airflow(settings, "db", "migrate")
-    accounts = {ADMIN_USER: ("Admin", admin_password(settings)), **(users or {})}
+    accounts = {ADMIN_USER: ("Admin", admin_password(settings)),
+                DEMO_APPROVER: ("Approver", local_password(settings, DEMO_APPROVER)), **(users or {})}  # fmt: skip
     python(settings, f"from pipelines.orchestration.airflow_adapter import sync_access; sync_access({accounts!r})")
     airflow(settings, "dags", "reserialize")
     for name, (slots, description) in POOLS.items():
@@ -262,13 +271,13 @@ def test_run(settings: Settings, dag_id: str, conf: dict) -> None:
 
 
 @contextlib.contextmanager
-def _api(settings: Settings) -> Iterator[httpx.Client]:
-    """An HTTP client of the local API server, logged in as the local admin."""
+def _api(settings: Settings, user: str = ADMIN_USER) -> Iterator[httpx.Client]:
+    """An HTTP client of the local API server, logged in as the local admin (or another local user)."""
     base = f"http://127.0.0.1:{settings.airflow_api_port}"
-    login = {"username": ADMIN_USER, "password": admin_password(settings)}
+    login = {"username": user, "password": local_password(settings, user)}
     token = httpx.post(f"{base}/auth/token", json=login, timeout=60)
     if token.status_code not in (200, 201):
-        raise AirflowRunFailed(f"cannot log in to the Airflow API as {ADMIN_USER}: {token.status_code} {token.text}")
+        raise AirflowRunFailed(f"cannot log in to the Airflow API as {user}: {token.status_code} {token.text}")
     headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
     with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
         yield client
@@ -283,3 +292,38 @@ def _call(method, path: str, **kwargs) -> dict:
 
 def _local_date(run: dict, tz: ZoneInfo) -> dt.date:
     return dt.datetime.fromisoformat(run["logical_date"]).astimezone(tz).date()
+
+
+@contextlib.contextmanager
+def demo_approvals(settings: Settings, dag_id: str, echo=print) -> Iterator[list[dict]]:
+    """While the block runs, the demo approver answers every approval request of `dag_id` with Approve through the
+    REST API, as a person would in the UI (starting an API server if none runs); yields what it approved."""
+    import threading
+
+    approved: list[dict] = []
+    stop = threading.Event()
+
+    def answer(api: httpx.Client) -> None:
+        while not stop.wait(1):
+            waiting = api.get(f"/api/v2/dags/{dag_id}/dagRuns/~/hitlDetails", params={"response_received": "false"})
+            for detail in waiting.json().get("hitl_details", []) if waiting.status_code == 200 else []:
+                ti = detail["task_instance"]
+                path = (f"/api/v2/dags/{dag_id}/dagRuns/{ti['dag_run_id']}/taskInstances/{ti['task_id']}/"
+                        f"{ti['map_index']}/hitlDetails")  # fmt: skip
+                if api.patch(path, json={"chosen_options": ["Approve"]}).status_code == 200:
+                    approved.append(detail)
+                    echo(f"  [demo] {DEMO_APPROVER}, the second identity make run creates with the Approver role, "
+                         f"approved: {detail['subject']} (in production a person answers in the Airflow UI, "
+                         "Required Actions)")  # fmt: skip
+
+    with contextlib.ExitStack() as stack:
+        if not port_open(settings.airflow_api_port):
+            stack.enter_context(services(settings, "api-server"))
+        api = stack.enter_context(_api(settings, DEMO_APPROVER))
+        thread = threading.Thread(target=answer, args=(api,), daemon=True, name="demo-approver")
+        thread.start()
+        try:
+            yield approved
+        finally:
+            stop.set()
+            thread.join(timeout=30)

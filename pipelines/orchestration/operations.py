@@ -81,11 +81,13 @@ class Release:
     answered: int  # consumer requests answered while it ran
     sent: int
     canary: object = None  # the CanaryOutcome of a challenger's release
+    approved_by: str | None = None  # who approved it, when the spec requires an approval
 
     def render(self) -> str:
         verdict = "released" if self.released else f"NOT released: {self.detail}"
+        approval = f" (approved by {self.approved_by})" if self.approved_by else ""
         return (
-            f"{self.alias} v{self.version} {verdict} in {self.seconds:.0f} s; consumers got "
+            f"{self.alias} v{self.version} {verdict}{approval} in {self.seconds:.0f} s; consumers got "
             f"{self.answered}/{self.sent} requests answered meanwhile"
         )
 
@@ -130,9 +132,13 @@ def release(settings: Settings, usecase: UseCase, base: str, key: str, version: 
     from serving.replay import ReplayLoop, day_requests
 
     started = time.monotonic()
-    with ReplayLoop(base, key, usecase, day_requests(settings, usecase, traffic_day)) as traffic:
+    deploy = usecase.dag_id("deploy")
+    with contextlib.ExitStack() as stack:
+        approved = (stack.enter_context(local_airflow.demo_approvals(settings, deploy))
+                    if usecase.deploy.approval == "required" else [])  # fmt: skip
+        traffic = stack.enter_context(ReplayLoop(base, key, usecase, day_requests(settings, usecase, traffic_day)))
         try:
-            local_airflow.test_run(settings, usecase.dag_id("deploy"), {"version": version, "alias": alias})
+            local_airflow.test_run(settings, deploy, {"version": version, "alias": alias})
             released, detail = True, ""
         except local_airflow.AirflowRunFailed as exc:
             report = canary_outcome(settings, usecase.name, version)
@@ -140,8 +146,8 @@ def release(settings: Settings, usecase: UseCase, base: str, key: str, version: 
             released = False
             detail = "; ".join(report.reasons) if report else (why or [str(exc)])[-1].strip()[:400]
     canary = canary_outcome(settings, usecase.name, version) if alias == "challenger" else None
-    return Release(version, alias, released, detail, time.monotonic() - started,
-                   traffic.statuses.count(200), len(traffic.statuses), canary)  # fmt: skip
+    return Release(version, alias, released, detail, time.monotonic() - started, traffic.statuses.count(200),
+                   len(traffic.statuses), canary, local_airflow.DEMO_APPROVER if approved else None)  # fmt: skip
 
 
 def canary_outcome(settings: Settings, model: str, version: int):

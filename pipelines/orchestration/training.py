@@ -226,10 +226,12 @@ def prediction_shift(folder: Path, champion: tuple[int, dict, pd.Series] | None)
     return {"champion": champion[0], "ks": round(float(statistic), 6), "rows": len(mine)}
 
 
-def gate_and_register(settings: Settings, folder: str, families: list[str] | None = None) -> dict:
+def gate_and_register(settings: Settings, folder: str, families: list[str] | None = None,
+                      registered_by: str | None = None) -> dict:  # fmt: skip
     """Gate every candidate (the spec's families, or `families`) against the champion on the same holdout,
     register each (passed or rejected), and move the aliases: the best passing candidate becomes champion
-    if there is none, else challenger."""
+    if there is none, else challenger. `registered_by`: the person who started the run (an approval may not
+    be theirs)."""
     usecase = read_snapshot(Path(folder))
     name = usecase.name
     data = TrainingData.load(Path(folder))
@@ -270,6 +272,7 @@ def gate_and_register(settings: Settings, folder: str, families: list[str] | Non
             },
             "gate": report.as_dict(),
             "report_html": candidate["report_html"],
+            "registered_by": registered_by,
         }
         version = registry.register(name, manifest)
         ledger.append("gate.decision", f"{name}/v{version}", {"passed": report.passed, "reasons": report.reasons})

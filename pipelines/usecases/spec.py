@@ -39,6 +39,7 @@ from pydantic import (
 )
 
 from pipelines.errors import SettingsError
+from pipelines.usecases.governance import Deploy, Retention, Subject
 from pipelines.usecases.objectives import Objectives
 from pipelines.usecases.prediction import Prediction
 from pipelines.usecases.sources import ColumnType, Sources, SourceTable  # noqa: F401 (re-exported)
@@ -378,6 +379,9 @@ class UseCase(_Section):
     serving: Serving
     monitoring: Monitoring
     objectives: Objectives = Field(default_factory=Objectives, description="The service levels it is run against.")
+    deploy: Deploy = Field(default_factory=Deploy, description="Who must approve a release before it takes traffic.")
+    subject: Subject | None = Field(None, description="Who the data is about: erasure and objection act on it.")
+    retention: Retention = Field(default_factory=Retention, description="How long each kind of data is kept.")
 
     @field_validator("name")
     @classmethod
@@ -421,6 +425,20 @@ class UseCase(_Section):
             problems.append("decision names a binary model's yes/no answer: required for one, refused for a regressor")
         if problems:
             raise ValueError("serving: " + "; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _subject_exists(self) -> UseCase:
+        if self.subject is None:
+            return self
+        tables = self.sources.tables
+        problems = [f"{table}.{column} is not a source column" for table, column in self.subject.columns.items()
+                    if column not in (tables[table].columns if table in tables else {})]  # fmt: skip
+        field = self.subject.request_field
+        if field is not None and field not in self.serving.fields:
+            problems.append(f"request_field {field!r} is not a serving field")
+        if problems:
+            raise ValueError("subject: " + "; ".join(problems))
         return self
 
     @model_validator(mode="after")
