@@ -38,6 +38,7 @@ def logged_fields(usecase: UseCase) -> list[str]:
 class ParquetLog:
     def __init__(self, settings: Settings, usecase: UseCase) -> None:
         self.root = settings.data_root / "predictions" / usecase.name
+        self.entity_id = usecase.features.entity_id
 
     def __str__(self) -> str:
         return str(self.root)
@@ -50,6 +51,23 @@ class ParquetLog:
         temp = folder / f".{request_id}.parquet.tmp"
         pq.write_table(table, temp)
         os.replace(temp, folder / f"{request_id}.parquet")
+
+    def delete(self, entity_ids: list[str]) -> int:
+        """Remove the rows of these items (an erasure): each file holding one is rewritten without them; how many."""
+        import pyarrow.compute as pc
+
+        column, removed, wanted = self.entity_id, 0, pa.array(sorted(set(entity_ids)))
+        for path in sorted(self.root.glob("date=*/*.parquet")):
+            table = pq.read_table(path)
+            hit = pc.is_in(pc.cast(table[column], pa.string()), value_set=wanted)
+            count = pc.sum(hit).as_py() or 0
+            if not count:
+                continue
+            temp = path.with_name(f".{path.name}.tmp")
+            pq.write_table(table.filter(pc.invert(hit)), temp)
+            os.replace(temp, path)
+            removed += count
+        return removed
 
     def read(self, since: dt.datetime | None = None):
         import pandas as pd
@@ -80,6 +98,8 @@ class PostgresLog:
             feature_values double precision[] NOT NULL
         );
         CREATE INDEX IF NOT EXISTS predictions_usecase_logged_at ON {TABLE} (usecase, logged_at);
+        -- A human_review answer (a subject objecting to automated decisions) has no model version.
+        ALTER TABLE {TABLE} ALTER COLUMN model_version DROP NOT NULL;
     """
 
     def __init__(self, settings: Settings, usecase: UseCase) -> None:
@@ -108,6 +128,17 @@ class PostgresLog:
         u = self.usecase
         return {"entity_id": u.features.entity_id, "request_time": u.serving.time,
                 "prediction": u.prediction_column, "decision": u.serving.decision}  # fmt: skip
+
+    def delete(self, entity_ids: list[str]) -> int:
+        """Remove the rows of these items (an erasure); how many."""
+        con = self._connect()
+        try:
+            with con, con.cursor() as cursor:
+                cursor.execute(f"DELETE FROM {self.TABLE} WHERE usecase = %s AND entity_id = ANY(%s)",  # nosec B608 # a class constant; values are bound
+                               (self.usecase.name, sorted(set(entity_ids))))  # fmt: skip
+                return cursor.rowcount
+        finally:
+            con.close()
 
     def write(self, request_id: str, rows: list[dict]) -> None:
         from psycopg2.extras import execute_values

@@ -8,7 +8,7 @@ import datetime as dt
 import functools
 import json
 import unicodedata
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model, field_validator
 
@@ -122,12 +122,18 @@ def prediction_model(usecase: UseCase) -> type[BaseModel]:
     """One answer: the item's id, the model's answer (a probability and its decision, or a prediction),
     the model version and the variant that answered."""
     fields: dict[str, Any] = {usecase.features.entity_id: (str, ...)}
+    none = " (null for a human_review answer)"
     if usecase.task == "binary_classification":
-        fields["probability"] = (float, Field(ge=0, le=1))
-        fields[usecase.serving.decision] = (bool, Field(description="probability at or above the model's threshold"))
+        fields["probability"] = (float | None, Field(ge=0, le=1, description="the positive class's probability" + none))
+        decided = "probability at or above the model's threshold" + none
+        fields[usecase.serving.decision] = (bool | None, Field(description=decided))
     else:
-        fields["prediction"] = (float, Field(description=f"the predicted {usecase.features.label.column}"))
-    fields.update(model_version=(int, ...), variant=(str, ...))
+        predicted = f"the predicted {usecase.features.label.column}" + none
+        fields["prediction"] = (float | None, Field(description=predicted))
+    who = ("model: a model answered; human_review: the data subject objects to automated decisions (UAE PDPL "
+           "Art. 18): no model scored the item, a person decides")  # fmt: skip
+    fields.update(model_version=(int | None, Field(description="the model version that answered" + none)),
+                  variant=(str, ...), decision=(Literal["model", "human_review"], Field(description=who)))  # fmt: skip
     return create_model(f"{_camel(usecase.name)}Prediction", **fields)
 
 

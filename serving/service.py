@@ -14,6 +14,7 @@ contract held; the service is ready once one use case is, and a use case without
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -54,6 +55,7 @@ class Endpoint:
     routing: object  # serving.model.Routing
     features: object  # serving.model.OnlineFeatures
     log: object  # serving.predictions.ParquetLog | PostgresLog
+    objections: object  # serving.objections.Objections: subjects answered human_review, never scored
 
 
 class State:
@@ -179,6 +181,7 @@ class _Service:
         from serving.auth import load_keys
         from serving.metrics import observe_plan
         from serving.model import OnlineFeatures, load_routing
+        from serving.objections import Objections
         from serving.predictions import prediction_log
 
         try:
@@ -199,6 +202,10 @@ class _Service:
                     load_routing(self.settings, usecase, store, vault, ledger),
                     OnlineFeatures(self.settings, usecase, salt),
                     prediction_log(self.settings, usecase),
+                    Objections(
+                        functools.partial(_objections, self.settings, usecase.name),
+                        max_age_s=self.settings.api_key_max_age_s,
+                    ),  # fmt: skip
                 )
                 reasons[name] = "ready"
             except Exception as exc:  # noqa: BLE001 (Feast raises its own types for a service it does not know)
@@ -261,7 +268,8 @@ class _Service:
 
     def answer(self, name: str, items: list, ctx: bentoml.Context):
         """Each item's answer from the variant its id is assigned to (sticky); a shadow variant scores every
-        item too, and its answers are logged, never returned."""
+        item too, and its answers are logged, never returned. The items of a subject who objects to automated
+        decisions are not scored at all: answered (and logged) `human_review`."""
         from serving import metrics
         from serving.model import score
 
@@ -270,29 +278,33 @@ class _Service:
         caller = ctx.request.scope.get("state", {}).get("caller", "?")  # set by ApiKeyMiddleware
         started = time.perf_counter()
         items = [item.model_dump() for item in items]
+        reviewed = _objecting(endpoint, items)
+        which = [i for i in range(len(items)) if i not in reviewed]  # the items a model scores
+        scored_items = [items[i] for i in which]
         entity_id = usecase.features.entity_id
         reference = next(iter(routing.models.values()))
-        looked_up = time.perf_counter()
-        x = endpoint.features.matrix(items, reference.features)
-        metrics.LOOKUP_SECONDS.labels(name).observe(time.perf_counter() - looked_up)
-        assigned = [routing.plan.assign(str(item[entity_id])) for item in items]
-        scored = score(routing, x, assigned, usecase.task)
-        _observe_scoring(name, assigned, scored)
-        request = {
-            "request_id": uuid.uuid4().hex,
-            "latency_ms": (time.perf_counter() - started) * 1000,
-            "caller": caller,
-            "features": reference.features,
-        }
-        out, logged = [], []
-        for i, item in enumerate(items):
-            model = routing.models[scored.answered[i].version]
-            answer = _answer(usecase, item, float(scored.prediction[i]), model, scored.answered[i].name)
-            out.append(answer)
-            logged.append(_log_row(usecase, item, answer, assigned[i].name, scored.error[i], scored.score_ms[i],
-                                   x[i], request))  # fmt: skip
-        if routing.plan.shadow is not None:
-            logged += _shadow_rows(usecase, routing, items, x, request)
+        request = {"request_id": uuid.uuid4().hex, "caller": caller, "features": reference.features}
+        out, logged = [None] * len(items), []
+        if scored_items:
+            looked_up = time.perf_counter()
+            x = endpoint.features.matrix(scored_items, reference.features)
+            metrics.LOOKUP_SECONDS.labels(name).observe(time.perf_counter() - looked_up)
+            assigned = [routing.plan.assign(str(item[entity_id])) for item in scored_items]
+            scored = score(routing, x, assigned, usecase.task)
+            _observe_scoring(name, assigned, scored)
+            request["latency_ms"] = (time.perf_counter() - started) * 1000
+            for j, item in enumerate(scored_items):
+                model = routing.models[scored.answered[j].version]
+                answer = _answer(usecase, item, float(scored.prediction[j]), model, scored.answered[j].name)
+                out[which[j]] = answer
+                logged.append(_log_row(usecase, item, answer, assigned[j].name, scored.error[j],
+                                       scored.score_ms[j], x[j], request))  # fmt: skip
+            if routing.plan.shadow is not None:
+                logged += _shadow_rows(usecase, routing, scored_items, x, request)
+        request.setdefault("latency_ms", (time.perf_counter() - started) * 1000)
+        for i in sorted(reviewed):
+            out[i] = _human_review(usecase, items[i])
+            logged.append(_log_row(usecase, items[i], out[i], HUMAN_REVIEW, "", 0.0, [], {**request, "features": []}))
         endpoint.log.write(request["request_id"], logged)
         return response_model(usecase).model_validate({"request_id": request["request_id"], "predictions": out})
 
@@ -369,8 +381,40 @@ def _answer(usecase: UseCase, item: dict, value: float, model, variant: str) -> 
     answer = {usecase.features.entity_id: str(item[usecase.features.entity_id]), usecase.prediction_column: value}
     if usecase.serving.decision:
         answer[usecase.serving.decision] = bool(value >= model.threshold)
-    answer.update(model_version=model.version, variant=variant)
+    answer.update(model_version=model.version, variant=variant, decision="model")
     return prediction_model(usecase).model_construct(**answer).model_dump()
+
+
+HUMAN_REVIEW = "human_review"
+
+
+def _human_review(usecase: UseCase, item: dict) -> dict:
+    """The answer to an objecting subject's item: no score, no model; a person decides."""
+    answer = {usecase.features.entity_id: str(item[usecase.features.entity_id]), usecase.prediction_column: None,
+              "model_version": None, "variant": HUMAN_REVIEW, "decision": HUMAN_REVIEW}  # fmt: skip
+    if usecase.serving.decision:
+        answer[usecase.serving.decision] = None
+    return prediction_model(usecase).model_construct(**answer).model_dump()
+
+
+def _objecting(endpoint: Endpoint, items: list[dict]) -> set[int]:
+    """The items of subjects who object to automated decisions (their identifier hashed as stored)."""
+    from pipelines.features.pii import hash_pii
+
+    subject = endpoint.usecase.subject
+    if subject is None or subject.request_field is None:
+        return set()
+    objecting = endpoint.objections.current()
+    if not objecting:
+        return set()
+    salt, field = endpoint.features.salt, subject.request_field
+    return {i for i, item in enumerate(items) if item.get(field) and hash_pii(str(item[field]), salt) in objecting}
+
+
+def _objections(settings, usecase: str) -> set[str]:
+    from pipelines.governance.subjects import registered
+
+    return registered(settings, usecase, "objections")
 
 
 def _shadow_rows(usecase: UseCase, routing, items: list[dict], x, request: dict) -> list[dict]:

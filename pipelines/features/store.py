@@ -200,6 +200,39 @@ def materialize(
     return MaterializeResult(end.isoformat(), online_key_counts(settings, usecase), kept)
 
 
+def delete_online_entities(settings: Settings, usecase: UseCase, join_key: str, values: list[str]) -> int:
+    """Remove every online row of the use case's views keyed by `join_key` in `values` (an erasure); how many.
+    Feast writes and reads online rows but deletes none by key, so this removes them from its stores directly,
+    with Feast's own key encoding (SQLite: one row per feature; Redis: one hash per entity key)."""
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.infra.online_stores.helpers import _redis_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    store = feature_store(settings)
+    version = store.config.entity_key_serialization_version
+    keys = [EntityKey(join_keys=[join_key], entity_values=[Value(string_val=v)]) for v in values]
+    views = [v.name for v in store.list_feature_views() if v.name in usecase.features.views
+             and [c.name for c in v.entity_columns] == [join_key]]  # fmt: skip
+    if settings.feast_env != "local":
+        import redis
+
+        client = redis.Redis.from_url(settings.redis_url)
+        return sum(client.delete(_redis_key(store.project, key, version)) for key in keys) if views else 0
+    import sqlite3
+
+    path, removed = settings.feast_dir / "online_store.db", 0
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as con:
+        tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        for view in (v for v in views if f"{store.project}_{v}" in tables):
+            for key in keys:
+                removed += con.execute(f'DELETE FROM "{store.project}_{view}" WHERE entity_key = ?',  # nosec B608 # names from Feast's registry; the key is bound
+                                       (serialize_entity_key(key, version),)).rowcount  # fmt: skip
+    return removed
+
+
 def online_key_counts(settings: Settings, usecase: UseCase) -> dict[str, int]:
     """Entity keys held in the online store, per feature view of the use case."""
     project = feature_store(settings).project

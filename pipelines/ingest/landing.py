@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.errors import EmptyPartitionError, MissingPartitionError
-from pipelines.ingest.sources import extract_day, extract_whole, reader
+from pipelines.ingest.sources import Extract, extract_day, extract_whole, reader
 from pipelines.ingest.sources.days import row_days
 from pipelines.settings import Settings
 from pipelines.usecases.spec import UseCase
@@ -58,9 +58,12 @@ def manifest_path(path: Path) -> Path:
 def land_day(settings: Settings, usecase: UseCase, day: dt.date) -> list[LandedPartition]:
     """Land the partitions of one logical date (a local date) of each day-partitioned table of the spec, and,
     for an incremental table, the earlier days its changed rows belong to (after the day's own partitions)."""
+    from pipelines.governance.subjects import pseudonymise
+
     landed = []
     for name in usecase.sources.partitioned:
         extract = extract_day(settings, usecase, name, day)
+        extract = Extract(pseudonymise(settings, usecase, name, extract.rows), extract.lineage)  # erased subjects
         if extract.rows.num_rows == 0:
             raise EmptyPartitionError(
                 f"the {name} source has no rows for {day} ({_said(extract.lineage)}); the source is incomplete for "
@@ -76,9 +79,12 @@ def land_day(settings: Settings, usecase: UseCase, day: dt.date) -> list[LandedP
 
 def land_reference(settings: Settings, usecase: UseCase) -> list[LandedPartition]:
     """Land the spec's reference tables as whole snapshots."""
+    from pipelines.governance.subjects import pseudonymise
+
     landed = []
     for name in usecase.sources.reference:
         extract = extract_whole(settings, usecase, name)
+        extract = Extract(pseudonymise(settings, usecase, name, extract.rows), extract.lineage)  # erased subjects
         if extract.rows.num_rows == 0:
             raise EmptyPartitionError(f"reference table {name} has no rows ({_said(extract.lineage)})")
         landed.append(_write(settings, name, "reference", extract.rows, reference_path(settings, name),
@@ -103,6 +109,8 @@ def relanded_days(landed: list[LandedPartition], day: dt.date) -> list[dt.date]:
 
 
 def _land_changes(settings: Settings, usecase: UseCase, name: str, day: dt.date) -> list[LandedPartition]:
+    from pipelines.governance.subjects import pseudonymise
+
     table = usecase.sources.tables[name]
     key, updated_at = table.incremental.key, table.incremental.updated_at
     state = settings.raw_dir / name / "_high_water_mark.json"
@@ -117,7 +125,7 @@ def _land_changes(settings: Settings, usecase: UseCase, name: str, day: dt.date)
             path = partition_path(settings, name, other)
             if not path.is_file():  # landed whole, changes and all, when its own run comes
                 continue
-            rows = changed.filter(pc.equal(days, pa.scalar(other, pa.date32())))
+            rows = pseudonymise(settings, usecase, name, changed.filter(pc.equal(days, pa.scalar(other, pa.date32()))))
             kept = pq.read_table(path).cast(rows.schema)  # Parquet keeps seconds as milliseconds
             replaced = pc.is_in(_keys(kept, key), value_set=_keys(rows, key))
             merged = pa.concat_tables([kept.filter(pc.invert(replaced)), rows])
@@ -131,6 +139,14 @@ def _land_changes(settings: Settings, usecase: UseCase, name: str, day: dt.date)
     if marks:
         _atomic_text(state, json.dumps({"updated_at": max(marks).isoformat()}) + "\n")
     return landed
+
+
+def amend(settings: Settings, path: Path, data: pa.Table, amendment: dict) -> LandedPartition:
+    """Rewrite a landed file (an erasure) atomically; its manifest keeps what it was read from and lists the
+    amendment (what changed, when, by which request), so its lineage says the file is no longer as landed."""
+    landed = json.loads(manifest_path(path).read_text())
+    source = {**landed["source"], "amendments": [*landed["source"].get("amendments", []), amendment]}
+    return _write(settings, landed["table"], landed["logical_date"], data, path, source)
 
 
 def _keys(data: pa.Table, key: list[str]) -> pa.Array:

@@ -51,13 +51,13 @@ def _ddl(name: str, table: SourceTable) -> str:
 def load_day(settings: Settings, usecase: UseCase, day: dt.date) -> dict[str, int]:
     """Replace one logical date of each of the spec's day-partitioned raw tables; returns rows per table."""
     loaded = {}
-    with _transaction(settings) as (cursor, insert):
+    with transaction(settings) as (cursor, insert):
         for table in usecase.sources.partitioned:
             data = pq.read_table(landed_partition(settings, table, day))
             data = data.append_column(PARTITION_COLUMN, pa.array([day] * data.num_rows, pa.date32()))
             cursor.execute(_ddl(table, usecase.sources.tables[table]))
             cursor.execute(
-                f"DELETE FROM {RAW_SCHEMA}.{table} WHERE {PARTITION_COLUMN} = {_placeholder(settings)}",  # nosec B608 # identifiers are module constants; values are bound
+                f"DELETE FROM {RAW_SCHEMA}.{table} WHERE {PARTITION_COLUMN} = {placeholder(settings)}",  # nosec B608 # identifiers are module constants; values are bound
                 (day,),
             )
             insert(table, data)
@@ -68,7 +68,7 @@ def load_day(settings: Settings, usecase: UseCase, day: dt.date) -> dict[str, in
 def load_reference(settings: Settings, usecase: UseCase) -> dict[str, int]:
     """Replace the spec's reference tables in the warehouse with the landed snapshots."""
     loaded = {}
-    with _transaction(settings) as (cursor, insert):
+    with transaction(settings) as (cursor, insert):
         for table in usecase.sources.reference:
             data = pq.read_table(reference_path(settings, table))
             cursor.execute(_ddl(table, usecase.sources.tables[table]))
@@ -78,12 +78,15 @@ def load_reference(settings: Settings, usecase: UseCase) -> dict[str, int]:
     return loaded
 
 
-def _placeholder(settings: Settings) -> str:
+def placeholder(settings: Settings) -> str:
+    """The target's bound-parameter marker."""
     return "?" if settings.warehouse_target == "duckdb" else "%s"
 
 
 @contextlib.contextmanager
-def _transaction(settings: Settings) -> Iterator[tuple[_Cursor, object]]:
+def transaction(settings: Settings) -> Iterator[tuple[_Cursor, object]]:
+    """A cursor of the warehouse in one transaction (committed when the block ends, rolled back on an error), and
+    a function inserting an Arrow table into a table."""
     if settings.warehouse_target == "duckdb":
         import duckdb
 

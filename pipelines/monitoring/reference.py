@@ -70,6 +70,7 @@ def build_reference(data: TrainingData, predict, seed: int, usecase: UseCase) ->
     sample["prediction"] = prediction
     sample[data.label] = y
     sample["day"] = pd.to_datetime(frame[usecase.features.request_time.column]).dt.date.astype(str)
+    sample[data.entity_id] = frame[data.entity_id].astype(str)  # which items: an erasure removes a subject's
     weights = permutation_importance(data.task, predict, x, y, seed)
     natural = natural_drift(sample, [*data.features, "prediction"], sample["day"])
     config = {

@@ -35,14 +35,15 @@ def _registry(settings: Settings) -> Registry:
 
 
 def day_log(settings: Settings, usecase: UseCase, day: dt.date):
-    """Every logged answer of the use case (all variants, shadows included) for items of `day` (by their local
-    time: a flight's scheduled departure, an hour's start)."""
+    """Every answer a model gave (all variants, shadows included) for items of `day` (by their local time: a
+    flight's scheduled departure, an hour's start); not the items of objecting subjects, answered human_review."""
     from serving import predictions
 
     log = predictions.read(settings, usecase)
     if not len(log):
         return log
-    return log[log[usecase.serving.time].dt.date == day].reset_index(drop=True)
+    scored = log["variant"] != "human_review"
+    return log[scored & (log[usecase.serving.time].dt.date == day)].reset_index(drop=True)
 
 
 def served_day(settings: Settings, usecase: UseCase, day: dt.date, version: int):

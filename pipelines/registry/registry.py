@@ -1,7 +1,8 @@
 """The model registry, on the artifact store: model name → numbered versions, and aliases.
 
-    registry/<model>/versions/<000001>/manifest.json   signed manifest (never rewritten)
+    registry/<model>/versions/<000001>/manifest.json   signed manifest (rewritten only by an erasure: `amend_file`)
     registry/<model>/aliases/<alias>.json               {"version": n, "history": [...]}, moved by CAS
+    registry/<model>/erasures.json                      the data subjects erased, and the versions trained on them
     sealed/<ab>/<sha256>                                 the encrypted files a manifest lists
 
 A version's manifest lists every file's SHA-256 and carries lineage, metrics and the gate
@@ -88,6 +89,45 @@ class Registry:
         files = {n: sealed.get(manifest["files"][n]["sha256"], name=f"{model}/v{version}/{n}") for n in wanted}
         check_files({"files": {n: manifest["files"][n] for n in wanted}}, files, f"{model} v{version}")
         return manifest, files
+
+    def amend_file(self, model: str, version: int, name: str, data: bytes, amendment: dict) -> dict:
+        """Replace file `name` of a version with `data` (an erasure), sealed anew: the manifest lists the new hash and
+        the amendment and is signed again; the old sealed object is deleted unless another version lists it."""
+        key = self._manifest_key(model, version)
+        manifest = self.manifest(model, version)
+        old = manifest["files"][name]["sha256"]
+        digest = SealedArtifacts(self.store, self.vault, self.ledger).put(data, name=f"{model}/v{version}/{name}")
+        manifest["files"][name] = {**manifest["files"][name], "sha256": digest, "size": len(data)}
+        manifest["amendments"] = [*manifest.get("amendments", []), {**amendment, "file": name}]
+        self.store.put(key, canonical_json(sign_manifest(self.vault, manifest)), overwrite=True)
+        listed = {entry["sha256"] for m in self.models() for v in self.versions(m)
+                  for entry in self.manifest(m, v)["files"].values()}  # fmt: skip
+        if old not in listed:
+            self.store.delete(content_key(old, SEALED_PREFIX))
+        self.ledger.append("model.amended", f"{model}/v{version}", {"file": name, "old": old, "new": digest,
+                                                                   **amendment})  # fmt: skip
+        return manifest
+
+    def record_erasure(self, model: str, subject: str, versions: list[int]) -> dict:
+        """Mark the versions trained on an erased subject (`subject`: its salted hash); the document."""
+        key = f"{PREFIX}/{model}/erasures.json"
+        for _ in range(10):
+            raw = self.store.get(key) if self.store.exists(key) else None
+            erasures = json.loads(raw)["erasures"] if raw else []
+            if any(e["subject"] == subject for e in erasures):
+                return {"erasures": erasures}
+            erasures.append({"subject": subject, "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                             "versions": versions})  # fmt: skip
+            try:
+                self.store.swap(key, raw, canonical_json({"erasures": erasures}))
+            except ConcurrentUpdate:
+                continue
+            return {"erasures": erasures}
+        raise ConcurrentUpdate(f"could not record the erasure in {key} after 10 tries")
+
+    def erasures(self, model: str) -> list[dict]:
+        key = f"{PREFIX}/{model}/erasures.json"
+        return json.loads(self.store.get(key))["erasures"] if self.store.exists(key) else []
 
     # Aliases ----------------------------------------------------------------------------
 

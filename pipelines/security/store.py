@@ -72,6 +72,10 @@ class ArtifactStore(ABC):
         """Every complete object's key under `prefix`, sorted."""
 
     @abstractmethod
+    def delete(self, key: str) -> bool:
+        """Remove `key` (an erasure, or data past its retention); whether it was there."""
+
+    @abstractmethod
     def swap(self, key: str, expected: bytes | None, new: bytes) -> None:
         """Compare-and-swap: replace `key` with `new` only if it still holds `expected` (None: absent).
 
@@ -130,6 +134,12 @@ class LocalStore(ArtifactStore):
             if current != expected:
                 raise ConcurrentUpdate(f"{self.uri}/{key} changed since it was read; read it again and retry")
             self._write(key, new, overwrite=True)
+
+    def delete(self, key: str) -> bool:
+        path = self._path(key)
+        existed = path.is_file()
+        path.unlink(missing_ok=True)
+        return existed
 
     def get(self, key: str) -> bytes:
         try:
@@ -245,6 +255,12 @@ class S3Store(ArtifactStore):
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return False
             raise
+
+    def delete(self, key: str) -> bool:
+        self.check_residency()
+        existed = self.exists(key)
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        return existed
 
     def keys(self, prefix: str = "") -> list[str]:
         full = self._key(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")

@@ -42,6 +42,7 @@ ROLES = {
     "evaluation": ("airflow", "evaluation"),
     "serving": ("serving",),
     "operator": ("operator",),
+    "privacy": ("airflow", "privacy"),  # data subjects' requests: platform erase, platform objection
 }
 TOKEN_LIFETIME = {"token_ttl": "1h", "token_max_ttl": "8h"}
 START_TIMEOUT_S = 30.0

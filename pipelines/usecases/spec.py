@@ -421,6 +421,10 @@ class UseCase(_Section):
             problems.append(f"join_keys {sorted(s.join_keys)} differ from features.join_keys {sorted(f.join_keys)}")
         if s.replay.table not in self.sources.partitioned:
             problems.append(f"replay.table {s.replay.table!r} is not a day-partitioned source table")
+        if s.decision == "decision":
+            problems.append(
+                "decision may not be called `decision`: every answer has that field (model or human_review)"
+            )
         if (s.decision is None) != (self.task == "regression"):
             problems.append("decision names a binary model's yes/no answer: required for one, refused for a regressor")
         if problems:

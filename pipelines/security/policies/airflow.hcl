@@ -7,3 +7,8 @@ path "platform/data/airflow/connections/*" {
 path "platform/data/airflow/variables/*" {
   capabilities = ["read"]
 }
+
+# Landing leaves out the subjects erased since (hashes only).
+path "platform/data/governance/+/erased" {
+  capabilities = ["read"]
+}

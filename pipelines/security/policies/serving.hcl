@@ -25,3 +25,8 @@ path "platform/data/airflow/variables/pii_salt" {
 path "platform/data/airflow/connections/platform_postgres*" {
   capabilities = ["read"]
 }
+
+# The subjects who object to automated decisions (hashes only): answered human_review, never scored.
+path "platform/data/governance/+/objections" {
+  capabilities = ["read"]
+}
