@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipelines.commands import alerting as alerting_commands
+from pipelines.commands import governance as governance_commands
 from pipelines.commands import stream as stream_commands
 from pipelines.errors import PlatformError
 from pipelines.settings import REPO_ROOT, Settings, get_settings, settings_environment
@@ -415,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(handler=cmd_keys)
     stream_commands.add_commands(commands)
     alerting_commands.add_commands(commands)
+    governance_commands.add_commands(commands)
     return parser
 
 
@@ -593,7 +595,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in AUTHORING_COMMANDS:
             args.handler(args)
             return 0
-        with _vault_for_process("operator" if args.command in OPERATOR_COMMANDS else "training"):
+        role = ("operator" if args.command in OPERATOR_COMMANDS else
+                "privacy" if args.command in governance_commands.PRIVACY_COMMANDS else "training")  # fmt: skip
+        with _vault_for_process(role):
             args.handler(args)
     except PlatformError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Airflow UI plugin: a Models page (nav entry "Models") listing the incidents with their runbooks, then
 every model's versions, gate decisions, aliases, the live deployment plan, lineage and the latest drift
-reports.
+reports, and each use case's compliance evidence.
 
 Airflow does not authenticate plugin FastAPI apps: every route here requires a logged-in Airflow
 user (the same JWT the UI holds in its cookie, or a Bearer token), like every other page.
@@ -52,6 +52,22 @@ def report(path: str) -> FileResponse:
     if not any(target.is_relative_to(root.resolve()) for root in report_roots(settings)) or not target.is_file():
         raise HTTPException(404, f"no report at {path}")
     return FileResponse(target, media_type="text/html" if target.suffix == ".html" else None)
+
+
+@app.get("/compliance/{model}", response_class=HTMLResponse)
+def compliance(model: str) -> str:
+    """The use case's compliance evidence (pipelines/governance/evidence.py), checked as it is built."""
+    from pipelines.errors import PlatformError
+    from pipelines.governance.evidence import evidence, render_html
+    from pipelines.usecases.spec import available
+
+    settings = _settings()
+    if model not in available(settings.usecases_dir):
+        raise HTTPException(404, f"no use case {model}")
+    try:
+        return render_html(evidence(settings, model))
+    except PlatformError as exc:
+        raise HTTPException(409, str(exc)) from None
 
 
 @app.get("/runbooks/{name}", response_class=PlainTextResponse)

@@ -38,7 +38,7 @@ def logged_fields(usecase: UseCase) -> list[str]:
 class ParquetLog:
     def __init__(self, settings: Settings, usecase: UseCase) -> None:
         self.root = settings.data_root / "predictions" / usecase.name
-        self.entity_id = usecase.features.entity_id
+        self.entity_id, self.time = usecase.features.entity_id, usecase.serving.time
 
     def __str__(self) -> str:
         return str(self.root)
@@ -66,6 +66,24 @@ class ParquetLog:
             temp = path.with_name(f".{path.name}.tmp")
             pq.write_table(table.filter(pc.invert(hit)), temp)
             os.replace(temp, path)
+            removed += count
+        return removed
+
+    def delete_before(self, day: dt.date) -> int:
+        """Remove the answers to items whose local time is before `day` (retention); how many."""
+        import pyarrow.compute as pc
+
+        removed, bound = 0, pa.scalar(dt.datetime.combine(day, dt.time()), pa.timestamp("us"))
+        for path in sorted(self.root.glob("date=*/*.parquet")):
+            table = pq.read_table(path)
+            old = pc.fill_null(pc.less(pc.cast(table[self.time], pa.timestamp("us")), bound), False)
+            count = pc.sum(old).as_py() or 0
+            if count == table.num_rows:
+                path.unlink()
+            elif count:
+                temp = path.with_name(f".{path.name}.tmp")
+                pq.write_table(table.filter(pc.invert(old)), temp)
+                os.replace(temp, path)
             removed += count
         return removed
 
@@ -136,6 +154,17 @@ class PostgresLog:
             with con, con.cursor() as cursor:
                 cursor.execute(f"DELETE FROM {self.TABLE} WHERE usecase = %s AND entity_id = ANY(%s)",  # nosec B608 # a class constant; values are bound
                                (self.usecase.name, sorted(set(entity_ids))))  # fmt: skip
+                return cursor.rowcount
+        finally:
+            con.close()
+
+    def delete_before(self, day: dt.date) -> int:
+        """Remove the answers to items whose local time is before `day` (retention); how many."""
+        con = self._connect()
+        try:
+            with con, con.cursor() as cursor:
+                cursor.execute(f"DELETE FROM {self.TABLE} WHERE usecase = %s AND request_time < %s",  # nosec B608 # a class constant; values are bound
+                               (self.usecase.name, dt.datetime.combine(day, dt.time())))  # fmt: skip
                 return cursor.rowcount
         finally:
             con.close()

@@ -66,6 +66,12 @@ values. A day the batch has not built yet is left to the ingest DAG's reconcile_
 after the build. Run it by hand for one day with `{"day": "YYYY-MM-DD"}`."""
 
 
+HOUSEKEEPING_DOC = """Housekeeping of the day (the spec's `retention`, counted back from this run's day): raw partitions
+older than `raw_days`, logged answers to items older than `prediction_log_days` and model versions beyond the
+newest `registry_versions` are deleted; a raw partition in the lineage of the live champion or challenger, and
+those versions themselves, are kept (the run's log and the ledger say so). Every deletion is a ledger record."""
+
+
 def usecase(name: str) -> UseCase:
     """The spec as this platform runs it (PLATFORM_USECASE_OVERRIDES applied); a bad spec fails the parse."""
     return resolve_usecase(get_settings(), name)
@@ -218,6 +224,39 @@ def reconciliation_dag(name: str) -> DAG:
         reconcile()
 
     return reconciliation()
+
+
+def housekeeping_dag(name: str) -> DAG:
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    spec = usecase(name)
+    tz = spec.tz
+
+    @dag(
+        dag_id=spec.dag_id("housekeeping"),
+        schedule=CronDataIntervalTimetable("0 4 * * *", timezone=spec.timezone),  # after the night's ingest
+        start_date=_midnight(spec.ingest.first_day, spec),
+        catchup=False,
+        max_active_runs=1,
+        default_args=_args(spec, 1, pendulum.duration(minutes=5), pendulum.duration(hours=1)),
+        tags=[spec.name, "governance", "retention"],
+        doc_md=_doc(spec, "housekeeping", HOUSEKEEPING_DOC),
+    )
+    def housekeeping():
+        @task
+        def housekeep(logical_date=None) -> dict:
+            from dataclasses import asdict
+
+            from pipelines.governance.retention import housekeep
+
+            settings = get_settings()
+            done = housekeep(settings, resolve_usecase(settings, name), logical_date.astimezone(tz).date())
+            print(done.render())
+            return asdict(done)
+
+        housekeep()
+
+    return housekeeping()
 
 
 def training_dag(name: str) -> DAG:

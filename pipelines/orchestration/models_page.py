@@ -54,7 +54,8 @@ def _variants(variants: list[dict]) -> str:
 def _model_section(settings: Settings, reg: Registry, model: str) -> str:
     aliases = {a: (reg.alias(model, a) or {}).get("version") for a in ("champion", "challenger")}
     plan, _ = read_plan(reg, model)
-    parts = [f"<h2>{_esc(model)}</h2>"]
+    parts = [f"<h2>{_esc(model)}</h2>", f'<p><a href="compliance/{_esc(model)}">Compliance evidence</a> (residency, '
+             "lineage, decrypts, decisions, model cards; verified as it opens)</p>"]  # fmt: skip
     if plan:
         live = ", ".join(f"{_esc(v.name)} v{v.version} {v.weight:g}%" for v in plan.variants)
         shadow = f"; shadow {_esc(plan.shadow.name)} v{plan.shadow.version}" if plan.shadow else ""

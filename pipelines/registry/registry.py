@@ -108,6 +108,20 @@ class Registry:
                                                                    **amendment})  # fmt: skip
         return manifest
 
+    def delete_version(self, model: str, version: int) -> None:
+        """Delete a version past its retention: its sealed files (unless another version lists them), then its
+        manifest; audited. A version an alias points at is refused."""
+        for alias in ALIASES:
+            if (self.alias(model, alias) or {}).get("version") == version:
+                raise RegistryError(f"{model} v{version} is the {alias}: move the alias before deleting it")
+        files = {entry["sha256"] for entry in self.manifest(model, version)["files"].values()}
+        others = {entry["sha256"] for m in self.models() for v in self.versions(m) if (m, v) != (model, version)
+                  for entry in self.manifest(m, v)["files"].values()}  # fmt: skip
+        for digest in sorted(files - others):
+            self.store.delete(content_key(digest, SEALED_PREFIX))
+        self.store.delete(self._manifest_key(model, version))
+        self.ledger.append("model.deleted", f"{model}/v{version}", {"files": len(files - others)})
+
     def record_erasure(self, model: str, subject: str, versions: list[int]) -> dict:
         """Mark the versions trained on an erased subject (`subject`: its salted hash); the document."""
         key = f"{PREFIX}/{model}/erasures.json"

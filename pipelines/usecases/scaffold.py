@@ -2,7 +2,7 @@
 
 It writes the spec (its raw table read from a package file, a database, an object store or the warehouse:
 templates/usecase/sources/<kind>.yaml), the Feast definitions, the dbt models (staging and marts, marked TODO),
-the expectation suite, the four one-call DAG files and a test file of the use case's own data tests.
+the expectation suite, the five one-call DAG files and a test file of the use case's own data tests.
 The skeleton is valid as written: its DAGs parse and pass the integrity tests at once, and its spec
 loads; its data tests fail until the author replaces the TODOs with the real source, models and
 suite (the README's "Add a use case" walks through it). Nothing is overwritten: a name whose files
@@ -21,7 +21,7 @@ from pipelines.errors import SettingsError
 from pipelines.usecases.spec import NAME
 
 TEMPLATES = Path(__file__).with_name("templates")
-DAG_KINDS = ("ingest", "training", "deploy", "monitoring")
+DAG_KINDS = ("ingest", "training", "deploy", "monitoring", "housekeeping")
 SOURCE_KINDS = ("package_file", "database", "object_store", "warehouse")
 
 

@@ -63,6 +63,7 @@ HYPERPARAMETERS: dict[str, dict[str, Any]] = {
 
 
 Task = Literal["binary_classification", "regression"]
+DagKind = Literal["ingest", "training", "deploy", "monitoring", "reconciliation", "housekeeping"]
 # The holdout metrics of each task (pipelines/evaluation/metrics.py) that a gate may bound.
 METRICS: dict[str, tuple[str, ...]] = {
     "binary_classification": ("roc_auc", "pr_auc", "log_loss", "log_loss_skill", "brier", "ece"),
@@ -466,7 +467,7 @@ class UseCase(_Section):
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    def dag_id(self, kind: Literal["ingest", "training", "deploy", "monitoring", "reconciliation"]) -> str:
+    def dag_id(self, kind: DagKind) -> str:
         return f"{self.name}_{kind}"
 
     def as_yaml(self) -> str:

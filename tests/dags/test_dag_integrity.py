@@ -35,9 +35,11 @@ def test_no_import_errors(dagbag):
 
 
 @pytest.mark.parametrize("name", available(USECASES_DIR))
-def test_every_use_case_has_its_four_dags_built_from_its_spec(dagbag, name):
+def test_every_use_case_has_its_five_dags_built_from_its_spec(dagbag, name):
+    from pipelines.usecases.scaffold import DAG_KINDS
+
     spec = load_usecase(USECASES_DIR, name)
-    for kind in ("ingest", "training", "deploy", "monitoring"):
+    for kind in DAG_KINDS:
         dag = dagbag.dags[spec.dag_id(kind)]
         assert name in dag.tags and dag.owner == spec.owner
         # the Airflow UI shows the spec the DAG was built from
@@ -46,6 +48,20 @@ def test_every_use_case_has_its_four_dags_built_from_its_spec(dagbag, name):
     assert training.timetable.timetable.summary == spec.training.schedule
     assert dagbag.dags[spec.dag_id("monitoring")].timetable.summary == spec.monitoring.schedule
     assert dagbag.dags[spec.dag_id("ingest")].max_active_runs == spec.ingest.max_active_runs
+
+
+def test_a_release_that_needs_approval_waits_on_an_approver_before_it_takes_traffic(dagbag):
+    """The flights' spec requires four eyes: the deploy DAG's release waits on the approval step."""
+    from pipelines.orchestration.approval import CandidateApproval
+
+    spec = load_usecase(USECASES_DIR, "flight_delay")
+    assert spec.deploy.approval == "required"
+    deploy = dagbag.dags[spec.dag_id("deploy")]
+    approve = deploy.get_task("approve")
+    assert isinstance(approve, CandidateApproval) and approve.response_timeout == spec.deploy.approval_timeout
+    assert "approve" in deploy.get_task("release").upstream_task_ids
+    bikes = dagbag.dags[load_usecase(USECASES_DIR, "bike_rentals").dag_id("deploy")]
+    assert "approve" not in bikes.task_ids  # its spec does not ask for an approval
 
 
 @pytest.mark.parametrize("name", available(USECASES_DIR))
@@ -65,10 +81,15 @@ def test_a_use_case_with_streams_is_reconciled_on_its_stream_days_asset_watched_
 
 
 def test_every_dag_is_documented_tagged_and_retried_with_a_timeout(dagbag):
+    from airflow.providers.standard.operators.hitl import HITLOperator
+
     for dag_id, dag in dagbag.dags.items():
         assert dag.tags, f"{dag_id} has no tags"
         assert dag.doc_md, f"{dag_id} has no documentation"
         for task in dag.tasks:
+            if isinstance(task, HITLOperator):  # a person's answer is not retried; no answer in time rejects
+                assert task.retries == 0 and task.response_timeout is not None, f"{dag_id}.{task.task_id}"
+                continue
             assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
             assert task.execution_timeout is not None, f"{dag_id}.{task.task_id} has no execution_timeout"
 

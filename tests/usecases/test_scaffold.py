@@ -15,7 +15,7 @@ import pytest
 from pipelines.cli import main
 from pipelines.errors import SettingsError
 from pipelines.settings import REPO_ROOT, load_settings
-from pipelines.usecases.scaffold import new_usecase
+from pipelines.usecases.scaffold import DAG_KINDS, new_usecase
 from pipelines.usecases.spec import load_usecase
 
 NAME = "taxi_fares"
@@ -43,7 +43,8 @@ def test_the_skeleton_has_every_part_of_a_use_case(scaffolded):
     mine = [p for p in scaffolded.rglob("*") if p.is_file() and ("taxi_fares" in p.name or "taxi_fares" in p.parts)]
     files = sorted(str(p.relative_to(scaffolded)) for p in mine)
     assert files == sorted([
-        "dags/taxi_fares_deploy.py", "dags/taxi_fares_ingest.py", "dags/taxi_fares_monitoring.py",
+        "dags/taxi_fares_deploy.py", "dags/taxi_fares_housekeeping.py", "dags/taxi_fares_ingest.py",
+        "dags/taxi_fares_monitoring.py",
         "dags/taxi_fares_training.py", "dbt/models/taxi_fares/marts/_taxi_fares__models.yml",
         "dbt/models/taxi_fares/marts/taxi_fares_daily.sql", "dbt/models/taxi_fares/marts/taxi_fares_rows.sql",
         "dbt/models/taxi_fares/staging/taxi_fares/_taxi_fares__sources.yml",
@@ -65,7 +66,7 @@ def test_its_dags_pass_the_integrity_checks(scaffolded):
     bag = json.loads(completed.stdout.strip().splitlines()[-1])
     assert bag["errors"] == {}
     spec = load_usecase(scaffolded / "usecases", NAME)
-    assert sorted(bag["dags"]) == sorted(spec.dag_id(kind) for kind in ("deploy", "ingest", "monitoring", "training"))
+    assert sorted(bag["dags"]) == sorted(spec.dag_id(kind) for kind in DAG_KINDS)
     for dag in bag["dags"].values():
         assert NAME in dag["tags"] and dag["owner"] == "TODO-team" and spec.as_yaml() in dag["doc"]
         assert dag["untimed"] == []
