@@ -561,7 +561,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
     print(replay(settings, resolve_usecase(settings, args.usecase), args.day, url, key, batch=args.batch).render())
 
 
-OPERATOR_COMMANDS = {"rotate-keys", "rewrap", "api-key"}
+OPERATOR_COMMANDS = {"rotate-keys", "rewrap", "api-key", "compliance-report"}
 AUTHORING_COMMANDS = {"new-usecase"}  # write files only: no Vault needed
 
 

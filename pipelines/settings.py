@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     vault_evaluation_secret_id: SecretStr | None = None
     vault_cacert: Path | None = Field(None, validation_alias=AliasChoices("PLATFORM_VAULT_CACERT", "VAULT_CACERT"))
     vault_port: int = Field(8200, ge=1, le=65535, description="Port of the platform's own OpenBao server.")
+    vault_audit_device: str = Field(
+        "file", description="The Vault audit device whose HMACs the compliance report matches decrypts against."
+    )
     audit_target: Literal["file", "postgres"] = Field(
         "file", description="Audit ledger: JSON lines under the data root, or a PostgreSQL table."
     )

@@ -27,6 +27,10 @@ from pipelines.settings import Settings
 DECISIONS = ("gate.decision", "model.registered", "model.rejected", "approval.", "alias.", "deployment.",
              "monitoring.", "incident.opened")  # fmt: skip
 MATCH_SECONDS = 10.0  # a ledger decrypt follows the Vault request behind it by at most this much
+# The Vault audit device HMACs what a request carries. Vault hashes any value with the same key on request
+# (sys/audit-hash), so each sealed artifact's wrapped data key is matched exactly to the audit entries that
+# decrypted it: a decrypt of this platform's artifacts that bypassed the ledger is found, one of another
+# platform sharing the Vault is not counted.
 CONTROLS = {
     "Residency": ["UAE PDPL (Federal Decree-Law 45/2021) Art. 22-23: cross-border transfer, data kept in the "
                   "allowed regions", "ISO/IEC 27001:2022 A.8.24: use of cryptography (sealed artifacts)"],
@@ -71,7 +75,8 @@ def evidence(settings: Settings, model: str, version: int | None = None, vault_a
             problems.append(f"{model} v{v}: its manifest does not verify: {exc}")
     vault_log = vault_audit or settings.audit_dir / "vault_audit.log"
     requests = _vault_decrypts(vault_log)
-    matched, unexplained = _match(records, requests or [])
+    ours = _audit_hashes(registry, settings.vault_audit_device) if requests is not None else {}
+    matched, unexplained = _match(records, [r for r in requests or [] if r["ciphertext"] in ours], ours)
     versions = {}
     for v, manifest in manifests.items():
         key = f"{model}/v{v}"
@@ -202,6 +207,20 @@ def _lineage(manifest: dict) -> dict:
     }
 
 
+def _audit_hashes(registry, device: str) -> dict[str, str]:
+    """{the audit device's HMAC of a sealed artifact's wrapped data key: where the artifact is}, for every sealed
+    artifact of this platform's store."""
+    from pipelines.security.artifacts import SEALED_PREFIX, Envelope
+
+    store, client = registry.store, registry.vault.client
+    ours = {}
+    for key in store.keys(SEALED_PREFIX):
+        where = f"{store.uri}/{key}"
+        wrapped = Envelope.from_bytes(store.get(key), where).header["wrapped_key"]
+        ours[client.sys.calculate_hash(path=device, input_to_hash=wrapped)["data"]["hash"]] = where
+    return ours
+
+
 def _vault_decrypts(path: Path) -> list[dict] | None:
     """The Vault audit device's requests to decrypt an artifact's data key, or None without its file."""
     if not path.is_file():
@@ -215,29 +234,26 @@ def _vault_decrypts(path: Path) -> list[dict] | None:
         request, auth = entry.get("request") or {}, entry.get("auth") or {}
         if entry.get("type") == "request" and request.get("path") == "transit/decrypt/artifacts":
             found.append({"time": entry["time"], "role": (auth.get("metadata") or {}).get("role_name"),
-                          "policies": auth.get("policies", []), "request_id": request.get("id")})  # fmt: skip
+                          "policies": auth.get("policies", []), "request_id": request.get("id"),
+                          "ciphertext": (request.get("data") or {}).get("ciphertext")})  # fmt: skip
     return found
 
 
-def _match(records: list[dict], requests: list[dict]) -> tuple[dict[int, dict], list[dict]]:
-    """Each ledger decrypt (by seq) matched to the latest unused Vault request at most MATCH_SECONDS before it;
-    and the Vault requests inside the ledger's decrypt period that no ledger decrypt explains."""
+def _match(records: list[dict], requests: list[dict], ours: dict[str, str]) -> tuple[dict[int, dict], list[dict]]:
+    """Each ledger decrypt (by seq) matched to the latest unused Vault request for the same artifact at most
+    MATCH_SECONDS before it; and the Vault decrypts of this platform's artifacts that no ledger record explains."""
     decrypts = sorted((r for r in records if r["action"] == "artifact.decrypt"), key=lambda r: r["time"])
     pool = sorted(requests, key=lambda e: e["time"])
     used: set[int] = set()
     matched: dict[int, dict] = {}
     for record in decrypts:
         at = _instant(record["time"])
-        near = [i for i, e in enumerate(pool) if i not in used and 0 <= (at - _instant(e["time"])).total_seconds()
-                <= MATCH_SECONDS]  # fmt: skip
+        near = [i for i, e in enumerate(pool) if i not in used and ours.get(e["ciphertext"]) == record["subject"]
+                and 0 <= (at - _instant(e["time"])).total_seconds() <= MATCH_SECONDS]  # fmt: skip
         if near:
             used.add(near[-1])
             matched[record["seq"]] = pool[near[-1]]
-    if not decrypts:
-        return matched, []
-    first = _instant(decrypts[0]["time"]) - dt.timedelta(seconds=MATCH_SECONDS)
-    last = _instant(decrypts[-1]["time"])
-    return matched, [e for i, e in enumerate(pool) if i not in used and first <= _instant(e["time"]) <= last]
+    return matched, [e for i, e in enumerate(pool) if i not in used]
 
 
 def _instant(text: str) -> dt.datetime:
