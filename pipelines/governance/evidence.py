@@ -253,7 +253,13 @@ def _match(records: list[dict], requests: list[dict], ours: dict[str, str]) -> t
         if near:
             used.add(near[-1])
             matched[record["seq"]] = pool[near[-1]]
-    return matched, [e for i, e in enumerate(pool) if i not in used]
+    if not records:
+        return matched, []
+    # Within the ledger's own period: the Vault may have served this store's artifacts before this ledger began
+    # (a data root restored elsewhere) or after its last record.
+    first = _instant(records[0]["time"]) - dt.timedelta(seconds=MATCH_SECONDS)
+    last = _instant(records[-1]["time"])
+    return matched, [e for i, e in enumerate(pool) if i not in used and first <= _instant(e["time"]) <= last]
 
 
 def _instant(text: str) -> dt.datetime:
