@@ -82,6 +82,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     serving = _serve_and_operate(settings, usecase, last, outcome, args)
     warehouse = settings.warehouse_path if settings.warehouse_target == "duckdb" else "PostgreSQL, schema marts"
     online = settings.feast_dir / "online_store.db" if settings.feast_env == "local" else settings.redis_url
+    compliance = _compliance_report(settings, usecase)
     ledger = audit_ledger(settings)
     chain = ledger.verify()
     vault = settings.vault_addr
@@ -98,7 +99,8 @@ def cmd_run(args: argparse.Namespace) -> None:
         f"  audit ledger        {ledger}: {chain.records} records, chain intact (`platform audit-verify`)\n"
         f"  secrets and keys    {vault}\n"
         f"  Airflow UI          `make up`, then http://127.0.0.1:{settings.airflow_api_port}\n"
-        f"  prediction log      {settings.data_root / 'predictions'}"
+        f"  prediction log      {settings.data_root / 'predictions'}\n"
+        f"  compliance evidence {compliance} (also on the Models page of the Airflow UI)"
     )
     if serving:
         print(f"\nWith `make up`, the champion answers at http://127.0.0.1:{settings.serving_port}:\n{serving}")
@@ -119,6 +121,25 @@ def _first_window(settings: Settings, usecase: UseCase, days: int) -> Settings:
     chosen = settings.usecase_overrides.get(usecase.name, {})
     shrunk = windows(days - validation - holdout, validation, holdout)
     return with_overrides(settings, usecase.name, {k: v for k, v in shrunk.items() if k not in chosen})
+
+
+def _compliance_report(settings: Settings, usecase: UseCase) -> str:
+    """The use case's compliance evidence pack, written as the operator (who may match the ledger's decrypts to the
+    Vault audit device) of the platform's own OpenBao; where it is, and whether it verified."""
+    from pydantic import SecretStr
+
+    from pipelines.governance.evidence import write_report
+    from pipelines.security.vault import issue_credentials, local_openbao
+
+    server = local_openbao(settings)
+    if settings.vault_addr != server.addr:
+        return "`platform compliance-report <use case> --out DIR`, as the operator of your Vault"
+    role_id, secret_id = issue_credentials(server.root(), "operator")
+    operator = settings.model_copy(update={"vault_role_id": role_id, "vault_secret_id": SecretStr(secret_id)})
+    out = settings.data_root / "compliance" / usecase.name
+    doc = write_report(operator, usecase.name, out, vault_audit=server.audit_file)
+    verdict = "verified" if doc["integrity"]["ok"] else "INTEGRITY FAILURE: " + "; ".join(doc["integrity"]["problems"])
+    return f"{out / 'compliance.html'} ({verdict})"
 
 
 def _serving_identity(settings):
