@@ -17,10 +17,32 @@ from pipelines.security.artifacts import SealedArtifacts
 from pipelines.security.audit import audit_ledger
 from pipelines.security.store import artifact_store
 from pipelines.security.vault import issue_credentials
+from pipelines.settings import REPO_ROOT
 from pipelines.usecases.spec import windows
 from serving.local import running_service
-from tests.conftest import FEW_DAYS_GATE, free_port, make_settings
+from tests.conftest import FEW_DAYS_GATE, free_port, make_settings, require_service
 from tests.integration.conftest import built  # noqa: F401  (a session fixture, shared)
+
+SCREENSHOTS = REPO_ROOT / "var" / "screenshots"  # what the browser tests saw, for the README
+
+
+@contextlib.contextmanager
+def chromium_page(width: int = 1440, height: int = 1000):
+    """A page of headless Chromium (Debian's, `make browser`), driven by Playwright, for the block."""
+    import os
+    from pathlib import Path
+
+    chromium = Path(os.environ.get("PLATFORM_CHROMIUM", "/usr/bin/chromium"))
+    require_service(chromium.exists(), f"no Chromium at {chromium} (make browser installs Debian's)")
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
+        try:
+            yield browser.new_page(viewport={"width": width, "height": height})
+        finally:
+            browser.close()
 
 
 def dags_test(settings, usecase, kind: str, day: dt.date) -> dict[str, str]:

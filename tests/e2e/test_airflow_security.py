@@ -16,6 +16,7 @@ from pipelines.security.audit import audit_ledger
 from pipelines.security.secrets import PII_SALT_VARIABLE, put_connection, variable
 from pipelines.settings import REPO_ROOT, Settings
 from tests.conftest import make_settings
+from tests.e2e.conftest import SCREENSHOTS, chromium_page
 
 pytestmark = pytest.mark.e2e
 BASE = "http://127.0.0.1:8080"  # PLATFORM_AIRFLOW_API_PORT, as make_settings leaves it
@@ -211,38 +212,23 @@ def test_the_models_page_needs_a_login_and_shows_the_registry(airflow_up, traine
 def test_the_models_page_renders_in_a_real_browser(airflow_up, trained_models):
     """Headless Chromium logs in through Airflow's login form, opens Models from the navigation and
     gets the page inside the Airflow UI; the screenshot is kept (var/screenshots/models_page.png)."""
-    import os
     import shutil
-    from pathlib import Path
-
-    from tests.conftest import require_service
-
-    chromium = Path(os.environ.get("PLATFORM_CHROMIUM", "/usr/bin/chromium"))
-    require_service(chromium.exists(), f"no Chromium at {chromium} (make browser installs Debian's)")
-    from playwright.sync_api import sync_playwright
 
     store, versions = trained_models
     shutil.copytree(store, airflow_up.settings.data_root / "artifacts", dirs_exist_ok=True)
-    shots = REPO_ROOT / "var" / "screenshots"
-    shots.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            page.goto(f"{BASE}/platform-models/")
-            assert "champion" not in page.content()  # no login, no registry
-            page.goto(f"{BASE}/")
-            page.fill("input[name=username]", "auditor")
-            page.fill("input[name=password]", airflow_up.passwords["auditor"])
-            page.keyboard.press("Enter")
-            nav = page.get_by_role("button", name="Models").or_(page.get_by_role("link", name="Models"))
-            nav.first.click(timeout=60_000)  # the plugin's entry in Airflow's navigation
-            page.wait_for_url("**/plugin/models/**")
-            frame = page.frame_locator("iframe").first
-            frame.get_by_text("champion").first.wait_for(timeout=60_000)
-            page.screenshot(path=str(shots / "models_page.png"), full_page=True)
-            text = frame.locator("body").inner_text()
-            assert f"v{versions['champion']}" in text and f"v{versions['challenger']}" in text
-            assert "FeatureService flight_delay" in text
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        page.goto(f"{BASE}/platform-models/")
+        assert "champion" not in page.content()  # no login, no registry
+        page.goto(f"{BASE}/")
+        page.fill("input[name=username]", "auditor")
+        page.fill("input[name=password]", airflow_up.passwords["auditor"])
+        page.keyboard.press("Enter")
+        nav = page.get_by_role("button", name="Models").or_(page.get_by_role("link", name="Models"))
+        nav.first.click(timeout=60_000)  # the plugin's entry in Airflow's navigation
+        page.wait_for_url("**/plugin/models/**")
+        frame = page.frame_locator("iframe").first
+        frame.get_by_text("champion").first.wait_for(timeout=60_000)
+        page.screenshot(path=str(SCREENSHOTS / "models_page.png"), full_page=True)
+        text = frame.locator("body").inner_text()
+        assert f"v{versions['champion']}" in text and f"v{versions['challenger']}" in text
+        assert "FeatureService flight_delay" in text

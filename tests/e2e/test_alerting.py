@@ -30,7 +30,7 @@ from serving.client import ServiceClient
 from serving.local import running_service, wait_ready
 from serving.replay import ReplayLoop, day_requests
 from tests.conftest import free_port, make_settings, require_service
-from tests.e2e.conftest import register_broken
+from tests.e2e.conftest import SCREENSHOTS, chromium_page, register_broken
 
 pytestmark = pytest.mark.e2e
 BURN = "alert:ServingAvailabilityBudgetBurn:flight_delay:availability"
@@ -80,27 +80,11 @@ def breach(champion, built, openbao, tmp_path):
 def _screenshot_alerts(prometheus: str) -> str:
     """Prometheus's alerts page (Debian ships the classic UI) in headless Chromium, kept as
     var/screenshots/prometheus_alerts.png; returns the page's text."""
-    import os
-    from pathlib import Path
-
-    from playwright.sync_api import sync_playwright
-
-    from pipelines.settings import REPO_ROOT
-
-    chromium = Path(os.environ.get("PLATFORM_CHROMIUM", "/usr/bin/chromium"))
-    require_service(chromium.exists(), f"no Chromium at {chromium} (make browser installs Debian's)")
-    shots = REPO_ROOT / "var" / "screenshots"
-    shots.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            page.goto(f"{prometheus}/classic/alerts")
-            page.get_by_text("ServingAvailabilityBudgetBurn").first.click()  # unfold the firing rule
-            page.screenshot(path=str(shots / "prometheus_alerts.png"), full_page=True)
-            return page.locator("body").inner_text()
-        finally:
-            browser.close()
+    with chromium_page(height=900) as page:
+        page.goto(f"{prometheus}/classic/alerts")
+        page.get_by_text("ServingAvailabilityBudgetBurn").first.click()  # unfold the firing rule
+        page.screenshot(path=str(SCREENSHOTS / "prometheus_alerts.png"), full_page=True)
+        return page.locator("body").inner_text()
 
 
 def _serve(settings, openbao, base: str, key: str, usecase, plan: DeploymentPlan) -> None:

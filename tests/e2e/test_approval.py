@@ -20,7 +20,7 @@ from serving.auth import create_key
 from serving.client import register_service
 from serving.local import wait_ready
 from tests.conftest import make_settings
-from tests.e2e.conftest import serve
+from tests.e2e.conftest import SCREENSHOTS, chromium_page, serve
 
 pytestmark = pytest.mark.e2e
 MODEL, DAG_ID = "flight_delay", "flight_delay_deploy"
@@ -44,7 +44,7 @@ def airflow(champion, openbao, tmp_path_factory):
         wait_ready(base)
         register_service(openbao.root, settings, urlparse(base).port, key)
         with local_airflow.services(settings, "api-server", "scheduler"):
-            yield settings, base, {u: _login(u, p) for u, p in passwords.items()}
+            yield settings, base, {u: _login(u, p) for u, p in passwords.items()}, passwords
 
 
 def _login(user: str, password: str) -> dict:
@@ -94,7 +94,7 @@ def _finished(headers: dict, run_id: str, timeout_s: float = 300) -> dict:
 
 
 def test_an_approver_other_than_whoever_started_it_releases_the_candidate(airflow, trained_models):
-    settings, base, users = airflow
+    settings, base, users, passwords = airflow
     version = trained_models[1]["challenger"]
     run_id = _release(users["alice"], version)
     asked = _waiting(users["bob"], run_id)
@@ -107,6 +107,15 @@ def test_an_approver_other_than_whoever_started_it_releases_the_candidate(airflo
     assert "and not alice (started its training or its release)" in asked["body"]
     assert [a["id"] for a in asked["assigned_users"]] == ["role:Approver", "not:alice"]
     assert [r["model"] for r in pending(settings)] == [f"{MODEL}/v{version}"]  # platform models approvals
+    with chromium_page() as page:  # what Bob sees in the Airflow UI: the run's Required Actions
+        page.goto(f"{BASE}/")
+        page.fill("input[name=username]", "bob")
+        page.fill("input[name=password]", passwords["bob"])
+        page.keyboard.press("Enter")
+        page.wait_for_load_state("networkidle")
+        page.goto(f"{BASE}/dags/{DAG_ID}/runs/{run_id}/tasks/approve/required_actions")
+        page.get_by_text(asked["subject"]).first.wait_for(timeout=60_000)
+        page.screenshot(path=str(SCREENSHOTS / "approval.png"), full_page=True)
     mine = _answer(users["alice"], run_id, "Approve")  # she holds the Approver role, but started this release
     assert mine.status_code == 403 and "separation of duties" in mine.text
     assert _answer(users["carol"], run_id, "Approve").status_code == 403  # no Approver role
@@ -124,7 +133,7 @@ def test_an_approver_other_than_whoever_started_it_releases_the_candidate(airflo
 
 
 def test_a_release_nobody_answers_in_time_is_rejected(airflow, trained_models):
-    settings, _, users = airflow
+    settings, _, users, _ = airflow
     run_id = _release(users["alice"], trained_models[1]["champion"])
     _waiting(users["bob"], run_id)
     run = _finished(users["bob"], run_id, timeout_s=TIMEOUT + 240)

@@ -33,7 +33,7 @@ from serving.auth import create_key
 from serving.local import wait_ready
 from serving.predictions import ParquetLog
 from tests.conftest import make_settings
-from tests.e2e.conftest import auth, flight, serve
+from tests.e2e.conftest import SCREENSHOTS, auth, chromium_page, flight, serve
 
 pytestmark = pytest.mark.e2e
 MODEL = "flight_delay"
@@ -187,6 +187,9 @@ def test_the_compliance_pack_verifies_itself_and_flags_what_does_not_hold(privat
     assert any(r["action"] == "gate.decision" for r in champion["decisions"])
     page = (tmp_path / "pack" / "compliance.html").read_text()
     assert "VERIFIED" in page and "UAE PDPL" in page and "ISO/IEC 42001 A.6.2.8" in page and "Art. 12" in page
+    with chromium_page(height=1200) as browser:  # as the auditor opens it
+        browser.goto((tmp_path / "pack" / "compliance.html").as_uri())
+        browser.screenshot(path=str(SCREENSHOTS / "compliance_report.png"), full_page=False)
     bom = json.loads((tmp_path / "pack" / f"mlbom-{MODEL}-v{versions['champion']}.cdx.json").read_text())
     model = bom["metadata"]["component"]
     assert bom["specVersion"] == "1.6" and model["type"] == "machine-learning-model" and model["modelCard"]
