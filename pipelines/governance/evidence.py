@@ -28,13 +28,13 @@ DECISIONS = ("gate.decision", "model.registered", "model.rejected", "approval.",
              "monitoring.", "incident.opened")  # fmt: skip
 MATCH_SECONDS = 10.0  # a ledger decrypt follows the Vault request behind it by at most this much
 # The Vault audit device HMACs what a request carries. Vault hashes any value with the same key on request
-# (sys/audit-hash), so each sealed artifact's wrapped data key is matched exactly to the audit entries that
-# decrypted it: a decrypt of this platform's artifacts that bypassed the ledger is found, one of another
+# (sys/audit-hash), so the wrapped data key each ledger decrypt names is matched exactly to the audit entry that
+# unwrapped it: a decrypt of this platform's artifacts that bypassed the ledger is found, one of another
 # platform sharing the Vault is not counted.
 CONTROLS = {
     "Residency": ["UAE PDPL (Federal Decree-Law 45/2021) Art. 22-23: cross-border transfer, data kept in the "
                   "allowed regions", "ISO/IEC 27001:2022 A.8.24: use of cryptography (sealed artifacts)"],
-    "Lineage": ["UAE PDPL Art. 7: processing controls (specified, validated data)",
+    "Lineage": ["UAE PDPL Art. 5: processing controls (a specified purpose, accurate data)",
                 "ISO/IEC 42001 A.7.5: data provenance", "EU AI Act Annex IV 2(d): data requirements"],
     "Decrypts": ["ISO/IEC 27001:2022 A.8.15: logging", "ISO/IEC 27001:2022 A.8.24: use of cryptography",
                  "UAE PDPL Art. 20: security of processing"],
@@ -42,7 +42,7 @@ CONTROLS = {
                   "UAE PDPL Art. 18: automated processing under human oversight (four-eyes approval)"],
     "Ledger": ["ISO/IEC 27001:2022 A.8.15: logs protected against tampering", "EU AI Act Art. 12"],
     "Model cards": ["EU AI Act Annex IV 1-3: description, development, performance and limits",
-                    "ISO/IEC 42001 A.6.2.8", "UAE PDPL Art. 15: information a data subject is owed"],
+                    "ISO/IEC 42001 A.6.2.8", "UAE PDPL Art. 13: the information a data subject may ask for"],
     "Data subjects": ["UAE PDPL Art. 15 (erasure), Art. 18 (objection to automated decisions): "
                       "platform erase / platform objection, in the ledger as subject.*"],
 }  # fmt: skip
@@ -75,8 +75,8 @@ def evidence(settings: Settings, model: str, version: int | None = None, vault_a
             problems.append(f"{model} v{v}: its manifest does not verify: {exc}")
     vault_log = vault_audit or settings.audit_dir / "vault_audit.log"
     requests = _vault_decrypts(vault_log)
-    ours = _audit_hashes(registry, settings.vault_audit_device) if requests is not None else {}
-    matched, unexplained = _match(records, [r for r in requests or [] if r["ciphertext"] in ours], ours)
+    hashes = _audit_hashes(registry, settings.vault_audit_device, records) if requests is not None else {}
+    matched, unexplained = _match(records, requests or [], hashes)
     versions = {}
     for v, manifest in manifests.items():
         key = f"{model}/v{v}"
@@ -207,18 +207,18 @@ def _lineage(manifest: dict) -> dict:
     }
 
 
-def _audit_hashes(registry, device: str) -> dict[str, str]:
-    """{the audit device's HMAC of a sealed artifact's wrapped data key: where the artifact is}, for every sealed
-    artifact of this platform's store."""
+def _audit_hashes(registry, device: str, records: list[dict]) -> dict[str, str]:
+    """{wrapped data key: the audit device's HMAC of it} for every data key of this platform's artifacts: those of
+    the sealed objects in the store now, and those the ledger's seal and decrypt records name (objects since
+    sealed anew by an erasure, rewrapped by a key rotation or deleted by retention)."""
     from pipelines.security.artifacts import SEALED_PREFIX, Envelope
 
     store, client = registry.store, registry.vault.client
-    ours = {}
-    for key in store.keys(SEALED_PREFIX):
-        where = f"{store.uri}/{key}"
-        wrapped = Envelope.from_bytes(store.get(key), where).header["wrapped_key"]
-        ours[client.sys.calculate_hash(path=device, input_to_hash=wrapped)["data"]["hash"]] = where
-    return ours
+    wrapped = {r["details"]["wrapped_key"] for r in records
+               if r["action"] in ("artifact.seal", "artifact.decrypt") and "wrapped_key" in r["details"]}  # fmt: skip
+    wrapped |= {Envelope.from_bytes(store.get(key), f"{store.uri}/{key}").header["wrapped_key"]
+                for key in store.keys(SEALED_PREFIX)}  # fmt: skip
+    return {w: client.sys.calculate_hash(path=device, input_to_hash=w)["data"]["hash"] for w in sorted(wrapped)}
 
 
 def _vault_decrypts(path: Path) -> list[dict] | None:
@@ -239,16 +239,17 @@ def _vault_decrypts(path: Path) -> list[dict] | None:
     return found
 
 
-def _match(records: list[dict], requests: list[dict], ours: dict[str, str]) -> tuple[dict[int, dict], list[dict]]:
-    """Each ledger decrypt (by seq) matched to the latest unused Vault request for the same artifact at most
-    MATCH_SECONDS before it; and the Vault decrypts of this platform's artifacts that no ledger record explains."""
+def _match(records: list[dict], requests: list[dict], hashes: dict[str, str]) -> tuple[dict[int, dict], list[dict]]:
+    """Each ledger decrypt (by seq) matched to the latest unused Vault request for the same data key at most
+    MATCH_SECONDS before it; and the Vault decrypts of this platform's data keys that no ledger record explains."""
     decrypts = sorted((r for r in records if r["action"] == "artifact.decrypt"), key=lambda r: r["time"])
-    pool = sorted(requests, key=lambda e: e["time"])
+    ours = set(hashes.values())
+    pool = sorted((e for e in requests if e["ciphertext"] in ours), key=lambda e: e["time"])
     used: set[int] = set()
     matched: dict[int, dict] = {}
     for record in decrypts:
-        at = _instant(record["time"])
-        near = [i for i, e in enumerate(pool) if i not in used and ours.get(e["ciphertext"]) == record["subject"]
+        at, hashed = _instant(record["time"]), hashes.get(record["details"].get("wrapped_key", ""))
+        near = [i for i, e in enumerate(pool) if i not in used and e["ciphertext"] == hashed
                 and 0 <= (at - _instant(e["time"])).total_seconds() <= MATCH_SECONDS]  # fmt: skip
         if near:
             used.add(near[-1])
@@ -331,6 +332,8 @@ def render_html(doc: dict) -> str:
             f"limits: {esc(card['limits']['scope'])}; gate "
             f"{'passed' if card['limits']['gate']['passed'] else 'REJECTED'}.</p>"
             + _table(["metric", "this version", "champion (same holdout)", "baseline"], _metrics(card))
+            + "<p>Calibration on the holdout (reliability bins):</p>"
+            + _table(["bin", "rows", "predicted", "observed"], card["metrics"]["holdout"].get("calibration") or [])
         )
         parts.append(f"<h3>Lineage</h3><p>Window {esc(json.dumps(lineage['window']))}; suites passed: "
                      f"{lineage['suites_passed']}; dbt manifest <code>{esc(str(lineage['dbt_manifest_sha256']))}</code>"
@@ -367,7 +370,7 @@ def render_html(doc: dict) -> str:
 def _metrics(card: dict) -> list[dict]:
     champion, baseline = card["metrics"]["champion_on_same_holdout"] or {}, card["metrics"]["baseline"] or {}
     return [{"metric": k, "this version": v, "champion (same holdout)": champion.get(k), "baseline": baseline.get(k)}
-            for k, v in card["metrics"]["holdout"].items()]  # fmt: skip
+            for k, v in card["metrics"]["holdout"].items() if not isinstance(v, list)]  # fmt: skip
 
 
 def _table(columns: list[str], rows: list[dict]) -> str:

@@ -203,7 +203,8 @@ class SealedArtifacts:
             envelope = seal(self.vault, data)
             self.store.put(key, envelope.to_bytes())
             self.ledger.append("artifact.seal", f"{self.store.uri}/{key}",
-                               {"name": name, "size": len(data), "key_version": envelope.key_version})  # fmt: skip
+                               {"name": name, "size": len(data), "key_version": envelope.key_version,
+                                "wrapped_key": envelope.header["wrapped_key"]})  # fmt: skip
         return digest
 
     def get(self, digest: str, *, name: str = "") -> bytes:
@@ -211,15 +212,18 @@ class SealedArtifacts:
         key = content_key(digest, SEALED_PREFIX)
         where = f"{self.store.uri}/{key}"
         envelope = Envelope.from_bytes(self.store.get(key), where)
+        # The wrapped data key (a Transit ciphertext, as public as the sealed object's header) ties this record to
+        # the Vault audit device's entry for the same decrypt (pipelines/governance/evidence.py).
+        details = {"name": name, "wrapped_key": envelope.header["wrapped_key"]}
         try:
             data = unseal(self.vault, envelope, where)
         except Exception as exc:
-            self.ledger.append("artifact.decrypt", where, {"name": name, "outcome": type(exc).__name__})
+            self.ledger.append("artifact.decrypt", where, {**details, "outcome": type(exc).__name__})
             raise
         if envelope.sha256 != digest:
-            self.ledger.append("artifact.decrypt", where, {"name": name, "outcome": "ArtifactTampered"})
+            self.ledger.append("artifact.decrypt", where, {**details, "outcome": "ArtifactTampered"})
             raise ArtifactTampered(f"{where}: holds content {envelope.sha256}, not {digest}")
-        self.ledger.append("artifact.decrypt", where, {"name": name, "outcome": "ok"})
+        self.ledger.append("artifact.decrypt", where, {**details, "outcome": "ok"})
         return data
 
     def rewrap_all(self) -> dict[str, int]:

@@ -21,7 +21,7 @@ from tests.conftest import FLIGHT_DELAY, free_port, make_settings, require_servi
 
 pytestmark = pytest.mark.e2e
 
-BROKER_URL = "redis://127.0.0.1:6379/11"  # a database of its own, emptied here
+BROKER_URL = "redis://127.0.0.1:6379/15"  # a database of its own, emptied here
 DAY = dt.date(2013, 1, 3)  # built by the batch (tests/integration/conftest.py BUILT_DAYS), then streamed
 DAG_ID = FLIGHT_DELAY.dag_id("reconciliation")
 
