@@ -188,9 +188,16 @@ def test_the_compliance_pack_verifies_itself_and_flags_what_does_not_hold(privat
     roles = {(d["details"]["name"].rpartition("/")[2], d["vault"]["role"]) for d in decrypts}  # each one matched
     # the model scored by evaluation and serving; the reference sample re-sealed by the privacy officer's erasure,
     # and read back by the erasure test
-    assert {("model.onnx", "evaluation"), ("model.onnx", "serving")} <= roles <= {
-        ("model.onnx", "evaluation"), ("model.onnx", "serving"), ("reference.parquet", "privacy"),
-        ("reference.parquet", "evaluation")}
+    assert (
+        {("model.onnx", "evaluation"), ("model.onnx", "serving")}
+        <= roles
+        <= {
+            ("model.onnx", "evaluation"),
+            ("model.onnx", "serving"),
+            ("reference.parquet", "privacy"),
+            ("reference.parquet", "evaluation"),
+        }
+    )
     assert any(r["action"] == "gate.decision" for r in champion["decisions"])
     page = (tmp_path / "pack" / "compliance.html").read_text()
     assert "VERIFIED" in page and "UAE PDPL" in page and "ISO/IEC 42001 A.6.2.8" in page and "Art. 12" in page
