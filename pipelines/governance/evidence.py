@@ -35,6 +35,7 @@ CONTROLS = {
     "Residency": ["UAE PDPL (Federal Decree-Law 45/2021) Art. 22-23: cross-border transfer, data kept in the "
                   "allowed regions", "ISO/IEC 27001:2022 A.8.24: use of cryptography (sealed artifacts)"],
     "Lineage": ["UAE PDPL Art. 5: processing controls (a specified purpose, accurate data)",
+                "UAE PDPL Art. 7: the controller's record of the personal data it processes",
                 "ISO/IEC 42001 A.7.5: data provenance", "EU AI Act Annex IV 2(d): data requirements"],
     "Decrypts": ["ISO/IEC 27001:2022 A.8.15: logging", "ISO/IEC 27001:2022 A.8.24: use of cryptography",
                  "UAE PDPL Art. 20: security of processing"],
