@@ -211,7 +211,10 @@ def test_the_model_service_serves_the_regressor_at_its_own_route(served, openbao
     assert (report.sent, report.answered, report.failed) == (24, 24, 0)
     hours = day_requests(settings, SPEC, SERVED_DAY)
     answer = httpx.post(f"{base}/bike_rentals/predict", json={"hours": hours[8:10]}, headers=auth(key)).json()
-    assert [sorted(p) for p in answer["predictions"]] == [["hour_id", "model_version", "prediction", "variant"]] * 2
+    assert [sorted(p) for p in answer["predictions"]] == [
+        ["decision", "hour_id", "model_version", "prediction", "variant"]
+    ] * 2
+    assert {p["decision"] for p in answer["predictions"]} == {"model"}  # bike hours have no data subject
     assert all(p["prediction"] > 0 for p in answer["predictions"])
     log = predictions.read(settings, SPEC)
     row = log[log.request_id == answer["request_id"]].iloc[0]
