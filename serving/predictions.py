@@ -103,21 +103,22 @@ class ParquetLog:
 class PostgresLog:
     TABLE = "serving.predictions"
     COLUMNS = ("request_id", "logged_at", "usecase", "entity_id", "request_time", "variant", "assigned_variant",
-               "model_version", "prediction", "decision", "error", "score_ms", "latency_ms", "caller", "fields",
-               "feature_names", "feature_values")  # fmt: skip
+               "model_version", "prediction", "decision", "decided_by", "error", "score_ms", "latency_ms", "caller",
+               "fields", "feature_names", "feature_values")  # fmt: skip
     DDL = f"""
         CREATE SCHEMA IF NOT EXISTS serving;
         CREATE TABLE IF NOT EXISTS {TABLE} (
             request_id text NOT NULL, logged_at timestamptz NOT NULL, usecase text NOT NULL,
             entity_id text NOT NULL, request_time timestamp, variant text NOT NULL,
-            assigned_variant text NOT NULL, model_version integer NOT NULL, prediction double precision,
-            decision boolean, error text NOT NULL, score_ms double precision, latency_ms double precision,
-            caller text, fields jsonb NOT NULL, feature_names text[] NOT NULL,
+            assigned_variant text NOT NULL, model_version integer, prediction double precision,
+            decision boolean, decided_by text, error text NOT NULL, score_ms double precision,
+            latency_ms double precision, caller text, fields jsonb NOT NULL, feature_names text[] NOT NULL,
             feature_values double precision[] NOT NULL
         );
         CREATE INDEX IF NOT EXISTS predictions_usecase_logged_at ON {TABLE} (usecase, logged_at);
-        -- A human_review answer (a subject objecting to automated decisions) has no model version.
+        -- Tables made before objections: a human_review answer has no model version, and says who decided.
         ALTER TABLE {TABLE} ALTER COLUMN model_version DROP NOT NULL;
+        ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS decided_by text;
     """
 
     def __init__(self, settings: Settings, usecase: UseCase) -> None:
@@ -142,10 +143,11 @@ class PostgresLog:
         return con
 
     def _names(self) -> dict[str, str | None]:
-        """The generic column of each of the use case's own names."""
+        """The generic column of each of the use case's own names, and of the answer's `decision` (model or
+        human_review: who decided; the generic `decision` column holds the use case's own decision)."""
         u = self.usecase
-        return {"entity_id": u.features.entity_id, "request_time": u.serving.time,
-                "prediction": u.prediction_column, "decision": u.serving.decision}  # fmt: skip
+        return {"entity_id": u.features.entity_id, "request_time": u.serving.time, "prediction": u.prediction_column,
+                "decision": u.serving.decision, "decided_by": "decision"}  # fmt: skip
 
     def delete(self, entity_ids: list[str]) -> int:
         """Remove the rows of these items (an erasure); how many."""

@@ -68,6 +68,7 @@ class ReplayReport:
     sent: int
     answered: int
     failed: int
+    human_review: int  # answered `human_review`, unscored: their subject objects to automated decisions
     p50_ms: float
     p99_ms: float
     mean_answer: float  # the share answered yes (a decision), or the mean prediction
@@ -78,8 +79,8 @@ class ReplayReport:
         answered = (f"predicted {self.answer}: {self.mean_answer:.1%}" if self.decision
                     else f"mean {self.answer}: {self.mean_answer:.4g}")  # fmt: skip
         return (
-            f"{self.answered}/{self.sent} {self.batch} answered ({self.failed} failed), request p50 "
-            f"{self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, {answered}"
+            f"{self.answered}/{self.sent} {self.batch} answered ({self.failed} failed, {self.human_review} for "
+            f"human review), request p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, {answered}"
         )
 
 
@@ -100,7 +101,7 @@ def replay(
     requests = day_requests(settings, usecase, day)
     serving = usecase.serving
     answer = serving.decision or usecase.prediction_column
-    latencies, answers, answered, failed = [], [], 0, 0
+    latencies, answers, answered, failed, reviewed = [], [], 0, 0, 0
     with httpx.Client(
         base_url=base, headers={"Authorization": f"Bearer {api_key}"}, timeout=60, verify=verify
     ) as client:
@@ -114,7 +115,9 @@ def replay(
                 latencies.append((time.perf_counter() - started) * 1000)
                 if response.status_code == 200:
                     answered += len(chunk)
-                    answers += [float(p[answer]) for p in response.json()["predictions"]]
+                    predictions = response.json()["predictions"]
+                    answers += [float(p[answer]) for p in predictions if p["decision"] == "model"]
+                    reviewed += sum(p["decision"] == "human_review" for p in predictions)
                 else:
                     failed += len(chunk)
     return ReplayReport(
@@ -123,6 +126,7 @@ def replay(
         len(requests),
         answered,
         failed,
+        reviewed,
         float(np.percentile(latencies, 50)),
         float(np.percentile(latencies, 99)),
         float(np.mean(answers)) if answers else 0.0,

@@ -99,26 +99,32 @@ def serve(settings, openbao, tmp_path, ssl=None):
 NOISY_DAYS_TOLERANCE = {"gate.tolerance_abs": 0.02}
 
 
-@pytest.fixture(scope="session")
-def trained_models(built, tmp_path_factory):  # noqa: F811
-    """An artifact store holding champion v1 (XGBoost fitted on the 2 days before the holdout) and challenger v2
-    (fitted on 3), judged by the gate against v1 on the same holdout day and passed (NOISY_DAYS_TOLERANCE): a
-    model the gate lets replace the one it would. Both are admitted by the gate of FEW_DAYS_GATE."""
-    store = tmp_path_factory.mktemp("models") / "store"
+def train_champion_and_challenger(data_root, store, days: list[dt.date]) -> dict[str, int]:
+    """Champion v1 (XGBoost fitted on the 2 days before the holdout, the last of `days`) and challenger v2 (fitted
+    on 3), registered in `store` by the platform at `data_root`, judged by the gate against v1 on the same holdout
+    day and passed (NOISY_DAYS_TOLERANCE): a model the gate lets replace the one it would. Both are admitted by the
+    gate of FEW_DAYS_GATE."""
     versions = {}
     for alias, train_days in (("champion", 2), ("challenger", 3)):
         gate = {**FEW_DAYS_GATE, **NOISY_DAYS_TOLERANCE}
         settings = make_settings(
-            built.settings.data_root,
+            data_root,
             artifact_store_uri=store.as_uri(),
             usecase_overrides={"flight_delay": {**windows(train_days, 1, 1), **gate}},
         )
-        folder = training.prepare_run(settings, "flight_delay", built.days[-1], f"e2e-{alias}")
+        folder = training.prepare_run(settings, "flight_delay", days[-1], f"e2e-{alias}")
         training.train_candidate(settings, folder, "xgboost")
         outcome = training.gate_and_register(settings, folder, ["xgboost"])
         assert outcome.get(alias), outcome
         versions[alias] = outcome[alias]
-    return store, versions
+    return versions
+
+
+@pytest.fixture(scope="session")
+def trained_models(built, tmp_path_factory):  # noqa: F811
+    """An artifact store holding the built platform's champion v1 and challenger v2."""
+    store = tmp_path_factory.mktemp("models") / "store"
+    return store, train_champion_and_challenger(built.settings.data_root, store, built.days)
 
 
 @pytest.fixture(scope="module")

@@ -27,13 +27,13 @@ from pipelines.orchestration.training import REFERENCE_FILE
 from pipelines.registry.registry import Registry
 from pipelines.security.audit import audit_ledger
 from pipelines.security.store import artifact_store
-from pipelines.security.vault import issue_credentials
+from pipelines.security.vault import KV_MOUNT, issue_credentials
 from pipelines.usecases.spec import resolve_usecase
 from serving.auth import create_key
 from serving.local import wait_ready
 from serving.predictions import ParquetLog
 from tests.conftest import make_settings
-from tests.e2e.conftest import SCREENSHOTS, auth, chromium_page, flight, serve
+from tests.e2e.conftest import SCREENSHOTS, auth, chromium_page, flight, serve, train_champion_and_challenger
 
 pytestmark = pytest.mark.e2e
 MODEL = "flight_delay"
@@ -46,23 +46,32 @@ def _as(settings, openbao, role: str):
 
 
 @pytest.fixture(scope="module")
-def governed(built, trained_models, openbao, tmp_path_factory):
-    """A private copy of the built platform and of the trained registry, a subject who flew on the built days,
-    and the predictions the service logged for some of its flights and others'."""
+def governed(built, openbao, tmp_path_factory):
+    """A platform of its own: the built platform's data (not its ledger) and a champion and challenger trained
+    here, so that this ledger alone explains the Vault's decrypts of its artifacts' data keys (a copy of the shared
+    trained store would be decrypted by other modules, rightly a problem for this ledger). A subject who flew on
+    the built days, and predictions the service logged for some of its flights and others'. Afterwards the Vault,
+    shared by the session, forgets the subject's erasure and objection."""
     root = tmp_path_factory.mktemp("governed")
-    shutil.copytree(built.settings.data_root, root / "var")
-    shutil.copytree(trained_models[0], root / "store")
+    source = built.settings.data_root
+    shutil.copytree(source, root / "var", ignore=lambda d, _: ["audit", "training"] if d == str(source) else [])
+    versions = train_champion_and_challenger(root / "var", root / "store", built.days)
     settings = make_settings(root / "var", artifact_store_uri=(root / "store").as_uri())
     usecase = resolve_usecase(settings, MODEL)
     flights = pq.read_table(partition_path(settings, "flights", built.days[1])).to_pandas()
     tailnum = flights["tailnum"].value_counts().index[0]  # the busiest plane of the day
     ids = [f"{built.days[1]}-{r.carrier}{r.flight}-{r.origin}" for r in flights.itertuples()]
-    log = ParquetLog(settings, usecase)
     mine = [i for i, t in zip(ids, flights["tailnum"], strict=True) if t == tailnum]
-    log.write("before-erasure", [{"flight_id": i, "scheduled_departure": pd.Timestamp(built.days[1]),
-                                  "probability": 0.3, "model_version": 1, "variant": "champion", "error": ""}
-                                 for i in [*mine, *ids[:5]]])  # fmt: skip
-    return settings, usecase, tailnum, mine, trained_models[1]
+    ParquetLog(settings, usecase).write(
+        "before-erasure",
+        [{"flight_id": i, "scheduled_departure": pd.Timestamp(built.days[1]), "probability": 0.3, "model_version": 1,
+          "variant": "champion", "decision": "model", "error": ""} for i in [*mine, *ids[:5]]],
+    )  # fmt: skip
+    yield settings, usecase, tailnum, mine, versions
+    for register in ("erased", "objections"):
+        openbao.root.client.secrets.kv.v2.delete_metadata_and_all_versions(
+            f"governance/{MODEL}/{register}", mount_point=KV_MOUNT
+        )
 
 
 def _digests(root) -> dict[str, str]:
@@ -88,14 +97,26 @@ def _found_in_warehouse(settings, values: list[str]) -> list[str]:
     return found
 
 
-def test_an_erased_subject_is_found_nowhere_in_clear_or_hashed(governed, openbao):
+def _flights_of(settings, tailnum: str, days: list[dt.date]) -> list[str]:
+    """The ids of the plane's flights on the landed days."""
+    ids = []
+    for day in days:
+        flights = pq.read_table(partition_path(settings, "flights", day)).to_pandas()
+        ids += [f"{day}-{r.carrier}{r.flight}-{r.origin}" for r in flights[flights["tailnum"] == tailnum].itertuples()]
+    return ids
+
+
+def test_an_erased_subject_is_found_nowhere_in_clear_or_hashed(governed, openbao, built):
     settings, usecase, tailnum, mine, versions = governed
     privacy = _as(settings, openbao, "privacy")
     hashed = subject_hash(privacy, tailnum)
     assert _found_in_warehouse(settings, [tailnum, hashed]), "the subject is there before"
+    flown = _flights_of(settings, tailnum, built.days)
+    logged = int(ParquetLog(settings, usecase).read()["flight_id"].isin(flown).sum())  # the fixture's, and others'
+    assert set(mine) <= set(flown) and logged >= len(mine)
     erasure = erase(privacy, usecase, tailnum)
     assert erasure.changed and erasure.raw_partitions and erasure.online_rows > 0
-    assert erasure.prediction_rows == len(mine) and sorted(erasure.affected_versions) == sorted(versions.values())
+    assert erasure.prediction_rows == logged and sorted(erasure.affected_versions) == sorted(versions.values())
     # raw: every landed file, every string column
     for path in settings.raw_dir.rglob("*.parquet"):
         frame = pq.read_table(path).to_pandas()
@@ -115,7 +136,7 @@ def test_an_erased_subject_is_found_nowhere_in_clear_or_hashed(governed, openbao
                                (hashed.encode(),)).fetchone()[0]  # fmt: skip
             assert hits == 0, table
     # the prediction log: none of its items' answers
-    assert not ParquetLog(settings, usecase).read()["flight_id"].isin(mine).any()
+    assert not ParquetLog(settings, usecase).read()["flight_id"].isin(flown).any()
     # the registered reference samples: sealed anew without its items, signed again with the erasure listed
     ledger = audit_ledger(settings)
     registry = Registry(artifact_store(settings, ledger), openbao.role("evaluation"), ledger)

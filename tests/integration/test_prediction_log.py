@@ -26,8 +26,9 @@ def rows(n: int, variant: str = "champion") -> list[dict]:
         {
             "flight_id": f"2013-01-05-UA{i}-EWR", "carrier": "UA", "origin": "EWR", "destination": "IAH",
             "scheduled_departure": dt.datetime(2013, 1, 5, 17, 30), "variant": variant, "assigned_variant": variant,
-            "model_version": 3, "probability": 0.25 + i / 1000, "late": False, "error": "", "score_ms": 0.4,
-            "latency_ms": 3.5, "caller": "consumer", "dep_hour": 17.0, "temp": math.nan if i % 2 else 41.0,
+            "model_version": 3, "probability": 0.25 + i / 1000, "late": False, "decision": "model", "error": "",
+            "score_ms": 0.4, "latency_ms": 3.5, "caller": "consumer", "dep_hour": 17.0,
+            "temp": math.nan if i % 2 else 41.0,
         }
         for i in range(n)
     ]  # fmt: skip
@@ -61,10 +62,26 @@ def test_postgres_and_parquet_logs_read_back_the_same_rows(logs):
     assert a.temp.isna().sum() == 2  # NaN features survive (JSON could not carry them)
 
 
+def test_a_human_review_answer_is_logged_unscored_in_both_logs(logs):
+    """An objecting subject's item: no model version, no probability, no features, `decision` human_review."""
+    postgres, parquet, _, _ = logs
+    since = dt.datetime.now(dt.UTC)
+    reviewed = {**rows(1)[0], "variant": "human_review", "assigned_variant": "human_review", "model_version": None,
+                "probability": None, "late": None, "decision": "human_review", "score_ms": 0.0}  # fmt: skip
+    del reviewed["dep_hour"], reviewed["temp"]
+    for log in (postgres, parquet):
+        log.write("req-review", [reviewed, rows(2)[1]])
+    for log in (postgres, parquet):
+        got = log.read(since).set_index("flight_id")
+        assert list(got["decision"]) == ["human_review", "model"], log
+        first = got.iloc[0]
+        assert pd.isna(first["model_version"]) and pd.isna(first["probability"]) and pd.isna(first["late"]), log
+
+
 def test_a_request_is_logged_whole_or_not_at_all(logs):
     postgres, _, url, _ = logs
     broken = rows(3)
-    broken[2]["model_version"] = None  # violates NOT NULL: the whole request must roll back
+    broken[2]["variant"] = None  # violates NOT NULL: the whole request must roll back
     with pytest.raises(psycopg2.IntegrityError):
         postgres.write("req-broken", broken)
     with psycopg2.connect(url) as con, con.cursor() as cursor:
