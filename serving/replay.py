@@ -79,8 +79,8 @@ class ReplayReport:
         answered = (f"predicted {self.answer}: {self.mean_answer:.1%}" if self.decision
                     else f"mean {self.answer}: {self.mean_answer:.4g}")  # fmt: skip
         return (
-            f"{self.answered}/{self.sent} {self.batch} answered ({self.failed} failed, {self.human_review} for "
-            f"human review), request p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, {answered}"
+            f"{self.answered}/{self.sent} {self.batch} answered ({self.failed} failed), {self.human_review} for "
+            f"human review, request p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, {answered}"
         )
 
 
