@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipelines.commands import alerting as alerting_commands
+from pipelines.commands import compute as compute_commands
 from pipelines.commands import governance as governance_commands
 from pipelines.commands import stream as stream_commands
 from pipelines.errors import PlatformError
@@ -438,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     stream_commands.add_commands(commands)
     alerting_commands.add_commands(commands)
     governance_commands.add_commands(commands)
+    compute_commands.add_commands(commands)
     return parser
 
 
@@ -613,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "usecase" in args and args.usecase is None:
             args.usecase = default_usecase(get_settings())
-        if args.command in AUTHORING_COMMANDS:
+        if args.command in AUTHORING_COMMANDS | compute_commands.NO_VAULT_COMMANDS:
             args.handler(args)
             return 0
         role = ("operator" if args.command in OPERATOR_COMMANDS else

@@ -4,7 +4,7 @@ features mean; and its online features, read for a request's items."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,12 +35,19 @@ class NoModelYet(ModelUnavailable):
 class ServedModel:
     name: str
     version: int
+    family: str  # xgboost | mlp: which native runtime it also has (the compute planner may choose it)
     features: list[str]
     threshold: float | None  # a classifier's decision threshold; None for a regressor
     scorer: OnnxScorer
+    onnx: bytes = field(repr=False, default=b"")  # the verified graph, for sessions on more threads
+    output: dict = field(default_factory=dict)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.scorer.predict(x)
+
+    def scorer_with(self, threads: int) -> OnnxScorer:
+        """The same verified graph in a session of `threads` intra-op threads (the one-thread one for 1)."""
+        return self.scorer if threads == 1 else OnnxScorer(self.onnx, self.output, threads=threads)
 
 
 def load_model(
@@ -74,8 +81,9 @@ def load_model(
         scorer = OnnxScorer(files["model.onnx"], io["output"])
     except Exception as exc:  # noqa: BLE001 (ONNX Runtime raises its own types for models it cannot run)
         raise ModelUnavailable(f"ONNX Runtime cannot load {name} v{version}: {str(exc)[-300:]}") from exc
-    threshold = manifest.get("threshold")
-    return ServedModel(name, version, io["features"], None if threshold is None else float(threshold), scorer)
+    threshold = None if manifest.get("threshold") is None else float(manifest["threshold"])
+    return ServedModel(name, version, manifest["family"], io["features"], threshold, scorer, files["model.onnx"],
+                       io["output"])  # fmt: skip
 
 
 class OnlineFeatures:

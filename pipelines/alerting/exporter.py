@@ -24,6 +24,7 @@ import logging
 
 from prometheus_client.core import GaugeMetricFamily
 
+from pipelines.ingest.landing import landed_through
 from pipelines.settings import Settings
 from pipelines.usecases.spec import UseCase
 
@@ -32,20 +33,6 @@ log = logging.getLogger(__name__)
 
 def _end_of(day: dt.date, usecase: UseCase) -> float:
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), usecase.tz).timestamp()
-
-
-def landed_through(settings: Settings, usecase: UseCase) -> dt.date | None:
-    """The newest day whose every day-partitioned table has a landed partition (its manifest written)."""
-    from pipelines.ingest.landing import manifest_path, partition_path
-
-    newest = []
-    for table in usecase.sources.partitioned:
-        days = [dt.date.fromisoformat(p.name.removeprefix("date=")) for p in (settings.raw_dir / table).glob("date=*")]
-        landed = [d for d in days if manifest_path(partition_path(settings, table, d)).exists()]
-        if not landed:
-            return None
-        newest.append(max(landed))
-    return min(newest) if newest else None
 
 
 def materialized_through(settings: Settings, usecase: UseCase) -> dt.datetime | None:

@@ -193,3 +193,15 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def landed_through(settings: Settings, usecase: UseCase) -> dt.date | None:
+    """The newest day whose every day-partitioned table has a landed partition (its manifest written)."""
+    newest = []
+    for table in usecase.sources.partitioned:
+        days = [dt.date.fromisoformat(p.name.removeprefix("date=")) for p in (settings.raw_dir / table).glob("date=*")]
+        landed = [d for d in days if manifest_path(partition_path(settings, table, d)).exists()]
+        if not landed:
+            return None
+        newest.append(max(landed))
+    return min(newest) if newest else None

@@ -33,7 +33,11 @@ _SQL_TYPES = {
     pa.int64(): "BIGINT",
     pa.float64(): "DOUBLE PRECISION",
     pa.string(): "VARCHAR",
+    pa.bool_(): "BOOLEAN",
+    pa.date32(): "DATE",
     pa.timestamp("s", tz="UTC"): "TIMESTAMP WITH TIME ZONE",
+    pa.timestamp("us", tz="UTC"): "TIMESTAMP WITH TIME ZONE",
+    pa.timestamp("us"): "TIMESTAMP",
 }
 
 
@@ -46,6 +50,12 @@ def _ddl(name: str, table: SourceTable) -> str:
     if table.day_partitioned:
         columns.append(f"{PARTITION_COLUMN} DATE NOT NULL")
     return f"CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{name} ({', '.join(columns)})"
+
+
+def create_table(schema: str, name: str, columns: pa.Schema) -> str:
+    """CREATE TABLE IF NOT EXISTS of Arrow columns, in both targets' types."""
+    body = ", ".join(f'"{f.name}" {_SQL_TYPES[f.type]}' for f in columns)
+    return f"CREATE TABLE IF NOT EXISTS {schema}.{name} ({body})"
 
 
 def load_day(settings: Settings, usecase: UseCase, day: dt.date) -> dict[str, int]:
@@ -84,9 +94,9 @@ def placeholder(settings: Settings) -> str:
 
 
 @contextlib.contextmanager
-def transaction(settings: Settings) -> Iterator[tuple[_Cursor, object]]:
+def transaction(settings: Settings, schema: str = RAW_SCHEMA) -> Iterator[tuple[_Cursor, object]]:
     """A cursor of the warehouse in one transaction (committed when the block ends, rolled back on an error), and
-    a function inserting an Arrow table into a table."""
+    a function inserting an Arrow table into a table of `schema` (created if need be)."""
     if settings.warehouse_target == "duckdb":
         import duckdb
 
@@ -94,11 +104,11 @@ def transaction(settings: Settings) -> Iterator[tuple[_Cursor, object]]:
         con = duckdb.connect(str(settings.warehouse_path))
         con.begin()
         try:
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
 
             def insert(table: str, data: pa.Table) -> None:
                 con.register("_incoming", data)
-                con.execute(f"INSERT INTO {RAW_SCHEMA}.{table} BY NAME SELECT * FROM _incoming")  # nosec B608 # identifiers are module constants; values are bound
+                con.execute(f"INSERT INTO {schema}.{table} BY NAME SELECT * FROM _incoming")  # nosec B608 # identifiers are module constants; values are bound
                 con.unregister("_incoming")
 
             yield con, insert
@@ -115,14 +125,14 @@ def transaction(settings: Settings) -> Iterator[tuple[_Cursor, object]]:
         try:
             with con:  # commits on success, rolls back on error
                 cursor = con.cursor()
-                cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+                cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
 
                 def insert(table: str, data: pa.Table) -> None:
                     buffer = io.BytesIO()
                     pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False))
                     buffer.seek(0)
                     columns = ", ".join(f'"{name}"' for name in data.column_names)
-                    cursor.copy_expert(f"COPY {RAW_SCHEMA}.{table} ({columns}) FROM STDIN WITH (FORMAT csv)", buffer)
+                    cursor.copy_expert(f"COPY {schema}.{table} ({columns}) FROM STDIN WITH (FORMAT csv)", buffer)
 
                 yield cursor, insert
         finally:

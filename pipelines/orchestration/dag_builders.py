@@ -1,4 +1,4 @@
-"""The four DAGs of a use case, built from its spec (usecases/<name>/usecase.yaml).
+"""The DAGs of a use case, built from its spec (usecases/<name>/usecase.yaml).
 
 A use case's DAG files are one call each (`ingest_dag("<name>")`, ...). The builders read
 the spec at parse time (a YAML file: the DAG files' top level stays light) for ids, schedules,
@@ -7,6 +7,8 @@ import the heavy stages when they run. The DAGs chain through the use case's ass
 ingest → `<name>_features` → training → `<name>_model` → deploy; monitoring → `<name>_retrain`
 → training. A use case with streams has a fifth DAG, its reconciliation, scheduled on the
 `<name>_stream_days` asset that an asset watcher on the broker updates as the streams pass each day.
+Deploy → `<name>_champion` → batch scoring, which also runs each evening for the next day's schedule; housekeeping
+applies the spec's retention.
 """
 
 from __future__ import annotations
@@ -84,6 +86,11 @@ def assets(spec: UseCase) -> tuple[Asset, Asset, Asset]:
         Asset(f"{spec.name}_retrain", uri=f"platform://{spec.name}/retrain"),
         Asset(f"{spec.name}_model", uri=f"registry://{spec.name}"),
     )
+
+
+def champion(spec: UseCase) -> Asset:
+    """The use case's champion: updated by the deploy DAG when a release makes a version the champion."""
+    return Asset(f"{spec.name}_champion", uri=f"registry://{spec.name}/champion")
 
 
 def stream_days(spec: UseCase) -> Asset:
@@ -317,6 +324,7 @@ def training_dag(name: str) -> DAG:
 def deploy_dag(name: str) -> DAG:
     spec = usecase(name)
     _, _, model = assets(spec)
+    live = champion(spec)
 
     @dag(
         dag_id=spec.dag_id("deploy"),
@@ -349,13 +357,15 @@ def deploy_dag(name: str) -> DAG:
 
             return deploy.build_bento(get_settings())
 
-        @task
+        @task(outlets=[live])
         @fail_fast_on_bad_data
-        def release(chosen: list, bento: str, ti=None) -> dict:
+        def release(chosen: list, bento: str, ti=None, outlet_events=None) -> dict:
             from pipelines.orchestration import deploy
 
             print(f"Releasing {name} v{chosen[1]} ({chosen[0]}) with Bento {bento}")
-            return deploy.release(get_settings(), name, chosen[0], chosen[1], dag_run=f"{ti.dag_id}/{ti.run_id}")
+            done = deploy.release(get_settings(), name, chosen[0], chosen[1], dag_run=f"{ti.dag_id}/{ti.run_id}")
+            outlet_events[live].extra = {"champion": chosen[1]}  # a release that ends well leaves it the champion
+            return done
 
         chosen = target()
         released = release(chosen, build_bento())
@@ -434,3 +444,62 @@ def monitoring_dag(name: str) -> DAG:
         request_retrain(assess(detect(window(), str(REPO_ROOT))))
 
     return monitoring()
+
+
+BATCH_SCORING_DOC = """Batch scoring: a day's prediction items scored with the champion, into the warehouse table
+`batch.<use case>` and a Parquet partition under the data root. A scheduled run scores the next day's published
+schedule (the source's day, as consumers would send it); `{"day": "YYYY-MM-DD"}` scores that day, and
+`{"items_table": "schema.table"}` a warehouse table's rows of the day instead. The champion is verified as the model
+service verifies it (signature, decryption, file hashes, feature contract), every item gets the offline store's
+features as of its prediction time, and the compute planner chooses the runtime from this machine's calibration
+(`platform calibrate`). Every row carries the model version, the FeatureService and its hash, the run id and the
+runtime; a re-run replaces the day; a subject objecting to automated decisions is answered human_review, unscored.
+A new champion (the deploy DAG's promotion) re-scores the open days: those scored and not landed yet."""
+
+
+def batch_scoring_dag(name: str) -> DAG:
+    from airflow.timetables.assets import AssetOrTimeSchedule
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    spec = usecase(name)
+    tz = spec.tz
+
+    @dag(
+        dag_id=spec.dag_id("batch_scoring"),
+        schedule=AssetOrTimeSchedule(  # the evening before: tomorrow's schedule is published
+            timetable=CronTriggerTimetable("0 18 * * *", timezone=spec.timezone, run_immediately=False),
+            assets=champion(spec),
+        ),
+        catchup=False,
+        max_active_runs=1,
+        default_args=_args(spec, 1, pendulum.duration(minutes=5), pendulum.duration(hours=2)),
+        params={"day": None, "items_table": None},
+        tags=[spec.name, "batch", "inference"],
+        doc_md=_doc(spec, "batch scoring", BATCH_SCORING_DOC),
+    )
+    def batch_scoring():
+        @task
+        @fail_fast_on_bad_data
+        def score(params=None, logical_date=None, triggering_asset_events=None, run_id=None) -> list[dict]:
+            from dataclasses import asdict
+
+            from pipelines.batch.scoring import score_day, scoring_days, warehouse_items
+
+            settings = get_settings()
+            spec_now = resolve_usecase(settings, name)
+            days = scoring_days(settings, spec_now, params or {}, logical_date.astimezone(tz).date(),
+                                champion_changed=bool(_events(triggering_asset_events)))  # fmt: skip
+            if not days:
+                raise AirflowSkipException("a new champion, and no open day to score again")
+            done = []
+            for day in days:
+                table = (params or {}).get("items_table")
+                items = warehouse_items(settings, spec_now, table, day) if table else None
+                result = score_day(settings, spec_now, day, run_id, items=items)
+                print(result.render())
+                done.append(asdict(result))
+            return done
+
+        score()
+
+    return batch_scoring()

@@ -63,7 +63,7 @@ HYPERPARAMETERS: dict[str, dict[str, Any]] = {
 
 
 Task = Literal["binary_classification", "regression"]
-DagKind = Literal["ingest", "training", "deploy", "monitoring", "reconciliation", "housekeeping"]
+DagKind = Literal["ingest", "training", "deploy", "monitoring", "reconciliation", "housekeeping", "batch_scoring"]
 # The holdout metrics of each task (pipelines/evaluation/metrics.py) that a gate may bound.
 METRICS: dict[str, tuple[str, ...]] = {
     "binary_classification": ("roc_auc", "pr_auc", "log_loss", "log_loss_skill", "brier", "ece"),

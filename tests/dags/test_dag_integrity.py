@@ -104,3 +104,15 @@ def test_top_level_imports_nothing_heavy(dag_file):
                                check=True, cwd=REPO_ROOT)  # fmt: skip
     loaded = json.loads(completed.stdout.strip().splitlines()[-1])
     assert loaded == [], f"{dag_file.name} imports {loaded} at its top level; move them into the tasks"
+
+
+@pytest.mark.parametrize("name", available(USECASES_DIR))
+def test_batch_scoring_runs_each_evening_and_when_a_release_makes_a_new_champion(dagbag, name):
+    spec = load_usecase(USECASES_DIR, name)
+    batch = dagbag.dags[spec.dag_id("batch_scoring")]
+    assert batch.timetable.timetable.summary == "0 18 * * *" and [t.task_id for t in batch.tasks] == ["score"]
+    condition = batch.timetable.asset_condition
+    assets = getattr(condition, "objects", [condition])
+    assert [a.name for a in assets] == [f"{name}_champion"]
+    release = dagbag.dags[spec.dag_id("deploy")].get_task("release")
+    assert [o.name for o in release.outlets] == [f"{name}_champion"]

@@ -12,3 +12,8 @@ path "platform/data/airflow/variables/*" {
 path "platform/data/governance/+/erased" {
   capabilities = ["read"]
 }
+
+# Batch scoring answers an objecting subject human_review, as the model service does (hashes only).
+path "platform/data/governance/+/objections" {
+  capabilities = ["read"]
+}
