@@ -13,8 +13,8 @@ import os
 import platform
 from pathlib import Path
 
-BENCHMARKS = ("serving", "online_features", "transforms", "validation", "drift", "training_devices", "orchestration",
-              "task_gap", "retrain_policy", "streaming", "training_quality")  # fmt: skip
+BENCHMARKS = ("serving", "compute_planner", "online_features", "transforms", "validation", "drift", "training_devices",
+              "orchestration", "task_gap", "retrain_policy", "streaming", "training_quality")  # fmt: skip
 
 
 def _load(folder: Path, name: str) -> dict | None:
@@ -41,6 +41,15 @@ def rows(folder: Path) -> list[tuple[str, str, str, str, str]]:
         out.append(("inference kernel, batch 1 p50", f"ORT {k['onnxruntime']['p50_ms'] * 1000:.0f} us",
                     f"inplace_predict {k['xgboost_inplace_predict']['p50_ms'] * 1000:.0f} us",
                     f"{k['ratio_ort_vs_inplace_p50']:.2f}x", "ORT <= 20 us"))  # fmt: skip
+    planner = _load(folder, "compute_planner")
+    if planner:
+        worst = max(planner["sizes"].items(), key=lambda item: item[1]["ratio_to_best"])
+        out.append(("compute planner, 1 to 1,000,000 rows", f"worst at {int(worst[0]):,} rows",
+                    f"best fixed: {worst[1]['best']}", f"{worst[1]['ratio_to_best']:.2f}x", "<= 1.10x"))  # fmt: skip
+        for factor, r in planner["throughput"].items():
+            out.append((f"batch scoring core, {factor}x ({r['rows']:,} rows)",
+                        f"{r['batch_rows_per_s']:,.0f} rows/s", f"inplace_predict {r['loop_rows_per_s']:,.0f} rows/s",
+                        f"{r['ratio']:.2f}x", ">= 0.8x"))  # fmt: skip
     online = _load(folder, "online_features")
     if online:
         for size, r in online["sqlite"].items():

@@ -260,8 +260,9 @@ def _predictor(settings: Settings, usecase: UseCase, model, plan, ledger):
         call = model.scorer_with(plan.threads).predict
 
     def predict(x: np.ndarray) -> np.ndarray:
-        parts = [np.asarray(call(x[i : i + plan.call_rows])) for i in range(0, len(x), plan.call_rows)]
-        return np.concatenate(parts) if parts else np.empty(0)
+        if len(x) <= plan.call_rows:
+            return np.asarray(call(x))
+        return np.concatenate([np.asarray(call(x[i : i + plan.call_rows])) for i in range(0, len(x), plan.call_rows)])
 
     return predict
 

@@ -35,18 +35,19 @@ def synthetic(curves=CURVES, training=None) -> Calibration:
                        scoring, training or {})  # fmt: skip
 
 
-def test_one_row_goes_to_the_one_thread_session_and_a_million_to_cuda_in_big_calls():
+def test_one_row_goes_to_the_one_thread_session_and_ten_million_to_cuda_in_calls_memory_bounds():
     calibration = synthetic()
     one = plan_scoring(calibration, 1, 23)
     assert (one.runtime, one.device, one.threads, one.call_rows) == ("onnxruntime", "cpu", 1, 1)
-    million = plan_scoring(calibration, 1_000_000, 23)
-    assert (million.runtime, million.device, million.call_rows) == ("xgboost", "cuda", 65536)
-    # 15 full calls of 65,536 rows and one of the rest, each the fixed cost plus its rows
+    million = plan_scoring(calibration, 10_000_000, 23)
+    assert (million.runtime, million.device) == ("xgboost", "cuda")
+    assert million.call_rows == (256 << 20) // (4 * 23)  # as many rows as 256 MiB of float32 inputs hold
     cuda = {int(n): s for n, s in calibration.scoring["xgboost/cuda/4"].items()}
-    expected = 15 * cuda[65536] + _interpolate(cuda, 1_000_000 - 15 * 65536)
-    assert million.predicted_seconds == pytest.approx(expected)
+    assert million.predicted_seconds == pytest.approx(cuda[65536] * 10_000_000 / 65536)  # beyond 65,536: per row
     assert million.predicted_seconds < min(v for k, v in million.alternatives.items() if k != "xgboost/cuda/4")
-    assert "calls of 65536" in million.reason and "faster than xgboost/cpu/4" in million.reason
+    assert f"in calls of {million.call_rows}" in million.reason and "faster than xgboost/cpu/4" in million.reason
+    narrow = plan_scoring(calibration, 10_000_000, 2300)  # a hundred times wider: a hundredth of the rows per call
+    assert narrow.call_rows == (256 << 20) // (4 * 2300)
 
 
 def test_a_model_without_a_native_runtime_is_planned_on_onnx_runtime_only():
