@@ -117,10 +117,22 @@ def evaluate_trained(trained: TrainedModel, data: TrainingData, usecase: UseCase
     return evaluation, plots, scorer
 
 
-def _train(settings: Settings, family: str, params: dict, data: TrainingData) -> TrainedModel:
+def training_device(settings: Settings, family: str, rows: int) -> tuple[str, str]:
+    """The device of a fit, and why: PLATFORM_DEVICE when it names one; under `auto` the CPU without CUDA, the MLP
+    on CUDA when present, and XGBoost on CUDA only from the row count where this machine's calibration shows its
+    fit faster there (pipelines/compute/planner.py)."""
+    device = resolve_device(settings.device)
+    if settings.device != "auto" or device != "cuda" or family != "xgboost":
+        return device, f"PLATFORM_DEVICE={settings.device}: {device}"
+    from pipelines.compute.planner import current_calibration, plan_training
+
+    return plan_training(current_calibration(settings), rows)
+
+
+def _train(settings: Settings, family: str, params: dict, data: TrainingData, device: str) -> TrainedModel:
     """In the task's process, or XGBoost on the Dask cluster at PLATFORM_DASK_SCHEDULER."""
     if family != "xgboost" or not settings.dask_scheduler:
-        return TRAINERS[family](data, params, seed=settings.seed, device=resolve_device(settings.device))
+        return TRAINERS[family](data, params, seed=settings.seed, device=device)
     from distributed import Client
 
     try:
@@ -143,7 +155,9 @@ def train_candidate(settings: Settings, folder: str, family: str) -> dict:
         )
     data = TrainingData.load(Path(folder))
     started = time.monotonic()
-    trained = _train(settings, family, usecase.training.hyperparameters(family), data)
+    device, why = training_device(settings, family, len(data.split("train")))
+    print(f"{family} trains on {device}: {why}")
+    trained = _train(settings, family, usecase.training.hyperparameters(family), data, device)
     device = trained.device
     evaluation, plots, scorer = evaluate_trained(trained, data, usecase)
     out = Path(folder) / family
@@ -170,6 +184,7 @@ def train_candidate(settings: Settings, folder: str, family: str) -> dict:
         "threshold": trained.threshold,
         "params": trained.params,
         "device": device,
+        "device_choice": why,
         "training_seconds": trained.seconds,
         "duration_seconds": seconds,
         "estimated_cost_usd": seconds / 3600 * rate,
@@ -257,6 +272,7 @@ def gate_and_register(settings: Settings, folder: str, families: list[str] | Non
                 "params": candidate["params"],
                 "seed": settings.seed,
                 "device": candidate["device"],
+                "device_choice": candidate.get("device_choice", ""),
                 "training_seconds": candidate["training_seconds"],
                 "duration_seconds": candidate["duration_seconds"],
                 "estimated_cost_usd": candidate["estimated_cost_usd"],

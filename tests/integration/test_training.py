@@ -101,6 +101,7 @@ def test_a_training_run_registers_an_encrypted_signed_champion_that_traces_to_it
     )
     assert lineage["code"]["commit"]
     assert manifest["training"]["seed"] == settings.seed and manifest["training"]["device"] == "cpu"
+    assert manifest["training"]["device_choice"] == "PLATFORM_DEVICE=auto: cpu"  # no CUDA here: nothing to plan
     assert manifest["training"]["estimated_cost_usd"] > 0
     for name in ("roc_auc", "pr_auc", "log_loss", "log_loss_skill", "brier", "ece"):
         assert np.isfinite(manifest["metrics"]["holdout"][name])

@@ -40,3 +40,18 @@ def test_cuda_training_matches_cpu_quality_and_exports(family, trainer):
         f"{trainer.__name__}: ROC AUC cpu {results['cpu'][0]:.4f} cuda {results['cuda'][0]:.4f}; "
         f"fit seconds cpu {results['cpu'][1]:.2f} cuda {results['cuda'][1]:.2f}"
     )
+
+
+def test_under_auto_xgboost_goes_to_cuda_only_where_this_machines_calibration_shows_it_faster(tmp_path):
+    from pipelines.compute.planner import current_calibration
+    from pipelines.orchestration.training import training_device
+    from pipelines.settings import load_settings
+
+    settings = load_settings(data_root=tmp_path, device="auto")
+    calibration = current_calibration(settings)  # measures CPU and CUDA fits on this machine
+    assert set(calibration.training) == {"cpu", "cuda"} and calibration.hardware["cuda"]
+    for rows in (1_000, 5_000_000):
+        device, why = training_device(settings, "xgboost", rows)
+        cpu, gpu = (float(s.split()[0]) for s in why.split(": CUDA ")[1].split(", CPU "))
+        assert why.startswith(f"calibrated fit of {rows} rows") and device == ("cuda" if gpu < cpu else "cpu")
+    assert training_device(settings, "mlp", 1_000) == ("cuda", "PLATFORM_DEVICE=auto: cuda")
