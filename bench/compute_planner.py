@@ -8,6 +8,9 @@
    the service checks them) at a day of flights at 1x, 10x and 100x (about 900, 9,000 and 90,000 rows), beside a
    plain `inplace_predict` loop over the same rows. Target: at least 0.8x of the loop.
 
+3. cpu-small: the platform's MLP trainer on the same rows, its ONNX graph beside its dynamic int8 quantisation:
+   bytes, one-row latency, the largest difference on 2,000 rows and the parity gate's verdict.
+
 The model is the platform's XGBoost trainer fitted on synthetic rows of the flights model's width (23 features),
 as `platform calibrate` fits it; the calibration is measured first, in the same run. Usage:
 
@@ -103,6 +106,21 @@ def main() -> None:
                                          "ratio": plain / mine, "plan": plan.as_dict()}  # fmt: skip
         loop_rows.append(f"| {factor}x | {n:,} | {n / mine:,.0f} | {n / plain:,.0f} | {plain / mine:.2f} |")
 
+    # cpu-small: the platform's MLP trainer on the same rows, its float graph beside its int8 one
+    from pipelines.compute.quantize import cpu_small
+    from pipelines.training.trainers import train_mlp
+    from pipelines.usecases.spec import HYPERPARAMETERS
+
+    mlp_data = planner.training_data(data, 20_000)
+    mlp = train_mlp(mlp_data, HYPERPARAMETERS["mlp"], seed=0, device="cpu")
+    verdict, _ = cpu_small(mlp.onnx, mlp.onnx_output, x[:2000])
+    results["cpu_small"] = verdict.as_dict()
+    small = [
+        f"| float (default) | {verdict.float_bytes:,} | {verdict.float_p50_ms * 1000:.1f} | | |",
+        f"| int8 (cpu-small) | {verdict.int8_bytes:,} | {verdict.int8_p50_ms * 1000:.1f} | {verdict.parity:.3g} | "
+        f"{'accepted' if verdict.accepted else 'refused'} at {verdict.tolerance:g} |",
+    ]
+
     header = " | ".join(f"{k} ms" for k in calls)
     table = "\n".join([
         f"Planner against each fixed choice (one call of the whole batch), {calibration.hardware['cpu']}, "
@@ -117,6 +135,12 @@ def main() -> None:
         "| data | rows | batch rows/s | plain loop rows/s | batch / loop |",
         "|---|---|---|---|---|",
         *loop_rows,
+        "",
+        "cpu-small: the MLP's ONNX graph, float and dynamic int8, one-row latency and parity on 2,000 rows",
+        "",
+        "| graph | bytes | one-row p50 us | largest difference | verdict |",
+        "|---|---|---|---|---|",
+        *small,
     ])  # fmt: skip
     write_results(args.out, results, table)
 

@@ -281,15 +281,21 @@ def synthetic_rows(rows: int, features: int = CALIBRATION_FEATURES, seed: int = 
 
 
 def fit_synthetic(data, rows: int, device: str):
-    """The platform's XGBoost trainer on the first `rows` synthetic rows (70/15/15 split)."""
+    """The platform's XGBoost trainer on the first `rows` synthetic rows."""
+    from pipelines.training.trainers import train_xgboost
+    from pipelines.usecases.spec import HYPERPARAMETERS
+
+    return train_xgboost(training_data(data, rows), HYPERPARAMETERS["xgboost"], seed=0, device=device)
+
+
+def training_data(data, rows: int):
+    """The first `rows` synthetic rows as the trainers take them (70/15/15 split)."""
     import datetime as _dt
 
     import numpy as np
     import pandas as pd
 
     from pipelines.training.dataset import TrainingData, TrainingWindow
-    from pipelines.training.trainers import train_xgboost
-    from pipelines.usecases.spec import HYPERPARAMETERS
 
     x, y = data[0][:rows], data[1][:rows]
     names = [f"f{i}" for i in range(x.shape[1])]
@@ -297,5 +303,4 @@ def fit_synthetic(data, rows: int, device: str):
     cut = np.arange(rows)
     frame["split"] = np.where(cut < rows * 0.7, "train", np.where(cut < rows * 0.85, "validation", "holdout"))
     window = TrainingWindow(_dt.date(2013, 1, 1), _dt.date(2013, 1, 3), _dt.date(2013, 1, 4), _dt.date(2013, 1, 5))
-    training = TrainingData(frame, names, window, "label", "id", "binary_classification")
-    return train_xgboost(training, HYPERPARAMETERS["xgboost"], seed=0, device=device)
+    return TrainingData(frame, names, window, "label", "id", "binary_classification")
