@@ -40,6 +40,9 @@ CALIBRATION_FEATURES = 23  # the flights model's width; cost grows with it about
 # 2 cores): the booster scored 1,000,000 rows in two calls 1.13x-1.49x slower than in one, over three runs.
 CALL_BYTES = 256 << 20
 ONNXRUNTIME, XGBOOST = "onnxruntime", "xgboost"
+# Options predicted within 10% of the fastest are a tie: on a loaded 2-core machine the same call times 0.8x-1.3x
+# from run to run (bench.compute_planner), so a tie goes to the fewest threads, on the CPU.
+NOISE = 1.10
 
 
 @dataclass(frozen=True)
@@ -202,11 +205,15 @@ def plan_scoring(
         full, rest = divmod(rows, chunk)
         costs[option] = (full * _interpolate(curve, chunk) + (_interpolate(curve, rest) if rest else 0.0), chunk)
     order = sorted(costs, key=lambda o: (costs[o][0], o.threads))
-    chosen, within = order[0], None
+    within = None
+    pool = order
     if latency_budget_ms is not None:
         fitting = [o for o in order if costs[o][0] * 1000 <= latency_budget_ms]
-        within = bool(fitting)
-        chosen = fitting[0] if fitting else order[0]
+        within, pool = bool(fitting), fitting or order
+    # Cores are shared (the other tasks, the service's requests): more threads, or a GPU, only when they are
+    # predicted to pay more than the calibration's noise.
+    close = [o for o in pool if costs[o][0] <= costs[pool[0]][0] * NOISE]
+    chosen = min(close, key=lambda o: (o.device != "cpu", o.threads, costs[o][0]))
     seconds, chunk = costs[chosen]
     runner_up = next((o for o in order if o != chosen), None)
     reason = f"{chosen.key} predicted {seconds * 1000:.3g} ms for {rows} rows of {features} features"

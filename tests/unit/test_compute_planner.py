@@ -94,3 +94,16 @@ def test_a_calibration_from_other_hardware_is_measured_again_here(tmp_path):
     for curve in stored["scoring"].values():
         assert [int(n) for n in curve] == list(BATCH_SIZES) and all(s > 0 for s in curve.values())
     assert current_calibration(settings).measured_at == calibration.measured_at  # the same machine: kept
+
+
+def test_a_near_tie_goes_to_the_fewest_threads_on_the_cpu():
+    """Within the calibration's noise (10%), more threads or a GPU are not worth taking from the other work."""
+    curves = {
+        "onnxruntime/cpu/1": (5e-6, 1.05e-6),
+        "onnxruntime/cpu/4": (5e-6, 1.0e-6),
+        "xgboost/cuda/4": (5e-6, 0.98e-6),
+    }
+    tie = plan_scoring(synthetic(curves), 10, 23)
+    assert (tie.runtime, tie.device, tie.threads) == ("onnxruntime", "cpu", 1)
+    clear = plan_scoring(synthetic({**curves, "onnxruntime/cpu/4": (5e-6, 0.5e-6)}), 10, 23)
+    assert clear.threads == 4  # twice as fast: worth the cores
