@@ -16,7 +16,6 @@ partition with its SHA-256.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import os
 import time
@@ -30,6 +29,7 @@ import pyarrow.parquet as pq
 
 from pipelines.compute.planner import ONNXRUNTIME, XGBOOST, current_calibration, plan_scoring
 from pipelines.errors import PlatformError
+from pipelines.ingest.landing import file_sha256
 from pipelines.settings import Settings
 from pipelines.usecases.spec import UseCase
 
@@ -158,7 +158,7 @@ def score_day(
                 frame = _score_chunk(settings, usecase, model, predict, chunk, review, salt, day, stamp)
                 writer.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
                 chunks, scored = chunks + 1, scored + len(chunk) - len(review)
-        digest = _sha256(partial)
+        digest = file_sha256(partial)
         _replace_in_warehouse(settings, usecase, day, partial)
         os.replace(partial, final)
     finally:
@@ -343,14 +343,6 @@ def _replace_in_warehouse(settings: Settings, usecase: UseCase, day: dt.date, pa
         cursor.execute(f"DELETE FROM {table_name(usecase)} WHERE {DAY_COLUMN} = {placeholder(settings)}", (day,))  # nosec B608 # names from the validated spec
         for batch in table.iter_batches(batch_size=CHUNK_ROWS):
             insert(usecase.name, pa.Table.from_batches([batch]))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def open_days(settings: Settings, usecase: UseCase) -> list[dt.date]:

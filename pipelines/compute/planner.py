@@ -105,13 +105,10 @@ def hardware() -> dict:
     import onnxruntime
     import xgboost
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        models = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")]  # fmt: skip
-        cpu = models[0] if models else cpu
-    except OSError:
-        pass
+    cpuinfo = Path("/proc/cpuinfo")  # Linux; elsewhere the platform module's name
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+              if line.startswith("model name")] if cpuinfo.is_file() else []  # fmt: skip
+    cpu = models[0] if models else platform.processor() or platform.machine()
     return {"cpu": cpu, "cores": os.cpu_count() or 1, "cuda": cuda_devices(),
             "onnxruntime": onnxruntime.__version__, "xgboost": xgboost.__version__}  # fmt: skip
 

@@ -168,7 +168,7 @@ def _write(settings: Settings, name: str, logical_date: str, data: pa.Table, pat
     os.close(fd)
     try:
         pq.write_table(data, tmp_name, compression="zstd")
-        digest = _sha256(Path(tmp_name))
+        digest = file_sha256(Path(tmp_name))
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -187,7 +187,8 @@ def _atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """A file's SHA-256, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

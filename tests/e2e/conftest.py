@@ -173,3 +173,17 @@ def register_broken(settings, openbao, champion: int, value: float) -> int:
     forged["files"] = {"model.onnx": {"sha256": sha, "size": len(blob), "format": "onnx"}}
     forged["onnx_io"] = {**manifest["onnx_io"], "output": {"name": "probability", "column": 0}}
     return registry.register("flight_delay", forged)
+
+
+@contextlib.contextmanager
+def tampered(store, digest: str):
+    """The sealed object of `digest` with one ciphertext bit flipped, restored when the block ends."""
+    key = f"sealed/{digest[:2]}/{digest}"
+    original = store.get(key)
+    damaged = bytearray(original)
+    damaged[-10] ^= 0x01
+    store.put(key, bytes(damaged), overwrite=True)
+    try:
+        yield
+    finally:
+        store.put(key, original, overwrite=True)

@@ -50,15 +50,16 @@ def airflow(champion, openbao, tmp_path_factory):
 
 
 def _login(user: str, password: str) -> dict:
-    deadline = time.monotonic() + 120
+    deadline, last = time.monotonic() + 120, "no answer yet"
     while True:
-        try:
+        try:  # the API server may still be starting: retried until the deadline, the last answer named
             token = httpx.post(f"{BASE}/auth/token", json={"username": user, "password": password}, timeout=30)
             if token.status_code in (200, 201):
                 return {"Authorization": f"Bearer {token.json()['access_token']}"}
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, f"cannot log in as {user}"
+            last = f"HTTP {token.status_code}: {token.text[:200]}"
+        except httpx.HTTPError as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        assert time.monotonic() < deadline, f"cannot log in as {user} ({last})"
         time.sleep(2)
 
 

@@ -38,7 +38,7 @@ from pipelines.training.dataset import feature_columns, feature_definitions_hash
 from serving.model import load_model
 from serving.replay import day_requests
 from tests.conftest import FLIGHT_DELAY, make_settings
-from tests.e2e.conftest import dags_test
+from tests.e2e.conftest import dags_test, tampered
 
 pytestmark = pytest.mark.e2e
 
@@ -119,16 +119,8 @@ def test_a_rerun_replaces_the_partition_and_a_tampered_champion_writes_nothing(p
     digest = Registry(store, openbao.role("evaluation"), ledger).manifest("flight_delay", champion)["files"][
         "model.onnx"
     ]["sha256"]
-    key = f"sealed/{digest[:2]}/{digest}"
-    original = store.get(key)
-    damaged = bytearray(original)
-    damaged[-10] ^= 0x01
-    store.put(key, bytes(damaged), overwrite=True)
-    try:
-        with pytest.raises(ArtifactTampered):
-            score_day(settings, FLIGHT_DELAY, day, "tampered")
-    finally:
-        store.put(key, original, overwrite=True)
+    with tampered(store, digest), pytest.raises(ArtifactTampered):
+        score_day(settings, FLIGHT_DELAY, day, "tampered")
     assert path.read_bytes() == before and _warehouse(settings, count) == [(second.rows, "second", "second")]
     assert not list(path.parent.glob(".*partial"))
 

@@ -21,7 +21,7 @@ from serving.local import ServiceFailed, wait_ready
 from serving.model import ModelUnavailable, load_model
 from serving.schema import MAX_BATCH
 from tests.conftest import FLIGHT_DELAY, make_settings
-from tests.e2e.conftest import auth, flight, serve
+from tests.e2e.conftest import auth, flight, serve, tampered
 
 pytestmark = pytest.mark.e2e
 
@@ -246,16 +246,8 @@ def test_a_tampered_champion_is_never_loaded(champion, openbao, tmp_path):
     store = artifact_store(settings, ledger)
     registry = Registry(store, openbao.role("serving"), ledger)
     digest = registry.manifest("flight_delay", version)["files"]["model.onnx"]["sha256"]
-    key = f"sealed/{digest[:2]}/{digest}"
-    original = store.get(key)
-    damaged = bytearray(original)
-    damaged[-10] ^= 0x01
-    store.put(key, bytes(damaged), overwrite=True)
-    try:
-        with pytest.raises(ArtifactTampered):
-            load_model(settings, FLIGHT_DELAY, store, openbao.role("serving"), ledger)
-    finally:
-        store.put(key, original, overwrite=True)
+    with tampered(store, digest), pytest.raises(ArtifactTampered):
+        load_model(settings, FLIGHT_DELAY, store, openbao.role("serving"), ledger)
 
 
 def test_a_model_trained_on_other_feature_definitions_is_refused(champion, openbao, monkeypatch):
