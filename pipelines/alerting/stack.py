@@ -70,8 +70,11 @@ def alertmanager_config(settings: Settings, wait: str = "10s") -> dict:
 
 def record_notification(settings: Settings, payload) -> int:
     """One Alertmanager webhook notification: each of its alerts as a ledger record (`alert.firing` or
-    `alert.resolved`, subject `<use case>/<alert>`), a line of notifications.jsonl and an incident opened,
-    repeated or cleared (pipelines/alerting/incidents.py); returns how many.
+    `alert.resolved`, subject `<use case>/<alert>`), an incident opened, repeated or cleared
+    (pipelines/alerting/incidents.py) and, last, a line of notifications.jsonl; returns how many it recorded.
+    Alertmanager delivers at least once (it retries a delivery it gave up on, and repeats a firing group every
+    repeat_interval): an alert whose fingerprint, status and times are already in notifications.jsonl is not
+    recorded again, and a delivery that failed part way leaves no line, so its retry records it whole.
     ValueError naming what is wrong for a payload that is not Alertmanager's."""
     from pipelines.security.audit import audit_ledger
 
@@ -91,7 +94,10 @@ def record_notification(settings: Settings, payload) -> int:
     firing = {alert_cause(a) for a in alerts if a["status"] == "firing"}
     folder = settings.data_root / "alerts"
     folder.mkdir(parents=True, exist_ok=True)
-    with (folder / "notifications.jsonl").open("a") as out:
+    log_file = folder / "notifications.jsonl"
+    with _RECEIVING:
+        known = {_delivery(json.loads(line)) for line in log_file.read_text().splitlines()} if log_file.exists() else set()
+        recorded = 0
         for alert in alerts:
             labels, notes = alert["labels"], alert.get("annotations") or {}
             subject = f"{labels.get('usecase', 'platform')}/{labels.get('alertname', '?')}"
@@ -99,11 +105,24 @@ def record_notification(settings: Settings, payload) -> int:
                        "labels": labels, "summary": notes.get("summary"), "runbook_url": notes.get("runbook_url"),
                        "starts_at": alert.get("startsAt"), "ends_at": alert.get("endsAt"),
                        "fingerprint": alert.get("fingerprint")}  # fmt: skip
-            out.write(json.dumps({"status": alert["status"], "subject": subject, **details}) + "\n")
-            out.flush()
+            line = {"status": alert["status"], "subject": subject, **details}
+            if _delivery(line) in known:
+                continue
             from_alert(incidents, alert, firing)
-            ledger.append(f"alert.{alert['status']}", subject, details, actor="alertmanager")  # last: all is done
-    return len(alerts)
+            ledger.append(f"alert.{alert['status']}", subject, details, actor="alertmanager")
+            with log_file.open("a") as out:  # last: the line says all of it is recorded
+                out.write(json.dumps(line) + "\n")
+            known.add(_delivery(line))
+            recorded += 1
+    return recorded
+
+
+_RECEIVING = threading.Lock()  # the receiver is threaded; Alertmanager may retry while the first delivery runs
+
+
+def _delivery(line: dict) -> tuple:
+    """What makes two deliveries the same notification of the same alert."""
+    return line.get("fingerprint") or line["subject"], line["status"], line.get("starts_at"), line.get("ends_at")
 
 
 def serve_receiver(settings: Settings, port: int) -> http.server.ThreadingHTTPServer:

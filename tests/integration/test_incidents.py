@@ -10,6 +10,7 @@ import json
 import threading
 
 import pytest
+import sqlalchemy as sa
 
 from pipelines.alerting.incidents import EVENT_KINDS, IncidentError, Incidents, from_alert, platform_event, usecase_of
 from pipelines.errors import SettingsError
@@ -166,3 +167,28 @@ def test_every_transition_but_a_repeat_is_posted_to_each_webhook_and_a_failing_o
 def test_a_notification_target_no_notifier_takes_is_refused_by_name(tmp_path):
     with pytest.raises(SettingsError, match="no notifier takes mailto"):
         Incidents(make_settings(tmp_path / "var", incident_notify=["mailto:oncall@example.com"]))
+
+
+def test_a_notification_alertmanager_delivers_again_is_recorded_once(tmp_path):
+    """Alertmanager delivers at least once: it retries a delivery it gave up on (one that failed part way, here
+    with the incident store unreachable) and repeats a firing group. The retry records the alert whole, once."""
+    from pipelines.alerting.stack import record_notification
+
+    settings = make_settings(tmp_path / "var")
+    firing = {"alerts": [{**_alert("firing", 0), "fingerprint": "a1b2"}]}
+    store = settings.data_root / "incidents" / "incidents.sqlite"
+    store.mkdir(parents=True)  # a folder where the incident store's file goes: the store cannot open
+    with pytest.raises(sa.exc.OperationalError, match="unable to open database file"):
+        record_notification(settings, firing)
+    assert not (settings.data_root / "alerts" / "notifications.jsonl").exists(), "a failed delivery leaves no line"
+    store.rmdir()
+    assert record_notification(settings, firing) == 1
+    assert record_notification(settings, firing) == 0, "the redelivery is the same notification"
+    resolved = {"alerts": [{**_alert("resolved", 30), "fingerprint": "a1b2"}]}
+    assert record_notification(settings, resolved) == 1
+    lines = (settings.data_root / "alerts" / "notifications.jsonl").read_text().splitlines()
+    assert [json.loads(line)["status"] for line in lines] == ["firing", "resolved"]
+    ledger = Incidents(settings).ledger
+    assert [r.action for r in ledger.records() if r.action.startswith("alert.")] == ["alert.firing", "alert.resolved"]
+    [incident] = Incidents(settings).list()
+    assert incident.occurrences == 1 and incident.cleared_at == START + dt.timedelta(minutes=30)
