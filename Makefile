@@ -61,6 +61,7 @@ test: lint security browser monitoring-tools ## lint, security scans, then the w
 bench: setup ## benchmarks beside their baselines; writes bench/results/*.json, *.md, *.png and README.md
 	$(BIN)/python -m bench.serving --out bench/results/serving.json
 	$(BIN)/python -m bench.compute_planner --out bench/results/compute_planner.json
+	$(BIN)/python -m bench.batch_scale --data-root var/bench/batch --out bench/results/batch_scale.json
 	$(BIN)/python -m bench.retrain_policy --out bench/results/retrain_policy.json
 	$(BIN)/python -m bench.training_devices --out bench/results/training_devices.json
 	$(BIN)/python -m bench.online_features --out bench/results/online_features.json

@@ -13,8 +13,9 @@ import os
 import platform
 from pathlib import Path
 
-BENCHMARKS = ("serving", "compute_planner", "online_features", "transforms", "validation", "drift", "training_devices",
-              "orchestration", "task_gap", "retrain_policy", "streaming", "training_quality")  # fmt: skip
+BENCHMARKS = ("serving", "compute_planner", "batch_scale", "online_features", "transforms", "validation", "drift",
+              "training_devices", "orchestration", "task_gap", "retrain_policy", "streaming",
+              "training_quality")  # fmt: skip
 
 
 def _load(folder: Path, name: str) -> dict | None:
@@ -50,6 +51,14 @@ def rows(folder: Path) -> list[tuple[str, str, str, str, str]]:
             out.append((f"batch scoring core, {factor}x ({r['rows']:,} rows)",
                         f"{r['batch_rows_per_s']:,.0f} rows/s", f"inplace_predict {r['loop_rows_per_s']:,.0f} rows/s",
                         f"{r['ratio']:.2f}x", ">= 0.8x"))  # fmt: skip
+    batch = _load(folder, "batch_scale")
+    if batch:
+        base = batch["factors"]["1"]
+        for factor, r in batch["factors"].items():
+            out.append((f"batch-score peak RSS, {factor}x ({r['scored']:,} items)",
+                        f"{r['peak_rss_bytes'] / 1024**2:,.0f} MiB", f"1x {base['peak_rss_bytes'] / 1024**2:,.0f} MiB",
+                        f"{r['peak_rss_bytes'] / base['peak_rss_bytes']:.2f}x",
+                        f"< {batch['target_peak_bytes'] / 1024**3:.0f} GiB"))  # fmt: skip
     online = _load(folder, "online_features")
     if online:
         for size, r in online["sqlite"].items():

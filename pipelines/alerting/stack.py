@@ -96,7 +96,8 @@ def record_notification(settings: Settings, payload) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     log_file = folder / "notifications.jsonl"
     with _RECEIVING:
-        known = {_delivery(json.loads(line)) for line in log_file.read_text().splitlines()} if log_file.exists() else set()
+        lines = log_file.read_text().splitlines() if log_file.exists() else []
+        known = {_delivery(json.loads(line)) for line in lines}
         recorded = 0
         for alert in alerts:
             labels, notes = alert["labels"], alert.get("annotations") or {}
