@@ -3,37 +3,48 @@
 # command. Nothing secret is baked in: Vault (AppRole ids), PostgreSQL and Redis come from the
 # environment at run time. No Docker engine runs in CI: tests/unit/test_container.py checks this
 # file's rules with a parser, and the manifests against the Kubernetes schemas.
-#
-#   docker build -t flightops-platform:dev .
+# `make image` builds from a bookworm made with debootstrap (no registry needed); with a registry, e.g.
+#   docker build --target runtime -t flightops-platform:dev .
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
 # --- build: both virtualenvs from the lock files ------------------------------------------------
 FROM ${PYTHON_IMAGE} AS build
 ARG UV_VERSION=0.13.9
 # torch is pinned to its CPU build (2.13.0+cpu); the GPU pool's image swaps this index for a CUDA one.
+# `make image` mounts the folder make setup finds the wheel in at /wheels and passes TORCH_FIND_LINKS=/wheels.
 ARG TORCH_FIND_LINKS=https://download.pytorch.org/whl/cpu/torch/
-RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential \
- && rm -rf /var/lib/apt/lists/* \
- && pip install --no-cache-dir uv==${UV_VERSION}
+# A build behind a TLS-intercepting proxy passes its CA bundle as the secret `ca` (`make image` does): mounted
+# for these steps only, in no layer.
+ENV CA_BUNDLE=/run/secrets/ca
 WORKDIR /opt/platform
+RUN --mount=type=secret,id=ca \
+    python3 -m venv /opt/uv \
+ && if [ -s "$CA_BUNDLE" ]; then export PIP_CERT="$CA_BUNDLE"; fi \
+ && /opt/uv/bin/pip install --no-cache-dir uv==${UV_VERSION}
 COPY requirements.txt requirements-drift.txt requirements-data.txt pyproject.toml ./
-RUN python -m venv .venv \
- && uv pip install --no-cache --compile-bytecode --python .venv/bin/python --find-links ${TORCH_FIND_LINKS} -r requirements.txt \
- && uv pip install --no-cache --no-deps --require-hashes --python .venv/bin/python -r requirements-data.txt
+RUN --mount=type=secret,id=ca \
+    if [ -s "$CA_BUNDLE" ]; then export SSL_CERT_FILE="$CA_BUNDLE"; fi \
+ && python3 -m venv .venv \
+ && /opt/uv/bin/uv pip install --no-cache --compile-bytecode --python .venv/bin/python \
+      --find-links ${TORCH_FIND_LINKS} -r requirements.txt \
+ && /opt/uv/bin/uv pip install --no-cache --no-deps --require-hashes --python .venv/bin/python -r requirements-data.txt
 # alibi-detect needs numpy < 2: drift detection has its own virtualenv (DESIGN.md)
-RUN python -m venv .venv-drift \
- && uv pip install --no-cache --python .venv-drift/bin/python --find-links ${TORCH_FIND_LINKS} -r requirements-drift.txt
+RUN --mount=type=secret,id=ca \
+    if [ -s "$CA_BUNDLE" ]; then export SSL_CERT_FILE="$CA_BUNDLE"; fi \
+ && python3 -m venv .venv-drift \
+ && /opt/uv/bin/uv pip install --no-cache --python .venv-drift/bin/python --find-links ${TORCH_FIND_LINKS} \
+      -r requirements-drift.txt
 COPY pipelines ./pipelines
 COPY serving ./serving
 # editable: the `platform` command, with the code at /opt/platform (where the runtime stage puts it)
-RUN uv pip install --no-cache --no-deps --python .venv/bin/python -e .
+RUN --mount=type=secret,id=ca \
+    if [ -s "$CA_BUNDLE" ]; then export SSL_CERT_FILE="$CA_BUNDLE"; fi \
+ && /opt/uv/bin/uv pip install --no-cache --no-deps --python .venv/bin/python -e .
 
 # --- runtime: the virtualenvs and the code, as a non-root user -----------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
-RUN apt-get update \
- && apt-get install -y --no-install-recommends libgomp1 \
- && rm -rf /var/lib/apt/lists/* \
+RUN (dpkg -s libgomp1 >/dev/null 2>&1 || (apt-get update \
+      && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*)) \
  && useradd --create-home --uid 10001 --shell /usr/sbin/nologin platform \
  && mkdir -p /var/lib/platform \
  && chown platform /var/lib/platform
