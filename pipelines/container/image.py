@@ -129,7 +129,8 @@ def build(
     image = f"{IMAGE}:{TARGETS[target]}"
     args = ["build", "--target", target, "--tag", image, "--build-arg", f"PYTHON_IMAGE={base}"]
     if built_with.name == "podman":
-        args += ["--network", "host", *ULIMITS]  # the build reaches the registries as the host does
+        # docker format: the OCI format has no HEALTHCHECK; the build reaches the registries as the host does
+        args += ["--format", "docker", "--network", "host", *ULIMITS]
         wheels = Path(os.environ.get("UV_FIND_LINKS", "/opt/wheels"))
         if wheels.is_dir():  # torch's CPU wheel where make setup finds it, instead of the PyTorch index
             args += ["--volume", f"{wheels}:/wheels:ro", "--build-arg", "TORCH_FIND_LINKS=/wheels"]
