@@ -29,7 +29,7 @@ endif
 export DBT_SEND_ANONYMOUS_USAGE_STATS=false FEAST_USAGE=False BENTOML_DO_NOT_TRACK=True
 export GX_ANALYTICS_ENABLED=false SCARF_ANALYTICS=false DO_NOT_TRACK=1
 
-.PHONY: setup run up test bench browser monitoring-tools lint security audit-deps secrets-baseline lock clean
+.PHONY: setup run up test bench image browser monitoring-tools container-tools lint security audit-deps secrets-baseline lock clean
 
 setup: $(VENV)/.installed $(DRIFT_VENV)/.installed ## both virtualenvs, from the lock files
 
@@ -55,7 +55,7 @@ run: setup ## $(USECASE): $(DAYS) days through Airflow: ingest, train, release, 
 up: setup ## Airflow UI on http://127.0.0.1:8080 with scheduler, DAG processor, triggerer
 	$(BIN)/platform up
 
-test: lint security browser monitoring-tools ## lint, security scans, then the whole suite (CI=true: a skip for a missing service fails)
+test: lint security browser monitoring-tools container-tools ## lint, security scans, then the whole suite (CI=true: a skip for a missing service fails)
 	$(BIN)/python -m pytest
 
 bench: setup ## benchmarks beside their baselines; writes bench/results/*.json, *.md, *.png and README.md
@@ -84,6 +84,19 @@ monitoring-tools: ## Debian's Prometheus and Alertmanager, for the alert-rule te
 	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager; } || \
 	  echo "promtool is not installed: install Debian's prometheus package (the rule tests skip, and fail under CI=true)"
+
+container-tools: ## Debian's podman, runc and debootstrap, for make image and tests/container (apt-get, as root)
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman runc debootstrap \
+	    uidmap slirp4netns fuse-overlayfs; } || \
+	  echo "podman is not installed: install Debian's podman, runc and debootstrap (tests/container skip, and fail under CI=true)"
+
+# IMAGE_TARGET=serving: the model service alone; BASE=python:3.11-slim-bookworm: a registry's base instead of
+# debootstrap's. UV_FIND_LINKS (torch's CPU wheel) is mounted into the build.
+IMAGE_TARGET ?= runtime
+image: setup container-tools ## build the container image (Dockerfile) with podman or docker: make image [IMAGE_TARGET=serving]
+	UV_FIND_LINKS=$(UV_FIND_LINKS) $(BIN)/python -m pipelines.container.image --target $(IMAGE_TARGET) $(if $(BASE),--base $(BASE))
 
 lint: setup
 	$(BIN)/ruff check pipelines dags tests usecases plugins bench serving

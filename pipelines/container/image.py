@@ -11,6 +11,7 @@ podman's default ulimits). An unchanged tree rebuilds from the engine's layer ca
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -29,6 +30,10 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 IMAGE = "localhost/flightops-platform"
 TARGETS = {"runtime": "dev", "serving": "serving-dev"}  # Dockerfile stage -> tag
 ULIMITS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
+INPUTS_LABEL = "org.flightops.build-inputs"
+# What the Dockerfile's COPY instructions read: files at the top, then whole folders (.dockerignore's caches aside).
+INPUT_FILES = ("Dockerfile", ".dockerignore", "pyproject.toml", "bentofile.yaml")
+INPUT_FOLDERS = ("pipelines", "serving", "dags", "plugins", "dbt", "expectations", "feature_repo", "usecases")
 
 
 class ImageError(PlatformError):
@@ -51,9 +56,12 @@ class Engine:
     def image_exists(self, image: str) -> bool:
         return self("image", "inspect", image, capture_output=True).returncode == 0
 
+    def inspect(self, image: str, field: str) -> str:
+        found = self("image", "inspect", "--format", f"{{{{{field}}}}}", image, capture_output=True, text=True)
+        return found.stdout.strip() if found.returncode == 0 else ""
+
     def image_size(self, image: str) -> int:
-        found = self("image", "inspect", "--format", "{{.Size}}", image, capture_output=True, text=True)
-        return int(found.stdout.strip() or 0)
+        return int(self.inspect(image, ".Size") or 0)
 
 
 def engine(preferred: str | None = None) -> Engine:
@@ -95,6 +103,21 @@ def base_image(built_with: Engine, work_dir: Path) -> str:
     return BASE_IMAGE
 
 
+def build_inputs(context: Path, *args: str) -> str:
+    """SHA-256 of everything a build reads (the files its COPY instructions take, and `args`: the base image's id,
+    the build arguments): an image labelled with it needs no build."""
+    digest = hashlib.sha256("\0".join(args).encode())
+    paths = [context / name for name in INPUT_FILES] + sorted(context.glob("requirements*.txt"))
+    for folder in INPUT_FOLDERS:
+        paths += sorted(p for p in (context / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                        and not any(part.endswith(".egg-info") for part in p.parts))  # fmt: skip
+    for path in paths:
+        if path.is_file():
+            digest.update(f"\0{path.relative_to(context)}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class BuiltImage:
     image: str
@@ -103,10 +126,12 @@ class BuiltImage:
     size_bytes: int
     seconds: float
     log: str
+    cached: bool  # the image already had this tree's build inputs: no build ran
 
     def render(self) -> str:
+        how = "unchanged, not rebuilt" if self.cached else "built"
         return (f"{self.image} ({self.target} stage, from {self.base}): {self.size_bytes / 1024**3:.2f} GiB, "
-                f"built in {self.seconds:.0f} s")  # fmt: skip
+                f"{how} in {self.seconds:.0f} s")  # fmt: skip
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -134,17 +159,23 @@ def build(
         wheels = Path(os.environ.get("UV_FIND_LINKS", "/opt/wheels"))
         if wheels.is_dir():  # torch's CPU wheel where make setup finds it, instead of the PyTorch index
             args += ["--volume", f"{wheels}:/wheels:ro", "--build-arg", "TORCH_FIND_LINKS=/wheels"]
-    ca_bundle = Path(os.environ.get("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt"))
-    if ca_bundle.is_file():
-        args += ["--secret", f"id=ca,src={ca_bundle}"]
-    work_dir.mkdir(parents=True, exist_ok=True)
+    inputs = build_inputs(context, target, built_with.inspect(base, ".Id") or base, *args)
     log = work_dir / f"build-{target}.log"
+    if built_with.inspect(image, f'index .Labels "{INPUTS_LABEL}"') == inputs:
+        return BuiltImage(image, target, base, built_with.image_size(image), time.perf_counter() - started,
+                          str(log), cached=True)  # fmt: skip
+    ca_bundle = Path(os.environ.get("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt"))
+    if ca_bundle.is_file():  # a secret: not an input of the image
+        args += ["--secret", f"id=ca,src={ca_bundle}"]
+    args += ["--label", f"{INPUTS_LABEL}={inputs}"]
+    work_dir.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
         done = built_with(*args, str(context), stdout=out, stderr=subprocess.STDOUT)
     if done.returncode:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
         raise ImageError(f"`{built_with.name} build --target {target}` failed (whole log: {log}):\n{tail}")
-    return BuiltImage(image, target, base, built_with.image_size(image), time.perf_counter() - started, str(log))
+    return BuiltImage(image, target, base, built_with.image_size(image), time.perf_counter() - started, str(log),
+                      cached=False)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,5 @@
-"""The container image and the Kubernetes manifests, checked without a Docker engine or a cluster
-(CI has neither): the Dockerfile's rules through a parser, the manifests against the Kubernetes API
+"""The container images and the Kubernetes manifests, checked without an engine or a cluster (tests/container
+builds and runs the images): the Dockerfile's rules through a parser, the manifests against the Kubernetes API
 schemas (kubernetes-validate, strict: unknown fields fail) plus the platform's own rules. Each rule
 is also shown to fail on a broken copy."""
 
@@ -29,17 +29,23 @@ def dockerfile_problems(text: str) -> list[str]:
     problems = []
     if len(stages) < 2:
         problems.append("not multi-stage: build the virtualenvs in one stage, copy them into the runtime stage")
-    final = instructions[instructions.index(stages[-1]) :] if stages else instructions
-    finals = [i["instruction"] for i in final]
-    users = [i["value"].split(":")[0] for i in final if i["instruction"] == "USER"]
-    if not users or users[-1] in ("root", "0"):
-        problems.append("the runtime stage runs as root: add USER with a non-root uid")
-    if "HEALTHCHECK" not in finals:
-        problems.append("no HEALTHCHECK in the runtime stage")
-    copied = " ".join(i["value"] for i in final if i["instruction"] == "COPY" and "--from=" in i["value"])
-    for venv in ("/.venv ", "/.venv-drift "):
-        if venv not in copied + " ":
-            problems.append(f"the runtime stage does not copy the virtualenv {venv.strip()} from the build stage")
+    # The images: the stages named runtime (every role) and serving (the model service), else the last one.
+    named = {i["value"].split()[-1].lower(): n for n, i in enumerate(stages) if " as " in i["value"].lower()}
+    finals = [name for name in ("serving", "runtime") if name in named] or ["last"]
+    bounds = [instructions.index(stage) for stage in stages] + [len(instructions)]
+    for name in finals:
+        n = named.get(name, len(stages) - 1)
+        final = instructions[bounds[n] : bounds[n + 1]] if stages else instructions
+        present = [i["instruction"] for i in final]
+        users = [i["value"].split(":")[0] for i in final if i["instruction"] == "USER"]
+        if not users or users[-1] in ("root", "0"):
+            problems.append(f"the {name} stage runs as root: add USER with a non-root uid")
+        if "HEALTHCHECK" not in present:
+            problems.append(f"no HEALTHCHECK in the {name} stage")
+        copied = " ".join(i["value"] for i in final if i["instruction"] == "COPY" and "--from=" in i["value"])
+        for venv in ("/.venv ", "/.venv-drift ") if name != "serving" else ("/.venv ",):
+            if venv not in copied + " ":
+                problems.append(f"the {name} stage does not copy the virtualenv {venv.strip()} from a build stage")
     for i in instructions:
         if i["instruction"] in ("ENV", "ARG"):
             for name in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)=", i["value"]) or [i["value"].split()[0]]:
@@ -47,7 +53,9 @@ def dockerfile_problems(text: str) -> list[str]:
                     problems.append(f"{i['instruction']} {name} bakes a secret into the image; read it at run time")
         if i["instruction"] == "RUN" and "apt-get install" in i["value"] and "/var/lib/apt/lists" not in i["value"]:
             problems.append("apt-get install without removing /var/lib/apt/lists in the same layer")
-    for image in parser.parent_images:  # ARG defaults substituted
+    for image in parser.parent_images:  # ARG defaults substituted; an earlier stage is no base image
+        if image.lower() in named:
+            continue
         if ":" not in image or image.endswith(":latest"):
             problems.append(f"base image {image} is not pinned to a tag")
     return problems
@@ -64,11 +72,12 @@ def test_the_dockerfile_keeps_the_rules():
         (lambda t: re.sub(r"HEALTHCHECK[^\n]*\n[^\n]*\n", "", t), "no HEALTHCHECK"),
         (lambda t: t.replace("COPY --from=build /opt/platform/.venv-drift /opt/platform/.venv-drift\n", ""), "-drift"),
         (lambda t: t.replace("PYTHONUNBUFFERED=1", "PYTHONUNBUFFERED=1 PLATFORM_VAULT_TOKEN=s.abc"), "bakes a secret"),
-        (lambda t: t.replace(" && rm -rf /var/lib/apt/lists/* \\\n && useradd", " && useradd"), "apt/lists"),
-        (lambda t: t.split("# --- runtime")[0], "not multi-stage"),
+        (lambda t: t.replace(" && rm -rf /var/lib/apt/lists/*", ""), "apt/lists"),
+        (lambda t: t[: t.index("# --- uv")] + t[t.index("# --- runtime") :], "not multi-stage"),
+        (lambda t: t.replace("EXPOSE 3000\n", "EXPOSE 3000\nUSER root\n", 1), "the serving stage runs as root"),
         (lambda t: t.replace("python:3.11.7-slim-bookworm", "python"), "not pinned"),
     ],
-    ids=["root", "healthcheck", "drift-venv", "secret", "apt-lists", "single-stage", "unpinned"],
+    ids=["root", "healthcheck", "drift-venv", "secret", "apt-lists", "single-stage", "serving-root", "unpinned"],
 )
 def test_each_dockerfile_rule_catches_its_breach(mutation, problem):
     broken = mutation((REPO_ROOT / "Dockerfile").read_text())
