@@ -69,4 +69,4 @@ def test_a_celery_worker_in_the_image_runs_the_hosts_ingest_tasks(images, engine
             if r.action == "task.success" and r.subject.startswith("flight_delay_ingest")}  # fmt: skip
     assert {"land", "validate", "transform", "materialize"} <= done
     assert len(received) >= len(done), "every task went through the container's worker"
-    assert (settings.data_root / "raw").is_dir()
+    assert (settings.data_root / "raw" / "flights").stat().st_uid == 10001, "the day was landed inside the container"
