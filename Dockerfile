@@ -53,14 +53,17 @@ RUN --mount=type=secret,id=ca \
  && /opt/uv/bin/uv pip install --no-cache --compile-bytecode --python .venv/bin/python -r requirements-serving.txt \
  && /opt/uv/bin/uv pip install --no-cache --no-deps --python .venv/bin/python --config-settings editable_mode=compat -e .
 
-# --- serving: the model service, as a non-root user -----------------------------------------------
-FROM ${PYTHON_IMAGE} AS serving
+# --- system: what both images run on: XGBoost's OpenMP and the platform's user -----------------------
+FROM ${PYTHON_IMAGE} AS system
 RUN (dpkg -s libgomp1 >/dev/null 2>&1 || (apt-get update \
       && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*)) \
  && useradd --create-home --uid 10001 --shell /usr/sbin/nologin platform \
  && mkdir -p /var/lib/platform \
  && chown platform /var/lib/platform
 WORKDIR /opt/platform
+
+# --- serving: the model service, as a non-root user -----------------------------------------------
+FROM system AS serving
 COPY --from=serving-build /opt/platform/.venv /opt/platform/.venv
 COPY pipelines ./pipelines
 COPY serving ./serving
@@ -81,13 +84,7 @@ ENTRYPOINT ["bentoml", "serve", "serving.service:ModelService"]
 CMD ["--host", "0.0.0.0", "--port", "3000"]
 
 # --- runtime: the virtualenvs and the code, as a non-root user -----------------------------------
-FROM ${PYTHON_IMAGE} AS runtime
-RUN (dpkg -s libgomp1 >/dev/null 2>&1 || (apt-get update \
-      && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*)) \
- && useradd --create-home --uid 10001 --shell /usr/sbin/nologin platform \
- && mkdir -p /var/lib/platform \
- && chown platform /var/lib/platform
-WORKDIR /opt/platform
+FROM system AS runtime
 COPY --from=build /opt/platform/.venv /opt/platform/.venv
 COPY --from=build /opt/platform/.venv-drift /opt/platform/.venv-drift
 COPY pipelines ./pipelines
