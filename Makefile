@@ -70,6 +70,7 @@ bench: setup ## benchmarks beside their baselines; writes bench/results/*.json, 
 	$(DRIFT_VENV)/bin/python -m bench.drift --out bench/results/drift.json
 	$(BIN)/python -m bench.orchestration --out bench/results/orchestration.json
 	$(BIN)/python -m bench.task_gap --out bench/results/task_gap.json
+	$(BIN)/python -m bench.ingest_cost --out bench/results/ingest_cost.json
 	$(BIN)/python -m bench.streaming --out bench/results/streaming.json
 	$(BIN)/python -m bench.training_quality --data-root var/bench/april --first 2013-01-01 --last 2013-04-30 \
 		--train-days 83 --validation-days 7 --holdout-days 30 --out bench/results/training_quality.json

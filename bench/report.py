@@ -14,7 +14,7 @@ import platform
 from pathlib import Path
 
 BENCHMARKS = ("serving", "compute_planner", "batch_scale", "online_features", "transforms", "validation", "drift",
-              "training_devices", "orchestration", "task_gap", "retrain_policy", "streaming",
+              "training_devices", "orchestration", "task_gap", "ingest_cost", "retrain_policy", "streaming",
               "training_quality")  # fmt: skip
 
 
@@ -116,6 +116,15 @@ def rows(folder: Path) -> list[tuple[str, str, str, str, str]]:
         out.append((f"task boundary ({gap['executor']}), p50", f"{ours['gap_p50_s']:.2f} s (idle sleep {mine} s)",
                     f"{default['gap_p50_s']:.2f} s (Airflow's default 1 s)",
                     f"{ours['gap_p50_s'] / default['gap_p50_s']:.2f}x", "reported"))  # fmt: skip
+    ingest = _load(folder, "ingest_cost")
+    if ingest:
+        for r in ingest["sizes"]:
+            warm = sum(r["warm_s"].values())
+            for name, path in (("LocalExecutor", r["local"]), ("CeleryExecutor", r["celery"])):
+                if path:
+                    out.append((f"ingest day through {name}, {r['factor']}x", f"{path['day_s']:.1f} s",
+                                f"stages warm in one process {warm:.1f} s", f"{path['day_s'] / warm:.1f}x",
+                                "<= 3x"))  # fmt: skip
     policy = _load(folder, "retrain_policy")
     if policy:
         shipped, naive = policy["shipped"], policy["naive"]

@@ -93,8 +93,11 @@ def test_prometheus_scrapes_the_platform_and_alertmanager_reaches_the_receiver(m
     assert (incident.kind, incident.usecase, incident.severity, incident.runbook_url) == (
         "ServingAvailabilityBudgetBurn", "flight_delay", "page", notes["runbook_url"])  # fmt: skip
     assert incident.state == "open" and incident.cleared_at is not None
-    lines = (settings.data_root / "alerts" / "notifications.jsonl").read_text().splitlines()
-    assert [json.loads(line)["status"] for line in lines] == ["firing", "resolved"]
+    # Prometheus's own rules may notify meanwhile (the built days are years old: DataFreshnessMissed fires at once)
+    lines = [
+        json.loads(line) for line in (settings.data_root / "alerts" / "notifications.jsonl").read_text().splitlines()
+    ]
+    assert [line["status"] for line in lines if line["subject"] == firing[0].subject] == ["firing", "resolved"]
     assert ledger.verify().records >= 2
 
 

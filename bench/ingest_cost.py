@@ -1,0 +1,222 @@
+"""What one ingested day costs through Airflow, and where it goes (issue: throughput of the orchestrated path).
+
+For each data size (1x and 10x the flights, `bench/scale.py`), in a data root of its own, days in turn:
+
+1. **warm**: the four stages (land, validate, transform, materialize: `pipelines/orchestration/ingest.py`, as the
+   ingest DAG's tasks call them) in one process that has already run them for an earlier day: the stages' own work.
+2. **cold**: each stage in a fresh interpreter, as Airflow runs a task: the work plus the imports and set-up a
+   process pays before it (the interpreter's own start measured apart, `python -c pass`).
+3. **LocalExecutor** and 4. **CeleryExecutor** (one worker, Redis broker, PostgreSQL metadata): days backfilled
+   through the scheduler and API server `make run` uses; from Airflow's task instances, each task's duration and
+   the gaps between a task's end and the next one's start, and the day's run from its first task's start to its
+   last task's end.
+
+The ratio that matters: a day through the scheduler against the same day's stages warm in one process. Usage
+(about 20 minutes on 2 cores; PostgreSQL and Redis on loopback for Celery, skipped without them):
+
+    .venv/bin/python -m bench.ingest_cost [--data-root var/bench/ingest_cost] [--out bench/results/ingest_cost.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench import FLIGHT_DELAY, write_results
+from pipelines.settings import REPO_ROOT
+
+STAGES = ("land", "validate", "transform", "materialize")
+FIRST = dt.date(2013, 1, 1)
+FACTORS = (1, 10)
+BROKER_DB = 12  # a Redis database of its own
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _stage(name: str, day: dt.date, carried: dict) -> dict:
+    from pipelines.orchestration import ingest
+
+    usecase = FLIGHT_DELAY.name
+    if name == "land":
+        return ingest.land(usecase, day)
+    if name == "validate":
+        return ingest.validate(usecase, day, carried.get("relanded", []))
+    if name == "transform":
+        return ingest.transform(usecase, day, carried.get("relanded", []))
+    return ingest.materialize(usecase, day)
+
+
+def child(stages: list[str], days: list[dt.date]) -> None:
+    """In a child process: run `stages` for each of `days` in order; print each one's seconds as JSON."""
+    timings = []
+    for day in days:
+        carried: dict = {}
+        for name in stages:
+            started = time.perf_counter()
+            result = _stage(name, day, carried)
+            if name == "land":
+                carried = result
+            timings.append({"day": day.isoformat(), "stage": name, "seconds": time.perf_counter() - started})
+    print(json.dumps(timings))
+
+
+def _run_child(env: dict, stages: list[str], days: list[dt.date]) -> tuple[list[dict], float]:
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "bench.ingest_cost", "--child", ",".join(stages), *[d.isoformat() for d in days]]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO_ROOT)
+    if done.returncode:
+        raise SystemExit(f"stages {stages} on {days} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1]), time.perf_counter() - started
+
+
+def _task_instances(settings, dag_id: str) -> list[dict]:
+    import sqlalchemy
+
+    url = settings.airflow_metadata_url.get_secret_value() if settings.airflow_metadata_url else None
+    engine = sqlalchemy.create_engine(url or f"sqlite:///{settings.airflow_dir / 'airflow.db'}")
+    with engine.connect() as con:
+        rows = con.execute(sqlalchemy.text(
+            "SELECT run_id, task_id, start_date, end_date, duration, state FROM task_instance WHERE dag_id = :dag "
+            "ORDER BY start_date"), {"dag": dag_id}).mappings().all()  # fmt: skip
+    engine.dispose()
+    return [dict(r) for r in rows]
+
+
+def _moment(value) -> dt.datetime:
+    return value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+
+
+def through_airflow(settings, first: dt.date, last: dt.date, executor: str) -> dict:
+    """Backfill [first, last] through the scheduler; per task its mean duration, per day the run and the gaps."""
+    from pipelines.orchestration import local_airflow
+
+    dag_id = FLIGHT_DELAY.dag_id("ingest")
+    local_airflow.prepare(settings)
+    started = time.perf_counter()
+    if executor == "CeleryExecutor":
+        with local_airflow.scheduling(settings) as scheduler, local_airflow.celery_workers(settings, 1):
+            runs = scheduler.backfill(dag_id, first, last, FLIGHT_DELAY.tz)
+    else:
+        runs = local_airflow.backfill(settings, dag_id, first, last, FLIGHT_DELAY.tz)
+    wall = time.perf_counter() - started
+    if any(r["state"] != "success" for r in runs):
+        raise SystemExit(f"{executor}: runs did not all succeed: {[r['state'] for r in runs]}")
+    instances = [i for i in _task_instances(settings, dag_id) if i["task_id"] in STAGES and i["state"] == "success"]
+    per_run: dict[str, list[dict]] = {}
+    for i in instances:
+        per_run.setdefault(i["run_id"], []).append(i)
+    days, gaps = [], []
+    for tasks in per_run.values():
+        tasks.sort(key=lambda i: _moment(i["start_date"]))
+        days.append((_moment(tasks[-1]["end_date"]) - _moment(tasks[0]["start_date"])).total_seconds())
+        gaps += [(_moment(b["start_date"]) - _moment(a["end_date"])).total_seconds()
+                 for a, b in zip(tasks, tasks[1:], strict=False)]  # fmt: skip
+    return {
+        "days": len(per_run), "backfill_wall_s": wall,
+        "task_s": {s: statistics.mean(float(i["duration"]) for i in instances if i["task_id"] == s) for s in STAGES},
+        "day_s": statistics.mean(days), "gap_s": statistics.mean(gaps) if gaps else 0.0,
+    }  # fmt: skip
+
+
+def _fresh_postgres(name: str) -> str:
+    import psycopg2
+
+    con = psycopg2.connect(POSTGRES_ADMIN)
+    con.autocommit = True
+    with con.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    con.close()
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
+def measure(root: Path, factor: int) -> dict:
+    from bench.scale import resampled_source
+    from pipelines.orchestration.airflow_env import airflow_environment
+    from pipelines.processes import port_open
+    from pipelines.security.vault import platform_vault
+    from pipelines.settings import load_settings
+
+    source = resampled_source(root.parent, factor) if factor > 1 else None
+    base = load_settings(data_root=root / "var", airflow_home=root / "airflow", source_dir=source)
+    days = [FIRST + dt.timedelta(days=i) for i in range(11)]
+    with platform_vault(base) as settings:
+        env = airflow_environment(settings)
+        interpreter = min(_run_python(env) for _ in range(3))
+        _run_child(env, list(STAGES), days[:1])  # the first day lands the reference tables too: not timed
+        cold = {}
+        for name in STAGES:  # day 2: each stage in a process of its own
+            _, cold[name] = _run_child(env, [name], days[1:2])
+        warm_runs, _ = _run_child(env, list(STAGES), days[2:5])  # days 3-5 in one process: 4 and 5 are warm
+        timed = [t for t in warm_runs if t["day"] != days[2].isoformat()]
+        warm = {s: statistics.mean(t["seconds"] for t in timed if t["stage"] == s) for s in STAGES}
+        local = through_airflow(settings, days[5], days[7], "LocalExecutor")
+        celery = None
+        if port_open(6379) and port_open(5432):
+            import redis
+
+            redis.Redis.from_url(f"redis://127.0.0.1:6379/{BROKER_DB}").flushdb()
+            celery_settings = settings.model_copy(update={
+                "airflow_home": root / "airflow-celery", "airflow_executor": "CeleryExecutor",
+                "airflow_metadata_url": _fresh_postgres(f"bench_ingest_cost_x{factor}"),
+                "celery_broker_url": f"redis://127.0.0.1:6379/{BROKER_DB}"})  # fmt: skip
+            celery = through_airflow(celery_settings, days[8], days[10], "CeleryExecutor")
+    return {"factor": factor, "interpreter_s": interpreter, "warm_s": warm, "cold_s": cold, "local": local,
+            "celery": celery}  # fmt: skip
+
+
+def _run_python(env: dict) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], env=env, check=True)
+    return time.perf_counter() - started
+
+
+def table(results: dict) -> str:
+    rows = ["| size | stage | warm, one process s | cold process s | LocalExecutor task s | CeleryExecutor task s |",
+            "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+    summary = ["", "| size | day warm s | day cold s | day LocalExecutor s (gaps s) | day Celery s (gaps s) | "
+               "Local / warm | Celery / warm |", "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in results["sizes"]:
+        celery = r["celery"]
+        for s in STAGES:
+            rows.append(f"| {r['factor']}x | {s} | {r['warm_s'][s]:.2f} | {r['cold_s'][s]:.2f} | "
+                        f"{r['local']['task_s'][s]:.2f} | {celery['task_s'][s]:.2f} |" if celery else
+                        f"| {r['factor']}x | {s} | {r['warm_s'][s]:.2f} | {r['cold_s'][s]:.2f} | "
+                        f"{r['local']['task_s'][s]:.2f} | - |")  # fmt: skip
+        warm, cold = sum(r["warm_s"].values()), sum(r["cold_s"].values())
+        local = r["local"]
+        celery_cells = (f"{celery['day_s']:.1f} ({celery['gap_s']:.1f})", f"{celery['day_s'] / warm:.1f}x") if celery \
+            else ("-", "-")  # fmt: skip
+        summary.append(f"| {r['factor']}x | {warm:.1f} | {cold:.1f} | {local['day_s']:.1f} ({local['gap_s']:.1f}) | "
+                       f"{celery_cells[0]} | {local['day_s'] / warm:.1f}x | {celery_cells[1]} |")  # fmt: skip
+    interpreter = results["sizes"][0]["interpreter_s"]
+    return "\n".join([*rows, *summary, "", f"A bare interpreter starts in {interpreter:.2f} s here."])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", type=Path, default=REPO_ROOT / "var" / "bench" / "ingest_cost")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "ingest_cost.json")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("days", nargs="*", type=dt.date.fromisoformat, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.child.split(","), args.days)
+    results = {"sizes": []}
+    for factor in FACTORS:
+        root = args.data_root.resolve() / f"x{factor}"
+        shutil.rmtree(root, ignore_errors=True)  # every run from the same empty root
+        os.environ.pop("PLATFORM_DATA_ROOT", None)
+        results["sizes"].append(measure(root, factor))
+    write_results(args.out, results, table(results))
+
+
+if __name__ == "__main__":
+    main()
