@@ -138,6 +138,8 @@ def _fresh_postgres(name: str) -> str:
 
 
 def measure(root: Path, factor: int) -> dict:
+    from pydantic import SecretStr
+
     from bench.scale import resampled_source
     from pipelines.orchestration.airflow_env import airflow_environment
     from pipelines.processes import port_open
@@ -145,7 +147,10 @@ def measure(root: Path, factor: int) -> dict:
     from pipelines.settings import load_settings
 
     source = resampled_source(root.parent, factor) if factor > 1 else None
-    base = load_settings(data_root=root / "var", airflow_home=root / "airflow", source_dir=source)
+    low, high = FLIGHT_DELAY.sources.tables["flights"].rows_per_day  # the suite's bounds, for this many flights
+    more = {FLIGHT_DELAY.name: {"sources.tables.flights.rows_per_day": [low * factor, high * factor]}}
+    base = load_settings(data_root=root / "var", airflow_home=root / "airflow", source_dir=source,
+                         usecase_overrides=more)  # fmt: skip
     days = [FIRST + dt.timedelta(days=i) for i in range(11)]
     with platform_vault(base) as settings:
         env = airflow_environment(settings)
@@ -165,7 +170,7 @@ def measure(root: Path, factor: int) -> dict:
             redis.Redis.from_url(f"redis://127.0.0.1:6379/{BROKER_DB}").flushdb()
             celery_settings = settings.model_copy(update={
                 "airflow_home": root / "airflow-celery", "airflow_executor": "CeleryExecutor",
-                "airflow_metadata_url": _fresh_postgres(f"bench_ingest_cost_x{factor}"),
+                "airflow_metadata_url": SecretStr(_fresh_postgres(f"bench_ingest_cost_x{factor}")),
                 "celery_broker_url": f"redis://127.0.0.1:6379/{BROKER_DB}"})  # fmt: skip
             celery = through_airflow(celery_settings, days[8], days[10], "CeleryExecutor")
     return {"factor": factor, "interpreter_s": interpreter, "warm_s": warm, "cold_s": cold, "local": local,
