@@ -124,9 +124,11 @@ audit-deps: setup ## known-vulnerability audit of both lock files (needs PyPI's 
 	$(BIN)/pip-audit --strict --disable-pip --no-deps -r requirements.txt
 	$(BIN)/pip-audit --strict --disable-pip --no-deps -r requirements-drift.txt
 
-lock: ## recompile both lock files from requirements*.in
+lock: ## recompile the lock files from requirements*.in (the serving image's against the full one's)
 	$(UV) pip compile requirements.in -o requirements.txt --python-version 3.11 --find-links $(UV_FIND_LINKS)
 	$(UV) pip compile requirements-drift.in -o requirements-drift.txt --python-version 3.11 --find-links $(UV_FIND_LINKS)
+	$(UV) pip compile requirements-serving.in -o requirements-serving.txt --python-version 3.11 \
+		--find-links $(UV_FIND_LINKS) -c requirements.txt
 
 clean: ## remove generated data and both virtualenvs
 	rm -rf var $(VENV) $(DRIFT_VENV) .pytest_cache .ruff_cache
