@@ -102,8 +102,8 @@ def dbt_seconds(settings, args: list[str]) -> float:
     started = time.perf_counter()
     completed = run_dbt(settings, args)
     seconds = time.perf_counter() - started
-    if completed.returncode != 0:
-        raise RuntimeError(f"dbt {' '.join(args)} failed:\n{completed.stdout[-3000:]}")
+    if not completed.success:
+        raise RuntimeError(f"dbt {' '.join(args)} failed:\n{completed.output}")
     return seconds
 
 

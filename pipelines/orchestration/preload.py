@@ -1,0 +1,63 @@
+"""Heavy imports paid once per executor process rather than once per task.
+
+Airflow 3 runs each task in a process forked from the executor's worker (LocalExecutor: worker processes
+forked from the scheduler; CeleryExecutor: the Celery pool forked from `airflow celery worker`). A module
+the forking process has already imported costs its task nothing, while a fresh import of Feast (with the
+torch it brings), Great Expectations and dbt costs every task several seconds (`bench/ingest_cost.py`).
+`plugins/airflow_local_settings.py`, which every Airflow process imports at start-up, calls `preload()`;
+only the processes that fork tasks import anything. Nothing here reads settings, opens a connection or
+starts a thread: a fork inherits modules, never state.
+
+`PLATFORM_PRELOAD_TASK_MODULES=0` turns it off (a scheduler that must start fast, a memory-tight worker).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+
+# What the ingest, training and serving tasks import, heaviest first; each is also imported by its stage.
+TASK_MODULES = (
+    "feast",
+    "feast.repo_operations",
+    "feast.infra.online_stores.sqlite",
+    "great_expectations",
+    "great_expectations.checkpoint",
+    "dbt.cli.main",
+    "dbt.adapters.duckdb",
+    "duckdb",
+    "pandas",
+    "pyarrow.parquet",
+    "airflow.sdk.execution_time.task_runner",
+    "pipelines.orchestration.dag_builders",
+    "pipelines.orchestration.ingest",
+    "pipelines.security.audit",
+)
+
+
+def forks_tasks(argv: list[str], executor: str) -> bool:
+    """Whether this Airflow command is a process that tasks are forked from."""
+    command = [a for a in argv[1:] if not a.startswith("-")][:2]
+    if command[:1] == ["scheduler"]:
+        return executor.endswith("LocalExecutor")
+    return command == ["celery", "worker"]
+
+
+def preload(argv: list[str] | None = None, environ: os._Environ | dict | None = None) -> list[str]:
+    """Import TASK_MODULES when this process forks tasks; returns what it imported (nothing elsewhere)."""
+    environ = os.environ if environ is None else environ
+    argv = sys.argv if argv is None else argv
+    if environ.get("PLATFORM_PRELOAD_TASK_MODULES", "1") == "0":
+        return []
+    if not forks_tasks(argv, environ.get("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")):
+        return []
+    if all(name in sys.modules for name in TASK_MODULES):  # Airflow loads the plugins folder again, and a fork
+        return []  # inherits the parent's modules: import and say it once
+    started = time.monotonic()
+    for name in TASK_MODULES:
+        importlib.import_module(name)
+    print(f"platform: preloaded {len(TASK_MODULES)} task modules in {time.monotonic() - started:.1f} s "
+          "(PLATFORM_PRELOAD_TASK_MODULES=0 turns this off)", file=sys.stderr)  # fmt: skip
+    return list(TASK_MODULES)
