@@ -195,4 +195,3 @@ def _node_statuses(settings: Settings) -> dict[str, str]:
         return {}
     results = json.loads(path.read_text())["results"]
     return {result["unique_id"]: result["status"] for result in results}
-

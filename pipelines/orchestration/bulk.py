@@ -23,24 +23,25 @@ def build_days(settings: Settings, usecase: UseCase, first: dt.date, last: dt.da
     from pipelines.ingest import land_day, land_reference, partition_path
     from pipelines.ingest.landing import manifest_path
     from pipelines.ingest.warehouse import load_day, load_reference
-    from pipelines.validation import validate_partition
+    from pipelines.validation import data_docs_once, validate_partition
 
     started = time.monotonic()
     sources = usecase.sources
-    land_reference(settings, usecase)
-    if validate:
-        for table in sources.reference:
-            validate_partition(settings, usecase, table, None)
-    load_reference(settings, usecase)
-    day = first
-    while day <= last:
-        if not manifest_path(partition_path(settings, sources.partitioned[0], day)).exists():
-            land_day(settings, usecase, day)
-            if validate:
-                for table in sources.partitioned:
-                    validate_partition(settings, usecase, table, day)
-            load_day(settings, usecase, day)
-        day += dt.timedelta(days=1)
+    with data_docs_once(settings):
+        land_reference(settings, usecase)
+        if validate:
+            for table in sources.reference:
+                validate_partition(settings, usecase, table, None)
+        load_reference(settings, usecase)
+        day = first
+        while day <= last:
+            if not manifest_path(partition_path(settings, sources.partitioned[0], day)).exists():
+                land_day(settings, usecase, day)
+                if validate:
+                    for table in sources.partitioned:
+                        validate_partition(settings, usecase, table, day)
+                load_day(settings, usecase, day)
+            day += dt.timedelta(days=1)
     build_features(settings, usecase, None)
     if settings.feast_env == "local":  # the production offline store reads the marts in PostgreSQL
         export_marts(settings, usecase)

@@ -31,13 +31,15 @@ def land(name: str, day: dt.date) -> dict:
 def validate(name: str, day: dt.date, relanded: list[str] = ()) -> dict:
     """Validate the day's partitions (and those landed again) and the reference snapshots with their suites;
     raises ValidationFailed."""
-    from pipelines.validation import validate_partition
+    from pipelines.validation import data_docs_once, validate_partition
 
     settings = get_settings()
     usecase = resolve_usecase(settings, name)
     days = [*map(dt.date.fromisoformat, relanded), day]
-    outcomes = [validate_partition(settings, usecase, table, d) for d in days for table in usecase.sources.partitioned]
-    outcomes += [validate_partition(settings, usecase, table, None) for table in usecase.sources.reference]
+    with data_docs_once(settings):
+        outcomes = [validate_partition(settings, usecase, table, d) for d in days
+                    for table in usecase.sources.partitioned]  # fmt: skip
+        outcomes += [validate_partition(settings, usecase, table, None) for table in usecase.sources.reference]
     checked: dict[str, dict] = {}
     for o in outcomes:
         checked.setdefault(o.table, {})[o.logical_date] = {"success": o.success, "evaluated": o.evaluated,

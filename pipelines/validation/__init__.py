@@ -1,5 +1,5 @@
 """Validation: Great Expectations checkpoints over raw partitions."""
 
-from pipelines.validation.checkpoints import ValidationOutcome, validate_partition
+from pipelines.validation.checkpoints import ValidationOutcome, data_docs_once, validate_partition
 
-__all__ = ["ValidationOutcome", "validate_partition"]
+__all__ = ["ValidationOutcome", "data_docs_once", "validate_partition"]

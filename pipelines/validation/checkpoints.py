@@ -2,6 +2,12 @@
 
 One checkpoint per raw table; each run validates one landed partition (or reference
 snapshot), writes its result and refreshes the Data Docs site under the data root.
+
+A process keeps its Great Expectations context and checkpoints (reading and writing the project's
+YAML for every partition cost more than validating it), and the Data Docs index lists the newest
+DATA_DOCS_INDEX_RESULTS results: GX reads back every result it lists on each refresh, so an
+unbounded index made each day's validation slower than the day before. Every result stays stored
+and rendered under the data root.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pipelines.usecases.spec import UseCase
 
 SUITES_DIR = REPO_ROOT / "expectations"
 DATA_DOCS_SITE = "local_site"
+DATA_DOCS_INDEX_RESULTS = 100  # about three weeks of a use case's daily results at five tables a day
 
 
 @dataclass(frozen=True)
@@ -97,35 +104,15 @@ def run_checkpoint(
     import great_expectations as gx
 
     with _exclusive(settings):
-        return _run_checkpoint_locked(gx, settings, table, suite, label, frame, parameters)
+        outcome, results = _run_checkpoint_locked(gx, settings, table, suite, label, frame, parameters)
+    _publish(settings, results)
+    return outcome
 
 
 def _run_checkpoint_locked(
     gx, settings: Settings, table: str, suite_name: str, label: str, frame, parameters: dict
-) -> ValidationOutcome:
-    from great_expectations.checkpoint import UpdateDataDocsAction
-    from great_expectations.core import ExpectationSuite
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx.get_context(mode="file", project_root_dir=str(settings.validation_dir))
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    definition = suite_definition(suite_name)
-    suite = context.suites.add_or_update(ExpectationSuite(**definition))
-    source = context.data_sources.add_or_update_pandas(name="raw_zone")
-    asset = next((a for a in source.assets if a.name == table), None) or source.add_dataframe_asset(name=table)
-    batch = next((b for b in asset.batch_definitions if b.name == "partition"), None)
-    batch = batch or asset.add_batch_definition_whole_dataframe("partition")
-    validation = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=f"raw_{table}", data=batch, suite=suite)
-    )
-    checkpoint = context.checkpoints.add_or_update(
-        gx.Checkpoint(
-            name=f"raw_{table}",
-            validation_definitions=[validation],
-            actions=[UpdateDataDocsAction(name="data_docs", site_names=[DATA_DOCS_SITE])],
-            result_format={"result_format": "SUMMARY"},
-        )
-    )
+) -> tuple[ValidationOutcome, list]:
+    checkpoint = _checkpoint(gx, settings, table, suite_name)
     result = checkpoint.run(
         batch_parameters={"dataframe": frame},
         expectation_parameters=parameters,
@@ -148,7 +135,97 @@ def _run_checkpoint_locked(
         data_docs_index=str(docs_index),
     )
     result_path.write_text(json.dumps(asdict(outcome), indent=2) + "\n")
-    return outcome
+    return outcome, list(result.run_results)
+
+
+_deferred: list | None = None  # results whose Data Docs pages wait for the end of `data_docs_once`
+
+
+@contextlib.contextmanager
+def data_docs_once(settings: Settings) -> Iterator[None]:
+    """Refresh Data Docs once, at the end of the block (failed or not), for every partition validated in it:
+    a refresh re-renders the suites and the index whatever it adds (0.6 s each on 2 cores)."""
+    global _deferred
+    outer, _deferred = _deferred, []
+    try:
+        yield
+    finally:
+        waiting, _deferred = _deferred, outer
+        if waiting:
+            _publish(settings, waiting)
+
+
+def _publish(settings: Settings, results: list) -> None:
+    """Render the results' Data Docs pages and the index now, or at the end of `data_docs_once`."""
+    if _deferred is not None:
+        _deferred.extend(results)
+        return
+    import great_expectations as gx
+
+    with _exclusive(settings):
+        context = _project_context(gx, settings)
+        context.build_data_docs(site_names=[DATA_DOCS_SITE], resource_identifiers=results)
+
+
+def _project_context(gx, settings: Settings):
+    project = settings.validation_dir
+    where = (str(project), project.stat().st_ino)
+    if where not in _contexts:
+        _contexts[where] = _context(gx, project)
+    return _contexts[where]
+
+
+_contexts: dict[tuple, object] = {}  # (validation dir, its inode) -> this process's GX file context
+_checkpoints: dict[tuple, object] = {}  # (validation dir, its inode, table, suite, its definition) -> Checkpoint
+
+
+def _checkpoint(gx, settings: Settings, table: str, suite_name: str):
+    """The raw table's checkpoint with the suite as expectations/ defines it now, set up in the project once
+    per process (a data root made afresh at the same path is a new project: its folder is a new inode)."""
+    from great_expectations.core import ExpectationSuite
+
+    project = settings.validation_dir
+    definition = suite_definition(suite_name)
+    key = (str(project), project.stat().st_ino, table, suite_name, json.dumps(definition, sort_keys=True))
+    if key in _checkpoints:
+        return _checkpoints[key]
+    context = _project_context(gx, settings)
+    suite = context.suites.add_or_update(ExpectationSuite(**definition))
+    # The data source is kept (replacing it would drop the other tables' assets) and the table's asset made
+    # afresh: an asset read back from the project is not bound to the context, and cannot build a batch.
+    try:
+        source = context.data_sources.get("raw_zone")
+    except KeyError:
+        source = context.data_sources.add_pandas(name="raw_zone")
+    if any(a.name == table for a in source.assets):
+        source.delete_asset(table)
+    batch = source.add_dataframe_asset(name=table).add_batch_definition_whole_dataframe("partition")
+    validation = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=f"raw_{table}", data=batch, suite=suite)
+    )
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=f"raw_{table}",
+            validation_definitions=[validation],  # Data Docs: `_publish`
+            result_format={"result_format": "SUMMARY"},
+        )
+    )
+    _checkpoints[key] = checkpoint
+    return checkpoint
+
+
+def _context(gx, project: Path):
+    """A GX file context on the project, its Data Docs index bounded to the newest DATA_DOCS_INDEX_RESULTS."""
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="file", project_root_dir=str(project))
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    site = dict(context.variables.data_docs_sites[DATA_DOCS_SITE])
+    index = dict(site.get("site_index_builder") or {"class_name": "DefaultSiteIndexBuilder"})
+    if index.get("validation_results_limit") != DATA_DOCS_INDEX_RESULTS:
+        site["site_index_builder"] = {**index, "validation_results_limit": DATA_DOCS_INDEX_RESULTS}
+        context.update_data_docs_site(DATA_DOCS_SITE, site)
+    return context
 
 
 def _describe(result) -> str:
