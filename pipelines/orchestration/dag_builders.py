@@ -31,6 +31,15 @@ naming every difference (skipped for a day the stream did not see); materialize 
 view's online values to its stream once the stream is past the day. Each run processes the day
 named by its logical date: scheduled and backfill runs and a manual run for a chosen date alike."""
 
+BACKFILL_DOC = """Backfill a range of days in four tasks instead of four a day: trigger it with
+`{"first_day": "2013-01-01", "last_day": "2013-03-31"}`. land → validate → transform → materialize, as the
+ingest DAG, over the whole range: each day is still its own landed partition, validated by its suite; a
+partition that fails stops the run before anything is loaded, naming it (a re-run lands the days again,
+unchanged). transform loads the range and rebuilds the use case's marts from the raw tables in one dbt
+build (the marts day-by-day builds make), so it costs the data loaded, not the days asked for; materialize
+brings the online store to the end of the last day and updates the features asset, as the ingest DAG's
+does. It shares the ingest DAG's pools: the two never write the warehouse or the online store at once."""
+
 TRAINING_DOC = """Training: dataset → one candidate per model family of the spec → gate → registry.
 Runs when new features land, when drift monitoring asks for a retrain, and on the spec's schedule.
 The window ends at the day the triggering event names (or the run's `last_day` parameter, or the
@@ -195,6 +204,59 @@ def ingest_dag(name: str) -> DAG:
             reconcile_stream(transformed)
 
     return ingest()
+
+
+def backfill_dag(name: str) -> DAG:
+    spec = usecase(name)
+    features, _, _ = assets(spec)
+
+    @dag(
+        dag_id=spec.dag_id("backfill"),
+        schedule=None,  # triggered with the range: {"first_day": "YYYY-MM-DD", "last_day": "YYYY-MM-DD"}
+        start_date=_midnight(spec.ingest.first_day, spec),
+        catchup=False,
+        max_active_runs=1,
+        default_args=_args(spec, 1, pendulum.duration(minutes=1), pendulum.duration(hours=4)),
+        params={"first_day": spec.ingest.first_day.isoformat(), "last_day": spec.ingest.first_day.isoformat()},
+        tags=[spec.name, "ingest", "backfill", "features"],
+        doc_md=_doc(spec, "backfill", BACKFILL_DOC),
+    )
+    def backfill():
+        def window(params) -> tuple[dt.date, dt.date]:
+            return dt.date.fromisoformat(params["first_day"]), dt.date.fromisoformat(params["last_day"])
+
+        @task
+        @fail_fast_on_bad_data
+        def land(params=None) -> dict:
+            from pipelines.orchestration import ingest
+
+            return ingest.land_days(name, *window(params))
+
+        @task
+        @fail_fast_on_bad_data
+        def validate(landed: dict, params=None) -> dict:
+            from pipelines.orchestration import ingest
+
+            return ingest.validate_days(name, *window(params), landed["relanded"])
+
+        @task(pool="warehouse")
+        @fail_fast_on_bad_data
+        def transform(validated: dict, params=None) -> dict:
+            from pipelines.orchestration import ingest
+
+            return ingest.transform_days(name, *window(params), validated["relanded"])
+
+        @task(pool="feature_store", outlets=[features])
+        def materialize(transformed: dict, params=None, outlet_events=None) -> dict:
+            from pipelines.orchestration import ingest
+
+            _, last = window(params)
+            outlet_events[features].extra = {"day": last.isoformat()}  # the training DAG's window ends here
+            return ingest.materialize(name, last)
+
+        materialize(transform(validate(land())))
+
+    return backfill()
 
 
 def reconciliation_dag(name: str) -> DAG:

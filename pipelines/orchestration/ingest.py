@@ -90,6 +90,77 @@ def materialize(name: str, day: dt.date) -> dict:
     return asdict(materialize_features(settings, usecase, end_of_day, ahead))
 
 
+# A range of days in one task each (the backfill DAG): the same stages, each day still its own landed and
+# validated partition; the marts rebuilt once from the raw tables instead of once a day.
+
+
+def land_days(name: str, first: dt.date, last: dt.date) -> dict:
+    """Land every day of [first, last] (then the reference snapshots), as `land` lands one; `relanded`: the
+    earlier days before `first` that an incremental table's late changes landed again."""
+    from pipelines.ingest import land_day, land_reference, relanded_days
+
+    settings = get_settings()
+    usecase = resolve_usecase(settings, name)
+    rows: dict[str, int] = {}
+    earlier: set[dt.date] = set()
+    for day in _days(first, last):
+        landed = land_day(settings, usecase, day)
+        earlier.update(d for d in relanded_days(landed, day) if d < first)
+        for p in landed:
+            rows[p.table] = rows.get(p.table, 0) + p.rows
+    for p in land_reference(settings, usecase):
+        rows[p.table] = p.rows
+    return {"first": first.isoformat(), "last": last.isoformat(), "rows": rows,
+            "relanded": [d.isoformat() for d in sorted(earlier)]}  # fmt: skip
+
+
+def validate_days(name: str, first: dt.date, last: dt.date, relanded: list[str] = ()) -> dict:
+    """Validate each day's partitions in order (the days landed again first), then the reference snapshots;
+    raises ValidationFailed at the first partition that fails, naming it: nothing is loaded."""
+    from pipelines.validation import data_docs_once, validate_partition
+
+    settings = get_settings()
+    usecase = resolve_usecase(settings, name)
+    evaluated: dict[str, int] = {}
+    with data_docs_once(settings):
+        for day in [*map(dt.date.fromisoformat, relanded), *_days(first, last)]:
+            for table in usecase.sources.partitioned:
+                outcome = validate_partition(settings, usecase, table, day)
+                evaluated[table] = evaluated.get(table, 0) + outcome.evaluated
+        for table in usecase.sources.reference:
+            evaluated[table] = validate_partition(settings, usecase, table, None).evaluated
+    return {"first": first.isoformat(), "last": last.isoformat(), "expectations_evaluated": evaluated,
+            "relanded": list(relanded)}  # fmt: skip
+
+
+def transform_days(name: str, first: dt.date, last: dt.date, relanded: list[str] = ()) -> dict:
+    """Load the validated days (and those landed again) into the warehouse, then rebuild the use case's marts
+    from the raw tables in one `dbt build --full-refresh` (what day-by-day builds make, in one dbt run whatever
+    the number of days) and, with the embedded warehouse, export them for Feast's offline store."""
+    from pipelines.features.store import export_marts
+    from pipelines.features.transform import build_features
+    from pipelines.ingest.warehouse import load_day, load_reference
+
+    settings = get_settings()
+    usecase = resolve_usecase(settings, name)
+    loaded = load_reference(settings, usecase)
+    for day in [*map(dt.date.fromisoformat, relanded), *_days(first, last)]:
+        for table, rows in load_day(settings, usecase, day).items():
+            loaded[table] = loaded.get(table, 0) + rows
+    result = build_features(settings, usecase, None)
+    exported = export_marts(settings, usecase) if settings.feast_env == "local" else {}
+    return {"loaded": loaded, "dbt_nodes_passed": result.passed, "dbt_seconds": round(result.seconds, 1),
+            "exported_rows": exported}  # fmt: skip
+
+
+def _days(first: dt.date, last: dt.date) -> list[dt.date]:
+    if last < first:
+        from pipelines.errors import SettingsError
+
+        raise SettingsError(f"a backfill from {first} to {last} is empty: give first_day <= last_day")
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
 def reconcile_stream(name: str, day: dt.date) -> list[str]:
     """The day's stream-written feature values against the batch's marts; raises StreamBatchMismatch naming
     what differs, NothingToDo when the stream processor did not see the day."""

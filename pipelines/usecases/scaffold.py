@@ -21,7 +21,7 @@ from pipelines.errors import SettingsError
 from pipelines.usecases.spec import NAME
 
 TEMPLATES = Path(__file__).with_name("templates")
-DAG_KINDS = ("ingest", "training", "deploy", "monitoring", "housekeeping", "batch_scoring")
+DAG_KINDS = ("ingest", "backfill", "training", "deploy", "monitoring", "housekeeping", "batch_scoring")
 SOURCE_KINDS = ("package_file", "database", "object_store", "warehouse")
 
 

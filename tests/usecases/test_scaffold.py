@@ -43,7 +43,8 @@ def test_the_skeleton_has_every_part_of_a_use_case(scaffolded):
     mine = [p for p in scaffolded.rglob("*") if p.is_file() and ("taxi_fares" in p.name or "taxi_fares" in p.parts)]
     files = sorted(str(p.relative_to(scaffolded)) for p in mine)
     assert files == sorted([
-        "dags/taxi_fares_batch_scoring.py", "dags/taxi_fares_deploy.py", "dags/taxi_fares_housekeeping.py",
+        "dags/taxi_fares_backfill.py", "dags/taxi_fares_batch_scoring.py", "dags/taxi_fares_deploy.py",
+        "dags/taxi_fares_housekeeping.py",
         "dags/taxi_fares_ingest.py",
         "dags/taxi_fares_monitoring.py",
         "dags/taxi_fares_training.py", "dbt/models/taxi_fares/marts/_taxi_fares__models.yml",
