@@ -11,8 +11,12 @@ For each data size (1x and 10x the flights, `bench/scale.py`), in a data root of
    the gaps between a task's end and the next one's start, and the day's run from its first task's start to its
    last task's end.
 
-The ratio that matters: a day through the scheduler against the same day's stages warm in one process. Usage
-(about 20 minutes on 2 cores; PostgreSQL and Redis on loopback for Celery, skipped without them):
+The ratio that matters: a day through the scheduler against the same day's stages warm in one process.
+
+Then **ranges** at 1x, each in a fresh data root through a running scheduler (LocalExecutor): 30 and 90 days through
+the backfill DAG (four tasks for the whole range), and 30 days through the ingest DAG's day-by-day runs (Airflow's
+own backfill, two runs at a time), wall time from the request to the last task's end, and the growth from 30 to 90
+days. Usage (about 25 minutes on 2 cores; PostgreSQL and Redis on loopback for Celery, skipped without them):
 
     .venv/bin/python -m bench.ingest_cost [--data-root var/bench/ingest_cost] [--out bench/results/ingest_cost.json]
 """
@@ -36,6 +40,8 @@ from pipelines.settings import REPO_ROOT
 STAGES = ("land", "validate", "transform", "materialize")
 FIRST = dt.date(2013, 1, 1)
 FACTORS = (1, 10)
+RANGES = (30, 90)  # days through the backfill DAG; the first also day by day through the ingest DAG
+TARGET_RATIO, TARGET_90_DAYS_S = 3.0, 300.0
 BROKER_DB = 12  # a Redis database of its own
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -177,6 +183,40 @@ def measure(root: Path, factor: int) -> dict:
             "celery": celery}  # fmt: skip
 
 
+def ranges(root: Path) -> dict:
+    """Backfill DAG over RANGES days and the ingest DAG day by day over the first, each from an empty data root."""
+    from pipelines.orchestration import local_airflow
+    from pipelines.security.vault import platform_vault
+    from pipelines.settings import load_settings
+
+    def fresh(name: str):
+        shutil.rmtree(root / name, ignore_errors=True)
+        return load_settings(data_root=root / name / "var", airflow_home=root / name / "airflow")
+
+    out: dict = {"backfill_dag": {}, "ingest_dag": {}}
+    for days in RANGES:
+        with platform_vault(fresh(f"backfill-{days}")) as settings:
+            local_airflow.prepare(settings)
+            last = FIRST + dt.timedelta(days=days - 1)
+            with local_airflow.scheduling(settings) as scheduler:
+                started = time.perf_counter()
+                scheduler.trigger(FLIGHT_DELAY.dag_id("backfill"), {"first_day": FIRST.isoformat(),
+                                                                     "last_day": last.isoformat()})  # fmt: skip
+                wall = time.perf_counter() - started
+            tasks = {i["task_id"]: float(i["duration"])
+                     for i in _task_instances(settings, FLIGHT_DELAY.dag_id("backfill"))}  # fmt: skip
+            out["backfill_dag"][days] = {"wall_s": wall, "task_s": tasks}
+    days = RANGES[0]
+    with platform_vault(fresh(f"ingest-{days}")) as settings:
+        local_airflow.prepare(settings)
+        with local_airflow.scheduling(settings) as scheduler:
+            started = time.perf_counter()
+            scheduler.backfill(FLIGHT_DELAY.dag_id("ingest"), FIRST, FIRST + dt.timedelta(days=days - 1),
+                               FLIGHT_DELAY.tz)  # fmt: skip
+            out["ingest_dag"][days] = {"wall_s": time.perf_counter() - started}
+    return out
+
+
 def _run_python(env: dict) -> float:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", "pass"], env=env, check=True)
@@ -202,7 +242,41 @@ def table(results: dict) -> str:
         summary.append(f"| {r['factor']}x | {warm:.1f} | {cold:.1f} | {local['day_s']:.1f} ({local['gap_s']:.1f}) | "
                        f"{celery_cells[0]} | {local['day_s'] / warm:.1f}x | {celery_cells[1]} |")  # fmt: skip
     interpreter = results["sizes"][0]["interpreter_s"]
-    return "\n".join([*rows, *summary, "", f"A bare interpreter starts in {interpreter:.2f} s here."])
+    lines = [*rows, *summary, "", f"A bare interpreter starts in {interpreter:.2f} s here."]
+    ranged = results.get("ranges")
+    if ranged:
+        backfill, ingest = ranged["backfill_dag"], ranged["ingest_dag"]
+        first, last = RANGES[0], RANGES[-1]
+        lines += ["", "| days (1x) | backfill DAG wall s | s a day | ingest DAG day by day wall s | s a day |",
+                  "|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for days in RANGES:
+            b, i = backfill[days], ingest.get(days)
+            lines.append(f"| {days} | {b['wall_s']:.0f} | {b['wall_s'] / days:.2f} | "
+                         + (f"{i['wall_s']:.0f} | {i['wall_s'] / days:.2f} |" if i else "- | - |"))  # fmt: skip
+        growth = backfill[last]["wall_s"] / backfill[first]["wall_s"]
+        lines += ["", f"{first} -> {last} days through the backfill DAG: {growth:.2f}x the time for "
+                      f"{last / first:.0f}x the days (its tasks: "
+                      + ", ".join(f"{t} {v:.0f} s" for t, v in backfill[last]["task_s"].items()) + ")."]  # fmt: skip
+    targets = _targets(results)
+    if targets:
+        lines += ["", "| target | measured | met |", "|---|---:|---|",
+                  *(f"| {t} | {v} | {'yes' if ok else 'no'} |" for t, v, ok in targets)]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _targets(results: dict) -> list[tuple[str, str, bool]]:
+    """(target, measured, met) for the issue's targets this benchmark measures."""
+    found = []
+    for r in results["sizes"]:
+        ratio = r["local"]["day_s"] / sum(r["warm_s"].values())
+        found.append((f"{r['factor']}x: a day through LocalExecutor <= {TARGET_RATIO:.0f}x its stages warm",
+                      f"{ratio:.1f}x", ratio <= TARGET_RATIO))  # fmt: skip
+    ranged = results.get("ranges")
+    if ranged:
+        wall = ranged["backfill_dag"][RANGES[-1]]["wall_s"]
+        found.append((f"{RANGES[-1]} days through the scheduler <= {TARGET_90_DAYS_S:.0f} s", f"{wall:.0f} s",
+                      wall <= TARGET_90_DAYS_S))  # fmt: skip
+    return found
 
 
 def main() -> None:
@@ -220,6 +294,7 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)  # every run from the same empty root
         os.environ.pop("PLATFORM_DATA_ROOT", None)
         results["sizes"].append(measure(root, factor))
+    results["ranges"] = ranges(args.data_root.resolve() / "ranges")
     write_results(args.out, results, table(results))
 
 
