@@ -37,6 +37,9 @@ TASK_MODULES = (
 )
 
 
+_done: list[bool] = []  # whether this process (or the one it was forked from) has preloaded
+
+
 def forks_tasks(argv: list[str], executor: str) -> bool:
     """Whether this Airflow command is a process that tasks are forked from."""
     command = [a for a in argv[1:] if not a.startswith("-")][:2]
@@ -53,11 +56,18 @@ def preload(argv: list[str] | None = None, environ: os._Environ | dict | None = 
         return []
     if not forks_tasks(argv, environ.get("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")):
         return []
-    if all(name in sys.modules for name in TASK_MODULES):  # Airflow loads the plugins folder again, and a fork
-        return []  # inherits the parent's modules: import and say it once
+    if _done:  # Airflow loads the plugins folder again, and a fork inherits the parent's modules: do and say it once
+        return []
+    _done.append(True)
     started = time.monotonic()
+    imported, missing = [], []
     for name in TASK_MODULES:
-        importlib.import_module(name)
-    print(f"platform: preloaded {len(TASK_MODULES)} task modules in {time.monotonic() - started:.1f} s "
-          "(PLATFORM_PRELOAD_TASK_MODULES=0 turns this off)", file=sys.stderr)  # fmt: skip
-    return list(TASK_MODULES)
+        try:
+            importlib.import_module(name)
+            imported.append(name)
+        except ImportError as exc:  # an image without a stage's library still starts; its tasks import as before
+            missing.append(f"{name} ({exc})")
+    print(f"platform: preloaded {len(imported)} task modules in {time.monotonic() - started:.1f} s"
+          + (f"; not installed: {', '.join(missing)}" if missing else "")
+          + " (PLATFORM_PRELOAD_TASK_MODULES=0 turns this off)", file=sys.stderr)  # fmt: skip
+    return imported
