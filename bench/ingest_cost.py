@@ -124,8 +124,13 @@ def through_airflow(settings, first: dt.date, last: dt.date, executor: str) -> d
         days.append((_moment(tasks[-1]["end_date"]) - _moment(tasks[0]["start_date"])).total_seconds())
         gaps += [(_moment(b["start_date"]) - _moment(a["end_date"])).total_seconds()
                  for a, b in zip(tasks, tasks[1:], strict=False)]  # fmt: skip
+    starts = [_moment(i["start_date"]) for i in instances]
+    ends = [_moment(i["end_date"]) for i in instances]
     return {
         "days": len(per_run), "backfill_wall_s": wall,
+        # what a day of a backfill costs: the tasks' first start to their last end, over the days (two runs at
+        # a time, as Airflow's backfill here runs them); `day_s` is one run's own span, its gaps included
+        "per_day_s": (max(ends) - min(starts)).total_seconds() / len(per_run),
         "task_s": {s: statistics.mean(float(i["duration"]) for i in instances if i["task_id"] == s) for s in STAGES},
         "day_s": statistics.mean(days), "gap_s": statistics.mean(gaps) if gaps else 0.0,
     }  # fmt: skip
@@ -157,7 +162,7 @@ def measure(root: Path, factor: int) -> dict:
     more = {FLIGHT_DELAY.name: {"sources.tables.flights.rows_per_day": [low * factor, high * factor]}}
     base = load_settings(data_root=root / "var", airflow_home=root / "airflow", source_dir=source,
                          usecase_overrides=more)  # fmt: skip
-    days = [FIRST + dt.timedelta(days=i) for i in range(11)]
+    days = [FIRST + dt.timedelta(days=i) for i in range(13)]
     with platform_vault(base) as settings:
         env = airflow_environment(settings)
         interpreter = min(_run_python(env) for _ in range(3))
@@ -168,7 +173,7 @@ def measure(root: Path, factor: int) -> dict:
         warm_runs, _ = _run_child(env, list(STAGES), days[2:5])  # days 3-5 in one process: 4 and 5 are warm
         timed = [t for t in warm_runs if t["day"] != days[2].isoformat()]
         warm = {s: statistics.mean(t["seconds"] for t in timed if t["stage"] == s) for s in STAGES}
-        local = through_airflow(settings, days[5], days[7], "LocalExecutor")
+        local = through_airflow(settings, days[5], days[8], "LocalExecutor")
         celery = None
         if port_open(6379) and port_open(5432):
             import redis
@@ -178,7 +183,7 @@ def measure(root: Path, factor: int) -> dict:
                 "airflow_home": root / "airflow-celery", "airflow_executor": "CeleryExecutor",
                 "airflow_metadata_url": SecretStr(_fresh_postgres(f"bench_ingest_cost_x{factor}")),
                 "celery_broker_url": f"redis://127.0.0.1:6379/{BROKER_DB}"})  # fmt: skip
-            celery = through_airflow(celery_settings, days[8], days[10], "CeleryExecutor")
+            celery = through_airflow(celery_settings, days[9], days[12], "CeleryExecutor")
     return {"factor": factor, "interpreter_s": interpreter, "warm_s": warm, "cold_s": cold, "local": local,
             "celery": celery}  # fmt: skip
 
@@ -226,8 +231,12 @@ def _run_python(env: dict) -> float:
 def table(results: dict) -> str:
     rows = ["| size | stage | warm, one process s | cold process s | LocalExecutor task s | CeleryExecutor task s |",
             "|---|---|---:|---:|---:|---:|"]  # fmt: skip
-    summary = ["", "| size | day warm s | day cold s | day LocalExecutor s (gaps s) | day Celery s (gaps s) | "
-               "Local / warm | Celery / warm |", "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    summary = [
+        "",
+        "| size | day warm s | day cold s | LocalExecutor s a day (a run's span; gaps) | "
+        "Celery s a day (span; gaps) | Local / warm | Celery / warm |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results["sizes"]:
         celery = r["celery"]
         for s in STAGES:
@@ -236,11 +245,16 @@ def table(results: dict) -> str:
                         f"| {r['factor']}x | {s} | {r['warm_s'][s]:.2f} | {r['cold_s'][s]:.2f} | "
                         f"{r['local']['task_s'][s]:.2f} | - |")  # fmt: skip
         warm, cold = sum(r["warm_s"].values()), sum(r["cold_s"].values())
-        local = r["local"]
-        celery_cells = (f"{celery['day_s']:.1f} ({celery['gap_s']:.1f})", f"{celery['day_s'] / warm:.1f}x") if celery \
-            else ("-", "-")  # fmt: skip
-        summary.append(f"| {r['factor']}x | {warm:.1f} | {cold:.1f} | {local['day_s']:.1f} ({local['gap_s']:.1f}) | "
-                       f"{celery_cells[0]} | {local['day_s'] / warm:.1f}x | {celery_cells[1]} |")  # fmt: skip
+
+        def cells(path, warm=warm) -> tuple[str, str]:
+            if not path:
+                return "-", "-"
+            return (f"{path['per_day_s']:.1f} ({path['day_s']:.1f}; {path['gap_s']:.1f})",
+                    f"{path['per_day_s'] / warm:.1f}x")  # fmt: skip
+
+        (local, local_ratio), (celery_day, celery_ratio) = cells(r["local"]), cells(celery)
+        summary.append(f"| {r['factor']}x | {warm:.1f} | {cold:.1f} | {local} | {celery_day} | {local_ratio} | "
+                       f"{celery_ratio} |")  # fmt: skip
     interpreter = results["sizes"][0]["interpreter_s"]
     lines = [*rows, *summary, "", f"A bare interpreter starts in {interpreter:.2f} s here."]
     ranged = results.get("ranges")
@@ -268,7 +282,7 @@ def _targets(results: dict) -> list[tuple[str, str, bool]]:
     """(target, measured, met) for the issue's targets this benchmark measures."""
     found = []
     for r in results["sizes"]:
-        ratio = r["local"]["day_s"] / sum(r["warm_s"].values())
+        ratio = r["local"]["per_day_s"] / sum(r["warm_s"].values())
         found.append((f"{r['factor']}x: a day through LocalExecutor <= {TARGET_RATIO:.0f}x its stages warm",
                       f"{ratio:.1f}x", ratio <= TARGET_RATIO))  # fmt: skip
     ranged = results.get("ranges")

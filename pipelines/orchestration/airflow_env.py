@@ -41,6 +41,10 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": str(settings.airflow_idle_sleep_seconds),
+        # The task supervisor waits up to this long in one select() for its task; when a task's sockets close
+        # just before its process exits, it notices the exit only after that wait (a skipped task held its
+        # slot 5 s with the default: bench/ingest_cost.py). It is also the shortest heartbeat interval.
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(settings.airflow_api_port),
         # Logins and roles (Auditor, Operator, MLEngineer, Approver, Admin) through Flask-AppBuilder.

@@ -123,6 +123,8 @@ def services(settings: Settings, *names: str, timeout_s: float = 180) -> Iterato
                         f"the Airflow API server did not start; see {settings.airflow_dir}/api-server.log"
                     )
                 time.sleep(1)
+            # The execution API builds itself on its first request (2.6 s here): made now, not by the first task.
+            httpx.get(f"http://127.0.0.1:{port}/execution/health", timeout=timeout_s)
         for name in names:
             if name != "api-server":
                 start(name)
