@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-# What the ingest, training and serving tasks import, heaviest first; each is also imported by its stage.
+# What the ingest tasks import, heaviest first (each stage imports its own again: a no-op once here).
 TASK_MODULES = (
     "feast",
     "feast.repo_operations",

@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -103,9 +104,10 @@ def run_checkpoint(
     result as `label` and refreshing Data Docs; never raises on failed expectations (the outcome says)."""
     import great_expectations as gx
 
-    frame = widened(frame, suite_definition(suite))
+    definition = suite_definition(suite)
+    frame = widened(frame, definition)
     with _exclusive(settings):
-        outcome, results = _run_checkpoint_locked(gx, settings, table, suite, label, frame, parameters)
+        outcome, results = _run_checkpoint_locked(gx, settings, table, suite, definition, label, frame, parameters)
     _publish(settings, results)
     return outcome
 
@@ -134,9 +136,9 @@ def widened(frame, suite: dict):
 
 
 def _run_checkpoint_locked(
-    gx, settings: Settings, table: str, suite_name: str, label: str, frame, parameters: dict
+    gx, settings: Settings, table: str, suite_name: str, definition: dict, label: str, frame, parameters: dict
 ) -> tuple[ValidationOutcome, list]:
-    checkpoint = _checkpoint(gx, settings, table, suite_name)
+    checkpoint = _checkpoint(gx, settings, table, suite_name, definition)
     result = checkpoint.run(
         batch_parameters={"dataframe": frame},
         expectation_parameters=parameters,
@@ -171,12 +173,22 @@ def data_docs_once(settings: Settings) -> Iterator[None]:
     a refresh re-renders the suites and the index whatever it adds (0.6 s each on 2 cores)."""
     global _deferred
     outer, _deferred = _deferred, []
+    failing = False
     try:
         yield
+    except BaseException:
+        failing = True
+        raise
     finally:
         waiting, _deferred = _deferred, outer
         if waiting:
-            _publish(settings, waiting)
+            try:
+                _publish(settings, waiting)
+            except Exception as exc:
+                if not failing:
+                    raise
+                # The block's own error (a failed expectation, named) is the one to see; its results are stored.
+                print(f"Data Docs not refreshed after the failure: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def _publish(settings: Settings, results: list) -> None:
@@ -203,13 +215,12 @@ _contexts: dict[tuple, object] = {}  # (validation dir, its inode) -> this proce
 _checkpoints: dict[tuple, object] = {}  # (validation dir, its inode, table, suite, its definition) -> Checkpoint
 
 
-def _checkpoint(gx, settings: Settings, table: str, suite_name: str):
-    """The raw table's checkpoint with the suite as expectations/ defines it now, set up in the project once
+def _checkpoint(gx, settings: Settings, table: str, suite_name: str, definition: dict):
+    """The raw table's checkpoint with the suite as `definition` (expectations/ now), set up in the project once
     per process (a data root made afresh at the same path is a new project: its folder is a new inode)."""
     from great_expectations.core import ExpectationSuite
 
     project = settings.validation_dir
-    definition = suite_definition(suite_name)
     key = (str(project), project.stat().st_ino, table, suite_name, json.dumps(definition, sort_keys=True))
     if key in _checkpoints:
         return _checkpoints[key]
